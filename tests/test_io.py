@@ -336,6 +336,33 @@ def test_extra_columns_are_preserved(tmp_path, reader):
     assert [r[names2.index("giip_class")] for r in rows2] == ["13", "11", "10", "12"]
 
 
+@pytest.mark.parametrize("reader", READERS)
+def test_columns_may_change_between_frames(tmp_path, reader):
+    second = SCALED_TRICLINIC.replace(" c_pe", "").replace("\n5\n", "\n6\n")
+    second = "\n".join(l.rsplit(" ", 1)[0] if l[:1].isdigit() and l.count(" ") == 5 else l for l in second.splitlines())
+    p = tmp_path / "mixed.dump"
+    p.write_text(SCALED_TRICLINIC + second + "\n")
+    frames = list(iter_frames(p, reader=reader))
+    assert [f.timestep for f in frames] == [5, 6]
+    assert "c_pe" in frames[0].atoms.arrays and "c_pe" not in frames[1].atoms.arrays
+    assert frames[1].columns == ["id", "type", "xs", "ys", "zs"]
+    np.testing.assert_allclose(frames[0].atoms.positions, frames[1].atoms.positions)
+
+
+@needs_ovito
+def test_type_labels_are_species(tmp_path):
+    text = SCALED_TRICLINIC.replace("3 2 ", "3 Nb ").replace("1 1 ", "1 Ni ").replace("2 2 ", "2 Nb ")
+    p = tmp_path / "labels.dump"
+    p.write_text(text)
+    f = next(iter_frames(p, reader="ovito"))
+    assert list(f.species) == ["Nb", "Ni", "Nb"] and f.atoms.get_chemical_symbols() == ["Nb", "Ni", "Nb"]
+    assert "type" not in f.atoms.arrays  # no numeric types in this file
+    with AnnotatedWriter(tmp_path / "out.dump") as w:
+        w.write(f, {"giip_class": np.arange(3)})
+    names, rows = _dump_rows(tmp_path / "out.dump")
+    assert [r[1] for r in rows] == ["Nb", "Ni", "Nb"]  # the labels are written back
+
+
 def test_written_ninb_dump_read_by_ovito_and_ase(tmp_path, ninb_frame):
     f = ninb_frame
     n = len(f.atoms)

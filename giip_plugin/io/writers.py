@@ -204,10 +204,10 @@ def format_lammps_dump_frame(
         elif c == "type":
             if "type" in a:
                 v = a["type"]
-            elif type_numbers is not None:
-                v = type_numbers(species)
+            elif frame.boundary is None and type_numbers is not None:
+                v = type_numbers(species)  # not from a dump: number the species
             else:
-                v = species
+                v = species  # type labels of the input dump
         elif c == "element":
             v = species
         elif c in _ALL_POSITION_COLUMNS:
