@@ -1,0 +1,145 @@
+"""Special functions for the rotation search, in PyTorch (batched, CPU or CUDA).
+
+* scaled modified spherical Bessel functions ``exp(-k) i_l(k)`` (3D) and scaled modified Bessel
+  functions ``exp(-k) I_n(k)`` (2D), from a backward continued fraction for the ratios (stable for
+  every ``k >= 0``);
+* complex orthonormal spherical harmonics ``Y_lm`` (Condon-Shortley phase);
+* tables of the matrices ``d(beta)`` with ``Y_l(R_y(beta) x) = d(beta) Y_l(x)``, computed by exact
+  quadrature from the same ``Y_lm`` so that no convention can disagree.
+"""
+from __future__ import annotations
+
+import math
+from functools import lru_cache
+
+import numpy as np
+import torch
+
+
+def _bessel_ratios(k: torch.Tensor, n_max: int, spherical: bool) -> list[torch.Tensor]:
+    """Ratios ``rho_n = B_n / B_{n-1}`` for n = 1..n_max by a backward continued fraction."""
+    kmax = float(k.max()) if k.numel() else 0.0
+    start = n_max + 10 + int(math.ceil(3.0 * math.sqrt(max(kmax, 1.0))))  # converged to ~1e-14
+    rho = torch.zeros_like(k)
+    out = [None] * (n_max + 1)
+    for n in range(start, 0, -1):
+        c = (2 * n + 1) if spherical else (2 * n)
+        rho = k / (c + k * rho)
+        if n <= n_max:
+            out[n] = rho
+    return out
+
+
+def scaled_spherical_in(k: torch.Tensor, l_max: int) -> torch.Tensor:
+    """``exp(-k) i_l(k)`` for l = 0..l_max, stacked on a new first axis. ``k >= 0``."""
+    small = k < 1e-8
+    ks = torch.where(small, torch.ones_like(k), k)
+    i0 = torch.where(small, torch.ones_like(k), -torch.expm1(-2.0 * ks) / (2.0 * ks))
+    rho = _bessel_ratios(k, l_max, spherical=True)
+    vals = [i0]
+    for l in range(1, l_max + 1):
+        vals.append(vals[-1] * rho[l])
+    return torch.stack(vals)
+
+
+def scaled_bessel_in(k: torch.Tensor, n_max: int) -> torch.Tensor:
+    """``exp(-k) I_n(k)`` for n = 0..n_max, stacked on a new first axis. ``k >= 0``."""
+    i0 = torch.special.i0e(k)
+    rho = _bessel_ratios(k, n_max, spherical=False)
+    vals = [i0]
+    for n in range(1, n_max + 1):
+        vals.append(vals[-1] * rho[n])
+    return torch.stack(vals)
+
+
+def spherical_harmonics(u: torch.Tensor, l_max: int) -> torch.Tensor:
+    """Complex orthonormal ``Y_lm`` of unit vectors ``u (..., 3)``.
+
+    Returns ``(..., l_max + 1, 2 l_max + 1)``; entry ``[l, l_max + m]`` holds ``Y_lm`` and entries
+    with ``|m| > l`` are zero. Zero vectors are treated as the +z direction (only ``l = 0`` matters
+    for them since the radial factor of ``l > 0`` vanishes at the origin).
+    """
+    real = torch.float64 if u.dtype in (torch.float64, torch.complex128) else torch.float32
+    x, y, z = u[..., 0], u[..., 1], u[..., 2]
+    rxy = torch.sqrt(x * x + y * y)
+    r = torch.sqrt(rxy * rxy + z * z)
+    zero = r < 1e-300
+    r = torch.where(zero, torch.ones_like(r), r)
+    ct = torch.where(zero, torch.ones_like(z), z / r)
+    st = rxy / r
+    on_axis = rxy < 1e-300
+    rxy_s = torch.where(on_axis, torch.ones_like(rxy), rxy)
+    eiphi = torch.complex(torch.where(on_axis, torch.ones_like(x), x / rxy_s), torch.where(on_axis, torch.zeros_like(y), y / rxy_s))
+    shape = u.shape[:-1]
+    cdtype = torch.complex128 if real == torch.float64 else torch.complex64
+    out = torch.zeros(shape + (l_max + 1, 2 * l_max + 1), dtype=cdtype, device=u.device)
+    # normalised associated Legendre functions, column by column in m
+    pmm = torch.full(shape, math.sqrt(1.0 / (4.0 * math.pi)), dtype=real, device=u.device)
+    eimphi = torch.ones(shape, dtype=cdtype, device=u.device)
+    for m in range(0, l_max + 1):
+        if m > 0:
+            pmm = -math.sqrt((2 * m + 1) / (2.0 * m)) * st * pmm
+            eimphi = eimphi * eiphi
+        p_prev2, p_prev = None, pmm
+        for l in range(m, l_max + 1):
+            if l == m:
+                p = pmm
+            elif l == m + 1:
+                p = math.sqrt(2 * m + 3) * ct * pmm
+            else:
+                a = math.sqrt((4 * l * l - 1) / (l * l - m * m))
+                b = math.sqrt(((l - 1) ** 2 - m * m) / (4 * (l - 1) ** 2 - 1))
+                p = a * (ct * p_prev - b * p_prev2)
+            if l > m:
+                p_prev2, p_prev = p_prev, p
+            ylm = p * eimphi
+            out[..., l, l_max + m] = ylm
+            if m > 0:
+                out[..., l, l_max - m] = (-1) ** m * torch.conj(ylm)
+    return out
+
+
+def rot_y(beta):
+    c, s = np.cos(beta), np.sin(beta)
+    z, o = np.zeros_like(c), np.ones_like(c)
+    return np.stack([np.stack([c, z, s], -1), np.stack([z, o, z], -1), np.stack([-s, z, c], -1)], -2)
+
+
+def rot_z(alpha):
+    c, s = np.cos(alpha), np.sin(alpha)
+    z, o = np.zeros_like(c), np.ones_like(c)
+    return np.stack([np.stack([c, -s, z], -1), np.stack([s, c, z], -1), np.stack([z, z, o], -1)], -2)
+
+
+def euler_zyz(alpha, beta, gamma):
+    """Rotation matrices ``R_z(alpha) R_y(beta) R_z(gamma)`` (numpy, broadcasting)."""
+    return rot_z(alpha) @ rot_y(beta) @ rot_z(gamma)
+
+
+@lru_cache(maxsize=16)
+def wigner_small_d_table(l_max: int, betas: tuple) -> np.ndarray:
+    """``d[k, l, L + m, L + m']`` with ``Y_lm(R_y(beta_k) x) = sum_m' d[k, l, m, m'] Y_lm'(x)``.
+
+    Computed by product Gauss quadrature (exact for these band-limited integrands) from
+    :func:`spherical_harmonics` itself. The matrices are real for rotations about y.
+    """
+    n_t, n_p = l_max + 2, 2 * l_max + 4
+    xg, wg = np.polynomial.legendre.leggauss(n_t)
+    phi = 2 * np.pi * np.arange(n_p) / n_p
+    ct = np.repeat(xg, n_p)
+    st = np.sqrt(1 - ct * ct)
+    ph = np.tile(phi, n_t)
+    pts = np.stack([st * np.cos(ph), st * np.sin(ph), ct], -1)
+    wq = np.repeat(wg, n_p) * (2 * np.pi / n_p)
+    Y = spherical_harmonics(torch.from_numpy(pts), l_max).numpy()  # (Q, l+1, 2L+1)
+    out = np.zeros((len(betas), l_max + 1, 2 * l_max + 1, 2 * l_max + 1))
+    for k, beta in enumerate(betas):
+        prot = pts @ rot_y(beta).T
+        Yr = spherical_harmonics(torch.from_numpy(prot), l_max).numpy()
+        # d[l, m, m'] = sum_q w_q Y_lm(R x_q) conj(Y_lm'(x_q))
+        d = np.einsum("q,qlm,qln->lmn", wq, Yr, np.conj(Y))
+        if np.abs(d.imag).max() > 1e-9:
+            raise RuntimeError("Wigner d table is not real: spherical harmonics convention broken")
+        out[k] = d.real
+    # entries with |m| > l or |m'| > l are exactly zero
+    return out
