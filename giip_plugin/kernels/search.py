@@ -26,7 +26,6 @@ import math
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from .special import euler_zyz, scaled_bessel_in, scaled_spherical_in, spherical_harmonics, wigner_small_d_table
 
@@ -191,10 +190,11 @@ class SO3Grid:
         self.betas = np.pi * (np.arange(self.n_beta) + 0.5) / self.n_beta
         d = wigner_small_d_table(L, tuple(self.betas.tolist()))  # (nb, L+1, M, M)
         parity = (-1.0) ** np.arange(L + 1)
-        d_even = d * (parity[None, :, None, None] > 0)
-        d_odd = d * (parity[None, :, None, None] < 0)
-        stacked = np.concatenate([d_even, d_odd], axis=0)  # (2 nb, L+1, M, M)
-        self.table = torch.from_numpy(stacked.transpose(2, 3, 0, 1).reshape(M * M, 2 * self.n_beta, L + 1).copy()).to(device=device, dtype=dtype)
+        # rows ordered (beta, parity): proper rotations R use d, rotoinversions -R use (-1)^l d
+        stacked = np.stack([d, d * parity[None, :, None, None]], axis=1)  # (nb, 2, L+1, M, M)
+        table = stacked.transpose(3, 4, 0, 1, 2).reshape(M * M, 2 * self.n_beta, L + 1)
+        self.table = torch.from_numpy(np.ascontiguousarray(table)).to(device=device, dtype=dtype)
+        self.table_proper = torch.from_numpy(np.ascontiguousarray(table.reshape(M * M, self.n_beta, 2, L + 1)[:, :, 0])).to(device=device, dtype=dtype)
 
     def rotations(self, a_idx, b_idx, g_idx):
         al = 2 * np.pi * a_idx / self.N
@@ -203,23 +203,22 @@ class SO3Grid:
         return euler_zyz(al, be, ga)
 
 
-def _local_maxima_topk(Fg: torch.Tensor, K: int, pool: int = 48):
-    """Up to ``K`` local maxima of each grid ``Fg (B, nbeta, N, N)`` (circular in the two last
-    axes) or ``(B, N)`` (circular), best first, as flat indices.
+def _local_maxima_topk(flat: torch.Tensor, shape, K: int, pool: int = 48):
+    """Up to ``K`` local maxima per column of ``flat (G, B)``, grids of ``shape`` flattened in
+    C order on the first axis: ``(N, N, nbeta)`` (circular in the two angles, edges in beta) or
+    ``(N,)`` (circular). Returns values and flat indices ``(K, B)``, best first.
 
-    Only the ``pool`` largest grid values are examined: each is compared with its 8 or 26 grid
-    neighbours, and the best ``K`` of those that are local maxima are returned (padded with the
-    best remaining values when fewer than ``K`` are found).
+    Only the ``pool`` largest values are examined: each is compared with its 26 (or 2) grid
+    neighbours, and the best ``K`` local maxima are returned (padded with the best remaining
+    values when fewer are found).
     """
-    B = Fg.shape[0]
-    flat = Fg.reshape(B, -1)
-    pool = min(pool, flat.shape[1])
-    vals, idx = torch.topk(flat, pool, dim=1)
-    if Fg.dim() == 4:
-        nb, N = Fg.shape[1], Fg.shape[2]
-        bi, rem = idx // (N * N), idx % (N * N)
-        ai, gi = rem // N, rem % N
-        is_max = torch.ones_like(vals, dtype=torch.bool)
+    pool = min(pool, flat.shape[0])
+    vals, idx = torch.topk(flat, pool, dim=0)
+    is_max = torch.ones_like(vals, dtype=torch.bool)
+    if len(shape) == 3:
+        N, _, nb = shape
+        ai, rem = idx // (N * nb), idx % (N * nb)
+        gi, bi = rem // nb, rem % nb
         for db in (-1, 0, 1):
             bn = bi + db
             valid = (bn >= 0) & (bn < nb)
@@ -229,16 +228,14 @@ def _local_maxima_topk(Fg: torch.Tensor, K: int, pool: int = 48):
                 for dg in (-1, 0, 1):
                     if db == 0 and da == 0 and dg == 0:
                         continue
-                    gn = (gi + dg) % N
-                    nv = flat.gather(1, (bn * N + an) * N + gn)
+                    nv = flat.gather(0, (an * N + (gi + dg) % N) * nb + bn)
                     is_max &= ~valid | (vals >= nv)
     else:
-        N = Fg.shape[1]
-        is_max = (vals >= flat.gather(1, (idx + 1) % N)) & (vals >= flat.gather(1, (idx - 1) % N))
-    # order: local maxima first (by value), then the rest (by value)
-    rank = torch.arange(pool, device=Fg.device).expand(B, -1) + pool * (~is_max).to(torch.long)
-    order = torch.argsort(rank, dim=1)[:, : min(K, pool)]
-    return vals.gather(1, order), idx.gather(1, order)
+        N = shape[0]
+        is_max = (vals >= flat.gather(0, (idx + 1) % N)) & (vals >= flat.gather(0, (idx - 1) % N))
+    rank = torch.arange(pool, device=flat.device)[:, None] + pool * (~is_max).to(torch.long)
+    order = torch.argsort(rank, dim=0)[: min(K, pool)]
+    return vals.gather(0, order), idx.gather(0, order)
 
 
 def grid_candidates_3d(ra, Ya, rb, Yb, W, kappa, L: int, parities: int, K: int, oversample: float = 1.0):
@@ -246,40 +243,36 @@ def grid_candidates_3d(ra, Ya, rb, Yb, W, kappa, L: int, parities: int, K: int, 
     P, na, nb = W.shape
     dtype = W.dtype
     grid = SO3Grid(L, W.device, dtype, oversample)
-    M = 2 * L + 1
+    M, N, nbeta = 2 * L + 1, grid.N, grid.n_beta
     k = kappa * ra[:, :, None] * rb[:, None, :]
     base = W * torch.exp(-0.5 * kappa * (ra[:, :, None] - rb[:, None, :]) ** 2)
     ie = scaled_spherical_in(k.expand(P, na, nb), L)  # (L+1, P, na, nb)
-    c = (4 * math.pi) * base[None] * ie
-    c = c.permute(1, 0, 2, 3).to(Ya.dtype)  # (P, L+1, na, nb) complex
+    c = ((4 * math.pi) * base[None] * ie).transpose(0, 1)  # (P, L+1, na, nb) real
+    # G^l_mm' = sum_ij Y_lm(a_i) c^l_ij conj(Y_lm'(b_j)); the real factor first, as a real matmul
     Yb_ = Yb.permute(0, 2, 1, 3)  # (P, L+1, nb, M)
-    Ya_ = Ya.permute(0, 2, 1, 3)  # (P, L+1, na, M)
-    T = c @ torch.conj(Yb_)  # (P, L+1, na, M)
-    G = Ya_.transpose(-1, -2) @ T  # (P, L+1, M, M)
-    Gr = torch.view_as_real(G.permute(2, 3, 1, 0).contiguous()).reshape(M * M, L + 1, 2 * P)
-    H = torch.bmm(grid.table, Gr)  # (M*M, 2 nbeta, 2P)
-    H = torch.view_as_complex(H.reshape(M, M, 2, grid.n_beta, P, 2).contiguous())  # (M, M, 2, nb, P)
-    H = H.permute(4, 2, 3, 0, 1)  # (P, even/odd, nb, M, M)
-    if parities == 2:
-        H = torch.stack([H[:, 0] + H[:, 1], H[:, 0] - H[:, 1]], 1)
-    else:
-        H = (H[:, 0] + H[:, 1])[:, None]
-    N = grid.N
-    # place m = -L..L at FFT index m mod N (four quadrant copies, no roll)
-    Hp = torch.zeros(H.shape[:3] + (N, N), dtype=H.dtype, device=H.device)
-    Hp[..., : L + 1, : L + 1] = H[..., L:, L:]
-    Hp[..., : L + 1, N - L :] = H[..., L:, :L]
-    Hp[..., N - L :, : L + 1] = H[..., :L, L:]
-    Hp[..., N - L :, N - L :] = H[..., :L, :L]
-    Fg = torch.fft.fft2(Hp).real  # (P, parities, nb, N, N)
-    vals, idx = _local_maxima_topk(Fg.reshape(P * parities, grid.n_beta, N, N), K)
-    idx = idx.cpu().numpy()
-    bi, rem = np.divmod(idx, N * N)
-    ai, gi = np.divmod(rem, N)
-    Rm = grid.rotations(ai, bi, gi).reshape(P, parities, -1, 3, 3)
+    Tr = c @ torch.cat([Yb_.real, -Yb_.imag], -1)  # (P, L+1, na, 2M): conj(Yb) real|imag parts
+    T = torch.complex(Tr[..., :M], Tr[..., M:])
+    G = Ya.permute(0, 2, 3, 1) @ T  # (P, L+1, M, M)
+    Gr = torch.view_as_real(G.permute(2, 3, 1, 0)).reshape(M * M, L + 1, 2 * P)
+    table = grid.table if parities == 2 else grid.table_proper.reshape(M * M, nbeta, L + 1)
+    H = torch.bmm(table, Gr)  # (M*M, nbeta*parities, 2P)
+    H = torch.view_as_complex(H.reshape(M, M, nbeta * parities, P, 2))  # (M, M, nbeta*par, P)
+    # f(alpha, gamma) = sum_mm' H_mm' e^{-i m alpha - i m' gamma} is real, so H_{-m,-m'} = conj(H_mm'):
+    # an inverse real FFT of H'_mm' = H_{-m,-m'} over half the m' range gives f on the grid.
+    Hr = H.flip(0, 1)
+    Hp = torch.zeros((N, N // 2 + 1) + H.shape[2:], dtype=H.dtype, device=H.device)
+    Hp[: L + 1, : L + 1] = Hr[L:, L:]
+    Hp[N - L :, : L + 1] = Hr[:L, L:]
+    Fg = torch.fft.irfft2(Hp, s=(N, N), dim=(0, 1), norm="forward")  # (N, N, nbeta*par, P) real
+    Fg = Fg.reshape(N, N, nbeta, parities, P).reshape(N * N * nbeta, parities * P)
+    vals, idx = _local_maxima_topk(Fg, (N, N, nbeta), K)  # (K, parities*P)
+    idx = idx.reshape(-1, parities, P).permute(2, 1, 0).cpu().numpy()  # (P, parities, K)
+    ai, rem = np.divmod(idx, N * nbeta)
+    gi, bi = np.divmod(rem, nbeta)
+    Rm = grid.rotations(ai, bi, gi)  # (P, parities, K, 3, 3)
     if parities == 2:
         Rm[:, 1] *= -1.0
-    return torch.from_numpy(Rm.reshape(P, -1, 3, 3)).to(device=W.device, dtype=dtype), vals.reshape(P, -1)
+    return torch.from_numpy(Rm.reshape(P, -1, 3, 3)).to(device=W.device, dtype=dtype), vals.reshape(-1, parities, P).permute(2, 1, 0).reshape(P, -1)
 
 
 def grid_candidates_2d(ra, Ea, rb, Eb, W, kappa, n_max: int, parities: int, K: int, oversample: float = 4.0):
@@ -297,7 +290,8 @@ def grid_candidates_2d(ra, Ea, rb, Eb, W, kappa, n_max: int, parities: int, K: i
         Fn = (Ea_ @ c @ Eb_)[..., 0, 0]  # (P, n+1)
         grids.append(torch.fft.irfft(Fn, n=N) * N)
     Fg = torch.stack(grids, 1)  # (P, parities, N)
-    vals, idx = _local_maxima_topk(Fg.reshape(P * parities, N), K)
+    vals, idx = _local_maxima_topk(Fg.reshape(P * parities, N).T, (N,), K)
+    vals, idx = vals.T, idx.T
     theta = torch.from_numpy(2 * np.pi * idx.cpu().numpy() / N).to(device=W.device, dtype=W.dtype).reshape(P, parities, -1)
     Rm = so2_matrix(theta)
     if parities == 2:
