@@ -1,0 +1,5 @@
+"""Stage 4 of the pipeline: applying a reference map to new structures."""
+from .analyzer import PROPERTIES, AnalysisResult, GIIPAnalyzer
+from .species import resolve_species
+
+__all__ = ["GIIPAnalyzer", "AnalysisResult", "PROPERTIES", "resolve_species"]
