@@ -1,0 +1,272 @@
+"""The reference file: one HDF5 file with a schema version.
+
+Layout (schema version 1)::
+
+    /                       attrs: format = "giip-reference", schema_version = 1 (int),
+                                   package_version, created (ISO date), checksum (SHA-256 of every
+                                   dataset, see below)
+    /parameters             attrs: r_inner, r_outer, sigma, group ("O3", "SO3", "O2", "SO2" or
+                                   "none"), dim, species_mode, species, positive, centers,
+                                   species_sigma, type_names, search_settings, n_eigenpairs,
+                                   epsilon, epsilon_info, class_selection, n_coords_request
+    /training               positions (M, dim), weights (M, channels), offsets (n+1,),
+                            [sigmas (M,)], centers (n,), classes (n,), file_index, frame_index,
+                            atom_index, atom_id, timestep (n,)
+    /distances              matrix (n, n): the training distance matrix
+    /classes                labels (n,), linkage (n-1, 4), error_curve_classes (n,),
+                            error_curve (n,), sizes (K,), diameters (K,), medoids (K,), radii (K,)
+    /diffusion              eigenvalues (k,), eigenvectors (n, k), P (n,), Dvec (n,),
+                            selected (s,), residuals (k,), r2 (k,), bandwidths (k,)
+                            attrs: epsilon, n_negative, trivial_eigenvalue, eig_residual, solver
+    /provenance             attrs: package_version, date, command_line, input_files, frames,
+                            selection (how the training atoms were chosen), n_train
+
+Attributes are plain numbers or strings; lists, dicts, booleans and None are stored as JSON text
+and listed in the group's ``_json`` attribute so that they come back as written.
+
+Writing is atomic (a temporary file in the same folder, then ``os.replace``). Loading checks the
+file and never returns a wrong map: a missing file raises ``FileNotFoundError``; a file that is not
+HDF5 or not a GIIP reference raises ``ValueError("... is not a GIIP reference file ...")``; a newer
+schema says to upgrade giip-plugin; a truncated or damaged file (unreadable, missing datasets,
+inconsistent shapes, or a checksum mismatch) says to rebuild it.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+
+import numpy as np
+
+FORMAT = "giip-reference"
+SCHEMA_VERSION = 1
+
+__all__ = ["FORMAT", "SCHEMA_VERSION", "write_reference", "read_reference", "ReferenceFileError"]
+
+# datasets every schema-1 file has (the optional ones: training/sigmas)
+REQUIRED = {
+    "training": ("positions", "weights", "offsets", "centers", "classes", "file_index", "frame_index",
+                 "atom_index", "atom_id", "timestep"),
+    "distances": ("matrix",),
+    "classes": ("labels", "linkage", "error_curve_classes", "error_curve", "sizes", "diameters", "medoids", "radii"),
+    "diffusion": ("eigenvalues", "eigenvectors", "P", "Dvec", "selected", "residuals", "r2", "bandwidths"),
+}
+REQUIRED_ATTRS = {
+    "parameters": ("r_inner", "r_outer", "sigma", "group", "dim", "species_mode", "species", "centers"),
+    "diffusion": ("epsilon",),
+}
+GROUPS = ("parameters", "training", "distances", "classes", "diffusion", "provenance")
+
+
+class ReferenceFileError(ValueError):
+    """The file is not a usable GIIP reference file."""
+
+
+def _damaged(path, why) -> ReferenceFileError:
+    return ReferenceFileError(
+        f"the reference file {path} is damaged or truncated ({why}); rebuild it with 'giip build'"
+    )
+
+
+def _checksum(datasets: dict) -> str:
+    """SHA-256 over every dataset, in sorted group/name order (dtype, shape and bytes)."""
+    h = hashlib.sha256()
+    for g in sorted(datasets):
+        for name in sorted(datasets[g]):
+            a = np.ascontiguousarray(datasets[g][name])
+            h.update(f"{g}/{name}:{a.dtype.str}:{a.shape};".encode())
+            h.update(a.tobytes())
+    return h.hexdigest()
+
+
+def _native(v):
+    return isinstance(v, (str, int, float, np.integer, np.floating)) and not isinstance(v, (bool, np.bool_))
+
+
+def _write_attrs(obj, attrs: dict):
+    js = []
+    for k, v in attrs.items():
+        if _native(v):
+            obj.attrs[k] = v
+        else:
+            obj.attrs[k] = json.dumps(v, default=_json_default)
+            js.append(k)
+    if js:
+        obj.attrs["_json"] = json.dumps(js)
+
+
+def _json_default(o):
+    if isinstance(o, np.ndarray):
+        return o.tolist()
+    if isinstance(o, (np.integer,)):
+        return int(o)
+    if isinstance(o, (np.floating,)):
+        return float(o)
+    if isinstance(o, (np.bool_,)):
+        return bool(o)
+    raise TypeError(f"cannot store {type(o).__name__} in a reference file attribute")
+
+
+def _read_attrs(obj) -> dict:
+    js = set(json.loads(obj.attrs["_json"])) if "_json" in obj.attrs else set()
+    out = {}
+    for k, v in obj.attrs.items():
+        if k == "_json":
+            continue
+        if isinstance(v, bytes):
+            v = v.decode()
+        if k in js:
+            v = json.loads(v)
+        elif isinstance(v, np.generic):
+            v = v.item()
+        out[k] = v
+    return out
+
+
+def write_reference(path, content: dict, root_attrs: dict | None = None) -> None:
+    """Write ``content = {group: {"attrs": {...}, "datasets": {...}}}`` atomically to ``path``."""
+    import h5py
+
+    path = os.fspath(path)
+    folder = os.path.dirname(os.path.abspath(path))
+    datasets = {g: {k: np.asarray(v) for k, v in content.get(g, {}).get("datasets", {}).items()} for g in GROUPS}
+    fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".", suffix=".tmp", dir=folder)
+    os.close(fd)
+    try:
+        with h5py.File(tmp, "w") as f:
+            f.attrs["format"] = FORMAT
+            f.attrs["schema_version"] = np.int64(SCHEMA_VERSION)
+            for k, v in (root_attrs or {}).items():
+                f.attrs[k] = v
+            f.attrs["checksum"] = _checksum(datasets)
+            for g in GROUPS:
+                grp = f.create_group(g)
+                _write_attrs(grp, content.get(g, {}).get("attrs", {}))
+                for name, arr in datasets[g].items():
+                    kw = {}
+                    if arr.size > 65536:
+                        kw = {"compression": "gzip", "compression_opts": 1, "shuffle": True}
+                    grp.create_dataset(name, data=arr, **kw)
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+
+
+def read_reference(path) -> tuple[dict, dict]:
+    """Read and check a reference file; returns ``(content, root_attrs)`` as for :func:`write_reference`."""
+    import h5py
+
+    path = os.fspath(path)
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"reference file not found: {path}")
+    if os.path.isdir(path):
+        raise ReferenceFileError(f"{path} is a directory, not a GIIP reference file")
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(8)
+    except OSError as e:
+        raise ReferenceFileError(f"cannot read {path}: {e}") from e
+    if head != b"\x89HDF\r\n\x1a\n" and not h5py.is_hdf5(path):
+        raise ReferenceFileError(
+            f"{path} is not a GIIP reference file (not an HDF5 file); build one with 'giip build'"
+        )
+    try:
+        f = h5py.File(path, "r")
+    except OSError as e:
+        raise _damaged(path, f"HDF5 cannot open it: {e}") from e
+    with f:
+        try:
+            fmt = f.attrs.get("format")
+        except (OSError, RuntimeError, KeyError) as e:
+            raise _damaged(path, f"unreadable header: {e}") from e
+        if isinstance(fmt, bytes):
+            fmt = fmt.decode()
+        if fmt != FORMAT:
+            what = "it has no 'format' attribute" if fmt is None else f"its format is {fmt!r}"
+            raise ReferenceFileError(
+                f"{path} is not a GIIP reference file ({what}, expected {FORMAT!r}); build one with 'giip build'"
+            )
+        version = f.attrs.get("schema_version")
+        try:
+            version = int(version)
+        except (TypeError, ValueError):
+            raise _damaged(path, f"schema_version {version!r} is not an integer") from None
+        if version > SCHEMA_VERSION:
+            from .. import __version__
+
+            raise ReferenceFileError(
+                f"{path} uses reference schema version {version}, newer than the version "
+                f"{SCHEMA_VERSION} this giip-plugin ({__version__}) reads; upgrade giip-plugin "
+                "(pip install -U giip-plugin)"
+            )
+        if version < 1:
+            raise _damaged(path, f"schema_version {version} is not valid")
+        try:
+            root = _read_attrs(f)
+            content = {}
+            for g in GROUPS:
+                if g not in f:
+                    raise _damaged(path, f"group /{g} is missing")
+                grp = f[g]
+                content[g] = {"attrs": _read_attrs(grp), "datasets": {k: grp[k][()] for k in grp.keys()}}
+        except ReferenceFileError:
+            raise
+        except (OSError, RuntimeError, KeyError, ValueError, TypeError) as e:
+            raise _damaged(path, f"{type(e).__name__}: {e}") from e
+    for g, names in REQUIRED.items():
+        for n in names:
+            if n not in content[g]["datasets"]:
+                raise _damaged(path, f"dataset /{g}/{n} is missing")
+    for g, names in REQUIRED_ATTRS.items():
+        for n in names:
+            if n not in content[g]["attrs"]:
+                raise _damaged(path, f"attribute {n!r} of /{g} is missing")
+    stored = root.get("checksum")
+    if stored is None:
+        raise _damaged(path, "no checksum")
+    if stored != _checksum({g: content[g]["datasets"] for g in GROUPS}):
+        raise _damaged(path, "checksum mismatch: the stored arrays are not those that were written")
+    _check_shapes(path, content)
+    return content, root
+
+
+def _check_shapes(path, c):
+    t, d, cl, df = (c[g]["datasets"] for g in ("training", "distances", "classes", "diffusion"))
+    p = c["parameters"]["attrs"]
+    off = t["offsets"]
+    n = len(off) - 1
+    M = len(t["positions"])
+    dim = int(p["dim"])
+
+    def need(cond, why):
+        if not cond:
+            raise _damaged(path, why)
+
+    need(n >= 2, f"{n} training environments")
+    need(off.ndim == 1 and off[0] == 0 and off[-1] == M and np.all(np.diff(off) >= 0), "bad offsets")
+    need(t["positions"].ndim == 2 and t["positions"].shape[1] == dim, "positions do not match dim")
+    need(t["weights"].ndim == 2 and len(t["weights"]) == M, "weights do not match positions")
+    if "sigmas" in t:
+        need(t["sigmas"].shape == (M,), "sigmas do not match positions")
+    for k in ("centers", "classes", "file_index", "frame_index", "atom_index", "atom_id", "timestep"):
+        need(t[k].shape == (n,), f"/training/{k} has shape {t[k].shape}, expected ({n},)")
+    need(d["matrix"].shape == (n, n), f"distance matrix of shape {d['matrix'].shape} for {n} environments")
+    need(cl["labels"].shape == (n,) and cl["linkage"].shape == (n - 1, 4), "class arrays do not match")
+    need(cl["error_curve"].shape == (n,) and cl["error_curve_classes"].shape == (n,), "error curve does not match")
+    K = len(cl["sizes"])
+    need(K >= 1 and cl["diameters"].shape == (K,) and cl["medoids"].shape == (K,) and cl["radii"].shape == (K,),
+         "class summary arrays do not match")
+    need(int(cl["labels"].max()) == K - 1 and int(np.sum(cl["sizes"])) == n, "class sizes do not match labels")
+    k = len(df["eigenvalues"])
+    need(k >= 1 and df["eigenvectors"].shape == (n, k), "eigenvectors do not match")
+    need(df["P"].shape == (n,) and df["Dvec"].shape == (n,), "normalisation vectors do not match")
+    need(df["residuals"].shape == (k,) and df["r2"].shape == (k,), "r / r^2 table does not match")
+    sel = df["selected"]
+    need(sel.ndim == 1 and len(sel) >= 1 and sel.min() >= 0 and sel.max() < k, "selected coordinates out of range")
+    for name, arr in (("distances", d["matrix"]), ("eigenvectors", df["eigenvectors"]), ("P", df["P"])):
+        need(np.all(np.isfinite(arr)), f"{name} contain non-finite values")
