@@ -1,0 +1,122 @@
+"""``giip apply REF.h5 INPUT... -o OUTPUT``: annotate every atom of saved trajectories.
+
+Frames are streamed (one in memory at a time, or a bounded window with ``--scheduler``), each
+atom gets ``giip_class``, ``giip_dc1 .. giip_dck`` and ``giip_ref_distance``, and the frames are
+written with their input columns plus these to a LAMMPS text dump or an extxyz file (chosen by
+the output's extension). The output is written atomically: an interrupted or failed run leaves
+no partial file.
+"""
+from __future__ import annotations
+
+import os
+import sys
+
+from . import CLIError
+
+
+def add_parser(sub):
+    p = sub.add_parser(
+        "apply",
+        help="classify and map every atom of trajectories against a reference map",
+        description=__doc__,
+    )
+    p.add_argument("reference", metavar="REF.h5", help="reference map made by 'giip build'")
+    p.add_argument("inputs", metavar="INPUT", nargs="+", help="LAMMPS dumps, extxyz, ASE trajectories, ...")
+    p.add_argument("-o", "--output", required=True, help="output file: .dump/.lammpstrj (LAMMPS text dump) or .xyz/.extxyz")
+    p.add_argument("--frames", default=None, metavar="START:STOP:STEP", help="frames of each input to analyse (Python slice)")
+    p.add_argument("--type-names", default=None, metavar="1=Ni,2=Nb",
+                   help="names of numeric LAMMPS types (default: the names stored in the reference)")
+    p.add_argument("--dim", type=int, choices=(2, 3), default=None, help="force 2D or 3D (default: detected)")
+    p.add_argument("--device", default=None, help="compute device: cpu, cuda (default: cuda when available)")
+    p.add_argument("--scheduler", default=None, metavar="ADDRESS",
+                   help="Dask scheduler address: spread frames over a Dask cluster")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.add_argument("--debug", action="store_true", help="show tracebacks")
+    p.set_defaults(func=run)
+    return p
+
+
+def _analyse_frame(analyzer, frame):
+    res = analyzer.analyze(frame.atoms)
+    return res.as_arrays()
+
+
+def _check_frame(frame, ref):
+    if frame.dim != ref.dim:
+        raise CLIError(
+            f"{frame.source} frame {frame.index} is {frame.dim}D but the reference is {ref.dim}D"
+            + (" (declare it with --dim 2)" if ref.dim == 2 else "")
+        )
+
+
+def run(args) -> int:
+    from tqdm.auto import tqdm
+
+    from ..analysis import GIIPAnalyzer
+    from ..io import AnnotatedWriter, iter_frames, parse_type_names
+
+    if not os.path.exists(args.reference):
+        raise CLIError(f"reference file not found: {args.reference} (make one with 'giip build')")
+    for path in args.inputs:
+        if not os.path.exists(path) and not any(ch in path for ch in "*?["):
+            raise CLIError(f"input file not found: {path}")
+    analyzer = GIIPAnalyzer(args.reference, device=args.device, progress=not args.no_progress)
+    ref = analyzer.reference
+    type_names = parse_type_names(args.type_names) if args.type_names else dict(ref.type_names or {})
+    dim = args.dim if args.dim is not None else ref.dim
+    frames = iter_frames(args.inputs, frames=args.frames, type_names=type_names or None, dim=dim)
+    bar = tqdm(unit="frame", desc="giip apply", disable=args.no_progress, file=sys.stderr)
+    n_frames = n_atoms = 0
+    with AnnotatedWriter(args.output) as writer:
+        if args.scheduler:
+            results = _run_dask(args.scheduler, analyzer, frames, ref)
+        else:
+            results = ((f, _analyse_frame(analyzer, f)) for f in _checked(frames, ref))
+        for frame, arrays in results:
+            writer.write(frame, arrays)
+            n_frames += 1
+            n_atoms += frame.natoms
+            bar.update(1)
+    bar.close()
+    if n_frames == 0:
+        raise CLIError("no frames were selected from the inputs (check --frames)")
+    print(f"giip apply: wrote {n_frames} frame(s), {n_atoms} atoms, to {args.output}", file=sys.stderr)
+    return 0
+
+
+def _checked(frames, ref):
+    for f in frames:
+        _check_frame(f, ref)
+        yield f
+
+
+def _run_dask(address, analyzer, frames, ref, window: int | None = None):
+    """Analyse frames on a Dask cluster, yielding ``(frame, arrays)`` in input order with a
+    bounded number of frames in flight."""
+    from collections import deque
+
+    from dask.distributed import Client
+
+    client = Client(address)
+    try:
+        n_workers = max(1, len(client.scheduler_info().get("workers", {})))
+        window = window or 2 * n_workers
+        ref_future = client.scatter(analyzer.reference, broadcast=True)
+        pending = deque()
+        for frame in _checked(frames, ref):
+            fut = client.submit(_remote_analyse, ref_future, frame.atoms, pure=False)
+            pending.append((frame, fut))
+            if len(pending) >= window:
+                f0, fut0 = pending.popleft()
+                yield f0, fut0.result()
+        while pending:
+            f0, fut0 = pending.popleft()
+            yield f0, fut0.result()
+    finally:
+        client.close()
+
+
+def _remote_analyse(reference, atoms):
+    from ..analysis import GIIPAnalyzer
+
+    return GIIPAnalyzer(reference).analyze(atoms).as_arrays()

@@ -1,0 +1,210 @@
+"""Applying a reference: the ASE analyser and the `giip apply` command line, on real NiNb data."""
+from __future__ import annotations
+
+import warnings
+
+import ase.io
+import numpy as np
+import pytest
+
+from giip_plugin.analysis import GIIPAnalyzer
+from giip_plugin.cli import main
+from giip_plugin.io import AnnotatedWriter, Frame, iter_frames
+from giip_plugin.reference import ReferenceMap
+
+from pathlib import Path
+
+DATA = Path(__file__).parent / "data" / "ninb"
+TYPES = {1: "Ni", 2: "Nb"}
+
+
+@pytest.fixture(scope="module")
+def ref_path(tmp_path_factory):
+    ref = ReferenceMap.from_files(
+        [str(DATA / "quench100K.dump")], r_inner=3.0, r_outer=4.0, sigma=1.0, species="sign",
+        centers=["Ni"], type_names="1=Ni,2=Nb", n_train=14, epsilon=1.5, n_classes=3, n_coords=3, progress=False,
+    )
+    path = tmp_path_factory.mktemp("ref") / "ref.h5"
+    ref.save(path)
+    return path
+
+
+def _cutout(path, half=4.6, shift=0.0):
+    """A small non-periodic piece of a NiNb sample (about 30 atoms)."""
+    frame = next(iter_frames(str(path), type_names=TYPES))
+    at = frame.atoms
+    centre = at.cell.sum(0) / 2 + frame.origin + shift
+    keep = np.all(np.abs(at.get_positions() - centre) < half, axis=1)
+    sub = at[keep]
+    sub.pbc = False
+    return sub
+
+
+@pytest.fixture(scope="module")
+def cutout():
+    return _cutout(DATA / "quench10M.dump")
+
+
+@pytest.fixture(scope="module")
+def cutout_dump(tmp_path_factory, cutout):
+    """Two frames (the second slightly displaced) of the cut-out as a LAMMPS text dump."""
+    path = tmp_path_factory.mktemp("in") / "piece.dump"
+    b = cutout.copy()
+    b.positions += 0.05
+    with AnnotatedWriter(path) as w:
+        w.write(Frame.from_atoms(cutout, type_names=TYPES), {})
+        w.write(Frame.from_atoms(b, type_names=TYPES, index=1), {})
+    return path
+
+
+@pytest.fixture(scope="module")
+def analysed(ref_path, cutout):
+    an = GIIPAnalyzer(ref_path)
+    return an, an.analyze(cutout)
+
+
+def test_analyser_outputs(analysed, cutout):
+    an, res = analysed
+    names = cutout.arrays["species"]
+    n = len(cutout)
+    assert res.classes.shape == (n,) and res.coordinates.shape == (n, an.n_coords) and res.ref_distance.shape == (n,)
+    ni = names == "Ni"
+    # non-centre atoms (Nb) are not analysed
+    assert np.all(res.classes[~ni] == -1) and np.all(np.isnan(res.coordinates[~ni])) and np.all(np.isnan(res.ref_distance[~ni]))
+    ok = res.analysed
+    assert ok.sum() >= 5 and np.all(ok <= ni)
+    assert np.all((res.classes[ok] >= 0) & (res.classes[ok] < an.n_classes))
+    assert np.all(np.isfinite(res.coordinates[ok])) and np.all(res.ref_distance[ok] > 0)
+
+
+def test_analyser_matches_reference_transform(analysed, ref_path, cutout):
+    an, res = analysed
+    ref = ReferenceMap.load(ref_path)
+    idx = np.flatnonzero(res.analysed)
+    names = np.asarray(cutout.arrays["species"])
+    envs = ref.compute_environments(cutout, indices=idx, species=names)
+    direct = ref.transform(envs)
+    np.testing.assert_array_equal(direct.classes, res.classes[idx])
+    np.testing.assert_allclose(direct.coordinates, res.coordinates[idx], atol=1e-9)
+    np.testing.assert_allclose(direct.distance, res.ref_distance[idx], atol=1e-9)
+    # the nearest-reference distance is the minimum over exact distances to all training envs
+    rows = ref.distance_rows(envs)
+    np.testing.assert_allclose(rows.min(1), res.ref_distance[idx], atol=1e-9)
+
+
+def test_training_environment_maps_to_itself(ref_path):
+    ref = ReferenceMap.load(ref_path)
+    res = ref.transform(ref.training.subset([0, 3]))
+    np.testing.assert_allclose(res.distance, 0.0, atol=1e-6)
+    np.testing.assert_array_equal(res.classes, ref.labels[[0, 3]])
+    np.testing.assert_allclose(res.coordinates, ref.coordinates[[0, 3]], atol=1e-6)
+
+
+def test_ase_calculator_interface_and_cache(analysed, cutout, monkeypatch):
+    an, res = analysed
+    atoms = cutout.copy()
+    calc = GIIPAnalyzer(an.reference)
+    calls = []
+    orig = calc.analyze
+    monkeypatch.setattr(calc, "analyze", lambda *a, **k: calls.append(1) or orig(*a, **k))
+    atoms.calc = calc
+    cls = atoms.calc.get_property("giip_class", atoms)
+    dc = atoms.calc.get_property("giip_dc", atoms)
+    np.testing.assert_array_equal(cls, res.classes)
+    np.testing.assert_allclose(dc, res.coordinates, equal_nan=True)
+    assert len(calls) == 1  # cached until the atoms change
+    atoms.positions[0] += 0.3
+    atoms.calc.get_property("giip_ref_distance", atoms)
+    assert len(calls) == 2
+
+
+def test_annotate_survives_extxyz(analysed, cutout, tmp_path):
+    an, res = analysed
+    atoms = cutout.copy()
+    an.annotate(atoms)
+    ase.io.write(tmp_path / "a.extxyz", atoms)
+    back = ase.io.read(tmp_path / "a.extxyz")
+    np.testing.assert_array_equal(back.arrays["giip_class"], res.classes)
+    np.testing.assert_allclose(back.arrays["giip_dc"], res.coordinates, atol=1e-6, equal_nan=True)
+    np.testing.assert_allclose(back.arrays["giip_ref_distance"], res.ref_distance, atol=1e-6, equal_nan=True)
+
+
+def test_plain_ase_read_of_lammps_dump_is_understood(ref_path, cutout, cutout_dump):
+    """ase.io.read maps LAMMPS types to H/He; the reference's type names map them back."""
+    atoms = ase.io.read(cutout_dump, format="lammps-dump-text", index=0)
+    res = GIIPAnalyzer(ref_path).analyze(atoms, indices=[0, 1, 2, 3])
+    assert set(res.classes[:4].tolist()) <= set(range(-1, 3))
+
+
+def test_isolated_centre_gets_minus_one_and_warning(ref_path, cutout):
+    atoms = cutout.copy()
+    ni = int(np.flatnonzero(atoms.arrays["species"] == "Ni")[0])
+    atoms.positions[ni] += [100.0, 0, 0]
+    with pytest.warns(RuntimeWarning, match="1 centre atoms have no neighbour"):
+        res = GIIPAnalyzer(ref_path).analyze(atoms, indices=[ni, ni + 1])
+    assert res.classes[ni] == -1 and np.all(np.isnan(res.coordinates[ni]))
+
+
+def test_wrong_units_and_species_are_refused(ref_path, cutout):
+    an = GIIPAnalyzer(ref_path)
+    big = cutout.copy()
+    big.positions *= 10.0  # nm-like confusion: no neighbours inside 4 A
+    with pytest.raises(ValueError, match="length units"):
+        an.analyze(big)
+    other = cutout.copy()
+    other.arrays["species"] = np.where(other.arrays["species"] == "Ni", "Cu", "Zr")
+    with pytest.raises(ValueError, match="does not know"):
+        an.analyze(other)
+
+
+# ---------------------------------------------------------------------------- command line
+def test_cli_apply_dump(ref_path, cutout_dump, analysed, tmp_path):
+    out = tmp_path / "out.dump"
+    assert main(["apply", str(ref_path), str(cutout_dump), "-o", str(out), "--no-progress"]) == 0
+    frames = list(iter_frames(str(out), reader="ovito"))
+    assert len(frames) == 2
+    an, res = analysed
+    f0 = frames[0]
+    assert f0.columns[: len(f0.columns) - 5][-3:] == ["x", "y", "z"] or "x" in f0.columns
+    for k in ("giip_class", "giip_dc1", "giip_dc3", "giip_ref_distance"):
+        assert k in f0.columns
+    np.testing.assert_array_equal(f0.atoms.arrays["giip_class"].astype(int), res.classes)
+    np.testing.assert_allclose(f0.atoms.arrays["giip_dc2"], res.coordinates[:, 1], atol=1e-6, equal_nan=True)
+    # ASE's reader gets the same columns
+    f0_ase = next(iter_frames(str(out), reader="ase"))
+    np.testing.assert_array_equal(f0_ase.atoms.arrays["giip_class"].astype(int), res.classes)
+
+
+def test_cli_apply_frames_and_extxyz(ref_path, cutout_dump, analysed, tmp_path):
+    out = tmp_path / "out.extxyz"
+    assert main(["apply", str(ref_path), str(cutout_dump), "-o", str(out), "--frames", "1:2", "--no-progress"]) == 0
+    back = ase.io.read(out, index=":")
+    assert len(back) == 1
+    assert back[0].arrays["giip_dc"].shape == (len(back[0]), 3)
+
+
+def test_cli_apply_errors_leave_no_output(ref_path, cutout_dump, tmp_path, capsys):
+    out = tmp_path / "bad.dump"
+    rc = main(["apply", str(ref_path), str(cutout_dump), "-o", str(out), "--type-names", "1=Cu,2=Zr", "--no-progress"])
+    assert rc == 1 and not out.exists()
+    assert "does not know" in capsys.readouterr().err
+    rc = main(["apply", str(tmp_path / "missing.h5"), str(cutout_dump), "-o", str(out)])
+    assert rc == 1 and "reference file not found" in capsys.readouterr().err
+    foreign = tmp_path / "foreign.h5"
+    foreign.write_text("not a reference")
+    rc = main(["apply", str(foreign), str(cutout_dump), "-o", str(out)])
+    assert rc == 1 and "reference" in capsys.readouterr().err and not out.exists()
+
+
+@pytest.mark.slow
+def test_cli_apply_dask_matches_local(ref_path, cutout_dump, tmp_path):
+    distributed = pytest.importorskip("dask.distributed")
+    local = tmp_path / "local.dump"
+    remote = tmp_path / "dask.dump"
+    assert main(["apply", str(ref_path), str(cutout_dump), "-o", str(local), "--no-progress"]) == 0
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster:
+            assert main(["apply", str(ref_path), str(cutout_dump), "-o", str(remote), "--no-progress",
+                         "--scheduler", cluster.scheduler_address]) == 0
+    assert local.read_text() == remote.read_text()
