@@ -92,6 +92,17 @@ def test_interrupted_build_resumes_to_the_same_file(built, tmp_path, monkeypatch
         assert np.array_equal(x, y, equal_nan=x.dtype.kind == "f"), k
 
 
+def test_numeric_type_as_centre_and_auto_epsilon(tmp_path, capsys):
+    out = tmp_path / "auto.h5"
+    args = [a if a != "Ni" else "1" for a in PAPER_ARGS]  # --centers 1 means type 1 = Ni
+    assert main(["build", *args, "--n-train", "8", "--no-progress", "-o", str(out)]) == 0
+    assert "chosen automatically" in capsys.readouterr().err
+    ref = ReferenceMap.load(out)
+    assert ref.centers == ("Ni",) and ref.diffusion.epsilon_info["method"] == "knn_median"
+    assert main(["info", str(out)]) == 0
+    assert "(auto: knn_median" in capsys.readouterr().out
+
+
 def test_checkpoint_of_other_inputs_is_not_reused(tmp_path, capsys):
     out = tmp_path / "ref.h5"
     partial = Path(str(out) + ".partial")

@@ -58,7 +58,8 @@ def add_parser(subparsers):
                    help="species encoding of neighbour weights (default none; sign: +1/-1 for a binary system)")
     g.add_argument("--positive", metavar="NAME",
                    help="the +1 species of --species sign (default: the first of --centers, else the first type name)")
-    g.add_argument("--centers", metavar="NAMES", help="species to centre environments on, comma separated (default: all atoms)")
+    g.add_argument("--centers", metavar="NAMES", help="species (or numeric types named by --type-names) to centre environments on, comma "
+                        "separated (default: all atoms)")
     g.add_argument("--group", choices=("O3", "SO3", "O2", "SO2"),
                    help="orientation group (default O3 in 3D, O2 in 2D; SO3/SO2 when chirality matters)")
 

@@ -133,6 +133,9 @@ def write_reference(path, content: dict, root_attrs: dict | None = None) -> None
     datasets = {g: {k: np.asarray(v) for k, v in content.get(g, {}).get("datasets", {}).items()} for g in GROUPS}
     fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".", suffix=".tmp", dir=folder)
     os.close(fd)
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; give the file the usual permissions
     try:
         with h5py.File(tmp, "w") as f:
             f.attrs["format"] = FORMAT

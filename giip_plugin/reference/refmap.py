@@ -311,7 +311,8 @@ class ReferenceMap:
         Environments: give ``environments`` (a :class:`LocalEnvironments`) or ``r_inner``,
         ``r_outer``, ``species`` ("none", "sign", "vector"), ``positive`` (the +1 species of
         "sign"; default the first centre species, else the first type name, else the first
-        species seen), ``centers`` (species names; default all atoms), ``species_sigma``. The
+        species seen), ``centers`` (species names, or numeric LAMMPS types named by
+        ``type_names``; default all atoms), ``species_sigma``. The
         species list of the encoding is the order of ``type_names`` when given, else the species
         seen in the input (sorted; the positive one first for "sign"). ``dim``: None detects 2D
         input (all z equal), 2 or 3 declares it. ``group``: "auto" (O3 in 3D, O2 in 2D), "O3",
@@ -341,7 +342,10 @@ class ReferenceMap:
             raise ValueError("choose the training atoms either by n_train or by select_by, not both")
         if isinstance(centers, str):
             centers = tuple(c for c in centers.replace(",", " ").split() if c)
-        centers = tuple(centers) if centers else None
+        # numeric LAMMPS types may name centres / the positive species when type names are given
+        as_name = lambda c: tnames[int(c)] if tnames and str(c).strip().isdigit() and int(c) in tnames else str(c)
+        centers = tuple(as_name(c) for c in centers) if centers else None
+        positive = as_name(positive) if positive else None
         if environments is not None:
             if centers is not None and centers != tuple(environments.centers or ()):
                 raise ValueError("centers disagree with environments.centers; give one of them")
