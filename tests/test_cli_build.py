@@ -16,7 +16,7 @@ from giip_plugin.reference import ReferenceMap, training
 NINB_FILE = Path(__file__).parent / "data" / "ninb" / "quench100K.dump"
 PAPER_ARGS = [str(NINB_FILE), "--type-names", "1=Ni,2=Nb", "--centers", "Ni", "--species", "sign",
               "--r-inner", "3", "--r-outer", "4", "--sigma", "1", "--group", "O3"]
-ARGS = PAPER_ARGS + ["--n-train", "24", "--epsilon", "1.5", "--seed", "5", "--block-size", "8", "--no-progress"]
+ARGS = PAPER_ARGS + ["--n-train", "18", "--epsilon", "1.5", "--seed", "5", "--block-size", "6", "--no-progress"]
 
 
 @pytest.fixture(scope="module")
@@ -44,13 +44,13 @@ def _contents(path):
 def test_build_and_info(built, capsys):
     assert not Path(str(built) + ".partial").exists()  # the checkpoint is removed after success
     ref = ReferenceMap.load(built)
-    assert ref.n_train == 24 and ref.epsilon == 1.5 and ref.group == "O3"
+    assert ref.n_train == 18 and ref.epsilon == 1.5 and ref.group == "O3"
     assert ref.species == ("Ni", "Nb") and ref.encoding.mode == "sign" and ref.encoding.positive == "Ni"
-    assert ref.provenance["command_line"].startswith("giip build ") and "--n-train 24" in ref.provenance["command_line"]
+    assert ref.provenance["command_line"].startswith("giip build ") and "--n-train 18" in ref.provenance["command_line"]
     assert main(["info", str(built)]) == 0
     text = capsys.readouterr().out
     for s in ("r_inner = 3", "r_outer = 4", "sigma           1", "sign (Ni, Nb, +1 = Ni)", "centres         Ni",
-              "O3 / 3D", "epsilon         1.5 (given)", "24 (24 requested", "eigenvalue", "r^2", "size  diameter",
+              "O3 / 3D", "epsilon         1.5 (given)", "18 (18 requested", "eigenvalue", "r^2", "size  diameter",
               "quench100K.dump"):
         assert s in text, s
     # the selected coordinates are marked in the table
@@ -58,8 +58,8 @@ def test_build_and_info(built, capsys):
     assert [int(r[0]) for r in rows] == (ref.selected + 1).tolist()
     assert main(["info", "--json", str(built)]) == 0
     js = json.loads(capsys.readouterr().out)
-    assert js["parameters"]["r_outer"] == 4.0 and js["training"]["n_train"] == 24
-    assert sum(js["classes"]["sizes"]) == 24
+    assert js["parameters"]["r_outer"] == 4.0 and js["training"]["n_train"] == 18
+    assert sum(js["classes"]["sizes"]) == 18
     assert [r["selected"] for r in js["diffusion"]["table"]].count(True) == ref.n_coords
 
 
