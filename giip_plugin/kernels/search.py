@@ -64,9 +64,21 @@ def so2_matrix(theta: torch.Tensor) -> torch.Tensor:
 # ---------------------------------------------------------------------------------------------
 # local stage
 def _overlap_with(a, c, W, kappa):
-    """Terms ``e_ij = W_ij exp(-kappa |a_i - c_j|^2 / 2)``: a (..., na, d), c (..., nb, d)."""
-    d2 = (a * a).sum(-1)[..., :, None] + (c * c).sum(-1)[..., None, :] - 2.0 * (a @ c.transpose(-1, -2))
-    return W * torch.exp(-0.5 * kappa * d2.clamp_min(0.0))
+    """Terms ``e_ij = W_ij exp(-kappa |a_i - c_j|^2 / 2)``: a (..., na, d), c (..., nb, d).
+
+    Broadcast arithmetic rather than batched matmuls: the matrices are tiny (d = 2 or 3), where
+    elementwise kernels over the whole batch are far faster than one small GEMM per pair.
+    """
+    if _tiny(a, c):
+        d2 = ((a[..., :, None, :] - c[..., None, :, :]) ** 2).sum(-1)
+    else:
+        d2 = ((a * a).sum(-1)[..., :, None] + (c * c).sum(-1)[..., None, :] - 2.0 * (a @ c.transpose(-1, -2))).clamp_min(0.0)
+    return W * torch.exp(-0.5 * kappa * d2)
+
+
+def _tiny(a, c) -> bool:
+    """Whether the per-pair matrices are so small that broadcasting beats batched GEMMs."""
+    return a.shape[-2] * c.shape[-2] < 100
 
 
 def _skew(v):
@@ -85,10 +97,16 @@ def _newton_step(a, c, e, kap, dim):
     """
     ek = e * kap
     ekk = ek * kap
-    At = ek.transpose(-1, -2) @ a  # (n, nb, d): sum_i ek_ij a_i
-    aa = (a[..., :, None] * a[..., None, :]).flatten(-2)  # (n, na, d*d)
-    Mj = (ekk.transpose(-1, -2) @ aa).unflatten(-1, (dim, dim))  # (n, nb, d, d)
-    S = a.transpose(-1, -2) @ (ek @ c)  # (n, d, d): sum_ij ek_ij a_i c_j^T
+    if _tiny(a, c):
+        At = (ek[..., :, :, None] * a[..., :, None, :]).sum(-3)  # (n, nb, d): sum_i ek_ij a_i
+        aa = a[..., :, None, :, None] * a[..., :, None, None, :]  # (n, na, 1, d, d)
+        Mj = (ekk[..., None, None] * aa).sum(-4)  # (n, nb, d, d): sum_i ekk_ij a_i a_i^T
+        S = (At[..., :, :, None] * c[..., :, None, :]).sum(-3)  # (n, d, d): sum_ij ek_ij a_i c_j^T
+    else:
+        At = ek.transpose(-1, -2) @ a
+        aa = (a[..., :, None] * a[..., None, :]).flatten(-2)
+        Mj = (ekk.transpose(-1, -2) @ aa).unflatten(-1, (dim, dim))
+        S = a.transpose(-1, -2) @ (ek @ c)
     tr = S.diagonal(dim1=-2, dim2=-1).sum(-1)
     if dim == 3:
         g = torch.cross(c, At, dim=-1).sum(-2)
