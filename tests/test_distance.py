@@ -455,11 +455,6 @@ def test_mixed_per_atom_and_common_sigma_inner_product():
     assert abs(ip - overlap_np(pa, wa, pb, wb, 0.8, sa, np.full(5, 0.8))) < 1e-12
 
 
-@pytest.mark.xfail(
-    reason="library bug: distance()'s docstring says sigma is the width of atoms without a per-atom sigma "
-    "(and inner_product() supports that), but DistanceEngine rejects one-sided per-atom sigmas",
-    strict=True,
-)
 def test_mixed_per_atom_and_common_sigma_distance():
     rng = np.random.default_rng(14)
     (pa, wa), (pb, wb) = random_env(rng, 4), random_env(rng, 5)
@@ -481,12 +476,6 @@ def test_float32_close_to_float64_single_pairs(ninb_envs):
         assert abs(d32 - gp.distance(*ninb_envs[k], *ninb_envs[k + 10], sigma=1.0)) < 1e-3
 
 
-@pytest.mark.xfail(
-    reason="library bug: spherical_harmonics() tests zero / on-axis vectors with `< 1e-300`, which is 0 "
-    "in float32, so padded rows (position 0) and neighbours on the z axis give NaN harmonics; the float32 "
-    "grid search then picks wrong candidates (distances too large by up to ~0.5 atoms on NiNb batches)",
-    strict=True,
-)
 def test_float32_close_to_float64(ninb_envs):
     rng = np.random.default_rng(15)
     ia, ib = rng.integers(0, len(ninb_envs), 12), rng.integers(0, len(ninb_envs), 12)
@@ -516,10 +505,6 @@ def test_pairwise_distances_matches_single_calls():
     np.testing.assert_allclose(gp.pairwise_distances(envs_s, sigma=5.0), D[:3, :3], atol=1e-8)
 
 
-@pytest.mark.xfail(
-    reason="library bug: float32 spherical harmonics are NaN for a neighbour on the z axis (see above)",
-    strict=True,
-)
 def test_float32_neighbour_on_the_z_axis():
     rng = np.random.default_rng(0)
     errors = []

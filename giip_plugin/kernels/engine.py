@@ -73,11 +73,10 @@ class DistanceEngine:
                 f"environments have {self.A.n_channels} and {self.B.n_channels} weight channels: "
                 "both sides must use the same species encoding"
             )
-        if (self.A.sigmas is None) != (self.B.sigmas is None):
-            raise ValueError("either both environment sets carry per-atom sigmas or neither does")
-        if self.A.sigmas is not None and (np.any(self.A.sigmas <= 0) or np.any(self.B.sigmas <= 0)
-                                         or not np.all(np.isfinite(self.A.sigmas)) or not np.all(np.isfinite(self.B.sigmas))):
-            raise ValueError("per-atom sigmas must be positive finite numbers")
+        # a side without per-atom sigmas uses the common sigma for all its atoms
+        for S in (self.A, self.B):
+            if S.sigmas is not None and (np.any(S.sigmas <= 0) or not np.all(np.isfinite(S.sigmas))):
+                raise ValueError("per-atom sigmas must be positive finite numbers")
         self.dim = self.A.dim
         self.group = check_group(group, self.dim)
         self._pa = self._tensors(self.A)

@@ -61,13 +61,14 @@ def spherical_harmonics(u: torch.Tensor, l_max: int) -> torch.Tensor:
     """
     real = torch.float64 if u.dtype in (torch.float64, torch.complex128) else torch.float32
     x, y, z = u[..., 0], u[..., 1], u[..., 2]
+    tiny = torch.finfo(real).tiny
     rxy = torch.sqrt(x * x + y * y)
     r = torch.sqrt(rxy * rxy + z * z)
-    zero = r < 1e-300
+    zero = r <= tiny
     r = torch.where(zero, torch.ones_like(r), r)
     ct = torch.where(zero, torch.ones_like(z), z / r)
     st = rxy / r
-    on_axis = rxy < 1e-300
+    on_axis = rxy <= tiny
     rxy_s = torch.where(on_axis, torch.ones_like(rxy), rxy)
     eiphi = torch.complex(torch.where(on_axis, torch.ones_like(x), x / rxy_s), torch.where(on_axis, torch.zeros_like(y), y / rxy_s))
     shape = u.shape[:-1]
