@@ -423,7 +423,10 @@ class GIIPHook:
         if self._detached:
             return
         if self._pending is not None:  # failed earlier in this run (known on every rank): stop it
-            self.lmp.set_internal_variable(self._var_halt, 1.0)
+            try:
+                self.lmp.set_internal_variable(self._var_halt, 1.0)
+            except Exception:
+                pass
             return
         t0 = time.perf_counter()
         failure = None
