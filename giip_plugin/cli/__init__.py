@@ -3,6 +3,7 @@ provides ``add_parser(subparsers)``, which registers the command and sets ``func
 from __future__ import annotations
 
 import argparse
+import os
 import importlib
 import sys
 
@@ -42,6 +43,12 @@ def main(argv=None) -> int:
         return 2
     try:
         return int(args.func(args) or 0)
+    except BrokenPipeError:  # output piped into head & co.
+        try:
+            sys.stdout = open(os.devnull, "w")
+        except OSError:
+            pass
+        return 0
     except KeyboardInterrupt:
         print("giip: interrupted", file=sys.stderr)
         return 130

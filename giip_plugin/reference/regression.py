@@ -218,12 +218,16 @@ def select_parsimonious(
     *,
     max_considered: int = 10,
     min_eigenvalue: float = 0.0,
+    min_relative_eigenvalue: float = 0.005,
 ) -> np.ndarray:
     """Indices (0-based into the non-trivial eigenvectors) of the parsimonious coordinates.
 
     A coordinate is *eligible* if its residual ``r_k >= threshold`` and its eigenvalue is
     ``> min_eigenvalue`` (default 0: negative and zero eigenvalues are noise of a kernel that is not
-    positive definite, never a direction). Coordinate 0 is always kept (``r_0 = 1``).
+    positive definite, never a direction) and at least ``min_relative_eigenvalue`` (default 0.5%) of
+    the leading eigenvalue: below that a coordinate carries almost no diffusion distance, and its
+    local-regression residual is dominated by noise (r can then exceed 1, a fit worse than zero,
+    which says nothing about new directions). Coordinate 0 is always kept (``r_0 = 1``).
 
     * ``n_coords="auto"``: the eligible coordinates among the first ``max_considered`` (default 10:
       the eigenvalue decay makes later ones carry little diffusion distance; the GIIP paper's
@@ -249,7 +253,8 @@ def select_parsimonious(
         raise ValueError("eigenvalues and residuals must not contain NaN")
     if not (np.isfinite(threshold) and threshold >= 0):
         raise ValueError(f"threshold must be a non-negative number, got {threshold!r}")
-    eligible = (residuals >= threshold) & (eigenvalues > min_eigenvalue)
+    floor = max(min_eigenvalue, min_relative_eigenvalue * max(eigenvalues[0], 0.0))
+    eligible = (residuals >= threshold) & (eigenvalues > floor)
     eligible[0] = True
     if isinstance(n_coords, str):
         if n_coords != "auto":
@@ -266,6 +271,6 @@ def select_parsimonious(
     if len(chosen) < n_coords:
         rest = np.setdiff1d(np.arange(K_all), chosen)
         # positive eigenvalues first, then larger residual, then lower index
-        order = np.lexsort((rest, -residuals[rest], ~(eigenvalues[rest] > min_eigenvalue)))
+        order = np.lexsort((rest, -residuals[rest], ~(eigenvalues[rest] > floor)))
         chosen += list(rest[order][: n_coords - len(chosen)])
     return np.sort(np.asarray(chosen, dtype=np.int64))
