@@ -457,8 +457,8 @@ def test_mixed_per_atom_and_common_sigma_inner_product():
 
 def test_mixed_per_atom_and_common_sigma_distance():
     rng = np.random.default_rng(14)
-    (pa, wa), (pb, wb) = random_env(rng, 4), random_env(rng, 5)
-    sa = rng.uniform(0.4, 1.0, 4)
+    (pa, wa), (pb, wb) = random_env(rng, 4, rmax=3.0), random_env(rng, 5, rmax=3.0)
+    sa = rng.uniform(0.6, 1.0, 4)
     d = gp.distance(pa, wa, pb, wb, sigma=0.8, sigmas_a=sa)
     assert abs(d - gp.distance(pa, wa, pb, wb, sigma=0.8, sigmas_a=sa, sigmas_b=np.full(5, 0.8))) < 1e-9
 
