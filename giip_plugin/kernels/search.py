@@ -30,8 +30,12 @@ import torch
 from .special import euler_zyz, scaled_bessel_in, scaled_spherical_in, spherical_harmonics, wigner_small_d_table
 
 
-def band_limit(k_max: float, tol: float = 1e-4, l_min: int = 4, l_max: int = 40, spherical=True) -> int:
-    """Smallest ``l`` with ``i_l(k)/i_0(k) < tol`` at the largest ``k`` (clipped to a range)."""
+def band_limit(k_max: float, tol: float = 1e-4, l_min: int = 4, l_max: int = 32, spherical=True) -> int:
+    """Smallest ``l`` with ``i_l(k)/i_0(k) < tol`` at the largest ``k`` (clipped to a range).
+
+    The cap (32) bounds the grid's cost; beyond it (a Gaussian width far below the cutoff, e.g.
+    sigma < r_outer / 6) the grid sees a smoothed overlap, which still locates the basins, and the
+    exact Newton polish gives the maximum of the true function."""
     k = torch.tensor([max(k_max, 1e-6)], dtype=torch.float64)
     f = scaled_spherical_in if spherical else scaled_bessel_in
     v = f(k, l_max)[:, 0]
@@ -129,7 +133,7 @@ def _rotate(step, R, dim):
     return (so3_exp(step) if dim == 3 else so2_matrix(step[..., 0])) @ R
 
 
-def polish(a, b, W, kappa, R0, max_iter: int = 50, tol: float = 1e-10):
+def polish(a, b, W, kappa, R0, max_iter: int = 50, tol: float | None = None):
     """Newton ascent of ``f(R) = sum_ij W_ij exp(-kappa |a_i - R b_j|^2 / 2)`` from ``R0``.
 
     ``a (P, na, d)``, ``b (P, nb, d)``, ``W (P, na, nb)``, ``kappa`` a tensor broadcastable to
@@ -138,6 +142,9 @@ def polish(a, b, W, kappa, R0, max_iter: int = 50, tol: float = 1e-10):
     active batch, so the cost follows the slowest few only where they are.
     """
     P, K, dim = R0.shape[0], R0.shape[1], a.shape[-1]
+    if tol is None:  # step size (rad) below which the maximum is reached to rounding precision
+        tol = 1e-10 if a.dtype == torch.float64 else 1e-4
+    rel = 1e-13 if a.dtype == torch.float64 else 1e-6
     pidx = torch.arange(P, device=a.device).repeat_interleave(K)
     R = R0.reshape(P * K, dim, dim).clone()
     kap_full = kappa.expand(P, -1, -1) if kappa.shape[0] == 1 else kappa
@@ -158,7 +165,7 @@ def polish(a, b, W, kappa, R0, max_iter: int = 50, tol: float = 1e-10):
         cn = bb @ Rn.transpose(-1, -2)
         en = _overlap_with(aa, cn, W[pidx[idx]], kk)
         fn = en.sum((-1, -2))
-        ok = fn >= f[idx] - 1e-13 * f[idx].abs()
+        ok = fn >= f[idx] - rel * f[idx].abs()
         for _bt in range(10):  # backtracking where the step overshot
             if bool(ok.all()):
                 break
@@ -169,7 +176,7 @@ def polish(a, b, W, kappa, R0, max_iter: int = 50, tol: float = 1e-10):
             eb = _overlap_with(aa[bad], cb, W[pidx[idx[bad]]], kk[bad])
             fb = eb.sum((-1, -2))
             Rn[bad], cn[bad], en[bad], fn[bad] = Rb, cb, eb, fb
-            ok[bad] = fb >= f[idx[bad]] - 1e-13 * f[idx[bad]].abs()
+            ok[bad] = fb >= f[idx[bad]] - rel * f[idx[bad]].abs()
         keep_old = ~ok
         step[keep_old] = 0.0
         Rn[keep_old] = R[idx[keep_old]]

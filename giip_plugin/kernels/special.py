@@ -117,8 +117,41 @@ def euler_zyz(alpha, beta, gamma):
     return rot_z(alpha) @ rot_y(beta) @ rot_z(gamma)
 
 
+def _cache_dir():
+    import os
+
+    return os.environ.get("GIIP_CACHE_DIR") or os.path.join(os.path.expanduser("~"), ".cache", "giip-plugin")
+
+
 @lru_cache(maxsize=16)
 def wigner_small_d_table(l_max: int, betas: tuple) -> np.ndarray:
+    """Cached (in memory, and on disk under ``$GIIP_CACHE_DIR`` or ``~/.cache/giip-plugin`` for
+    band limits above 16, whose tables take seconds to compute) :func:`_wigner_small_d_table`."""
+    import hashlib
+    import os
+
+    if l_max <= 16:
+        return _wigner_small_d_table(l_max, betas)
+    key = hashlib.sha1(np.asarray(betas, dtype=float).tobytes()).hexdigest()[:16]
+    path = os.path.join(_cache_dir(), f"wigner_d_L{l_max}_{key}.npy")
+    try:
+        table = np.load(path)
+        if table.shape == (len(betas), l_max + 1, 2 * l_max + 1, 2 * l_max + 1):
+            return table
+    except (OSError, ValueError):
+        pass
+    table = _wigner_small_d_table(l_max, betas)
+    try:
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        tmp = f"{path}.{os.getpid()}.tmp.npy"
+        np.save(tmp, table)
+        os.replace(tmp, path)
+    except OSError:  # a read-only home is fine: the table is just not kept
+        pass
+    return table
+
+
+def _wigner_small_d_table(l_max: int, betas: tuple) -> np.ndarray:
     """``d[k, l, L + m, L + m']`` with ``Y_lm(R_y(beta_k) x) = sum_m' d[k, l, m, m'] Y_lm'(x)``.
 
     Computed by product Gauss quadrature (exact for these band-limited integrands) from
@@ -133,14 +166,20 @@ def wigner_small_d_table(l_max: int, betas: tuple) -> np.ndarray:
     pts = np.stack([st * np.cos(ph), st * np.sin(ph), ct], -1)
     wq = np.repeat(wg, n_p) * (2 * np.pi / n_p)
     Y = spherical_harmonics(torch.from_numpy(pts), l_max).numpy()  # (Q, l+1, 2L+1)
-    out = np.zeros((len(betas), l_max + 1, 2 * l_max + 1, 2 * l_max + 1))
+    M = 2 * l_max + 1
+    out = np.zeros((len(betas), l_max + 1, M, M))
+    Yre = [np.ascontiguousarray(Y[:, l, l_max - l : l_max + l + 1].real) for l in range(l_max + 1)]
+    Yim = [np.ascontiguousarray(Y[:, l, l_max - l : l_max + l + 1].imag) for l in range(l_max + 1)]
     for k, beta in enumerate(betas):
-        prot = pts @ rot_y(beta).T
-        Yr = spherical_harmonics(torch.from_numpy(prot), l_max).numpy()
-        # d[l, m, m'] = sum_q w_q Y_lm(R x_q) conj(Y_lm'(x_q))
-        d = np.einsum("q,qlm,qln->lmn", wq, Yr, np.conj(Y))
-        if np.abs(d.imag).max() > 1e-9:
-            raise RuntimeError("Wigner d table is not real: spherical harmonics convention broken")
-        out[k] = d.real
+        Yr = spherical_harmonics(torch.from_numpy(pts @ rot_y(beta).T), l_max).numpy() * wq[:, None, None]
+        for l in range(l_max + 1):
+            s = slice(l_max - l, l_max + l + 1)
+            A = Yr[:, l, s].T  # (2l+1, Q)
+            ar, ai = np.ascontiguousarray(A.real), np.ascontiguousarray(A.imag)
+            # d[l, m, m'] = sum_q w_q Y_lm(R x_q) conj(Y_lm'(x_q)); real for rotations about y
+            im = ai @ Yre[l] - ar @ Yim[l]
+            if np.abs(im).max() > 1e-9:
+                raise RuntimeError("Wigner d table is not real: spherical harmonics convention broken")
+            out[k, l, s, s] = ar @ Yre[l] + ai @ Yim[l]
     # entries with |m| > l or |m'| > l are exactly zero
     return out
