@@ -47,7 +47,7 @@ class SearchSettings:
 
     candidates: int = 4
     oversample: float = 1.0
-    band_tol: float = 1e-4
+    band_tol: float = 1e-2
     max_iter: int = 50
 
 
