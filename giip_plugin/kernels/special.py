@@ -30,26 +30,26 @@ def _bessel_ratios(k: torch.Tensor, n_max: int, spherical: bool) -> list[torch.T
     return out
 
 
+def _from_ratios(first: torch.Tensor, k: torch.Tensor, n_max: int, spherical: bool) -> torch.Tensor:
+    """Stack ``B_0 .. B_n_max`` from ``B_0`` and the ratios ``B_n / B_{n-1}``."""
+    rho = _bessel_ratios(k, n_max, spherical=spherical)
+    vals = [first]
+    for n in range(1, n_max + 1):
+        vals.append(vals[-1] * rho[n])
+    return torch.stack(vals)
+
+
 def scaled_spherical_in(k: torch.Tensor, l_max: int) -> torch.Tensor:
     """``exp(-k) i_l(k)`` for l = 0..l_max, stacked on a new first axis. ``k >= 0``."""
     small = k < 1e-8
     ks = torch.where(small, torch.ones_like(k), k)
     i0 = torch.where(small, torch.ones_like(k), -torch.expm1(-2.0 * ks) / (2.0 * ks))
-    rho = _bessel_ratios(k, l_max, spherical=True)
-    vals = [i0]
-    for l in range(1, l_max + 1):
-        vals.append(vals[-1] * rho[l])
-    return torch.stack(vals)
+    return _from_ratios(i0, k, l_max, spherical=True)
 
 
 def scaled_bessel_in(k: torch.Tensor, n_max: int) -> torch.Tensor:
     """``exp(-k) I_n(k)`` for n = 0..n_max, stacked on a new first axis. ``k >= 0``."""
-    i0 = torch.special.i0e(k)
-    rho = _bessel_ratios(k, n_max, spherical=False)
-    vals = [i0]
-    for n in range(1, n_max + 1):
-        vals.append(vals[-1] * rho[n])
-    return torch.stack(vals)
+    return _from_ratios(torch.special.i0e(k), k, n_max, spherical=False)
 
 
 def spherical_harmonics(u: torch.Tensor, l_max: int) -> torch.Tensor:
