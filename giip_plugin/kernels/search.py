@@ -25,6 +25,7 @@ is among the polished candidates; tests check it against dense searches.
 from __future__ import annotations
 
 import math
+import threading
 
 import numpy as np
 import torch
@@ -265,6 +266,25 @@ def _local_maxima_topk(flat: torch.Tensor, shape, K: int, pool: int = 48):
     return vals.gather(0, order), idx.gather(0, order)
 
 
+_FFT_BUFFERS = threading.local()
+
+
+def _fft_buffer(shape, dtype, device):
+    """A zeroed FFT input buffer, reused between calls of one thread: only its first L+1 / last L
+    rows and first L+1 columns are ever written, and those are fully overwritten each time, so the
+    rest stays 0."""
+    cache = getattr(_FFT_BUFFERS, "d", None)
+    if cache is None:
+        cache = _FFT_BUFFERS.d = {}
+    key = (tuple(shape), dtype, str(device))
+    buf = cache.get(key)
+    if buf is None:
+        if len(cache) > 8:
+            cache.clear()
+        buf = cache[key] = torch.zeros(shape, dtype=dtype, device=device)
+    return buf
+
+
 def grid_candidates_3d(ra, Ya, rb, Yb, W, kappa, L: int, parities: int, K: int, oversample: float = 1.0):
     """Candidate rotations (P, parities*K, 3, 3) from the band-limited grid search."""
     P, na, nb = W.shape
@@ -284,12 +304,12 @@ def grid_candidates_3d(ra, Ya, rb, Yb, W, kappa, L: int, parities: int, K: int, 
     table = grid.table if parities == 2 else grid.table_proper.reshape(M * M, nbeta, L + 1)
     H = torch.bmm(table, Gr)  # (M*M, nbeta*parities, 2P)
     H = torch.view_as_complex(H.reshape(M, M, nbeta * parities, P, 2))  # (M, M, nbeta*par, P)
-    # f(alpha, gamma) = sum_mm' H_mm' e^{-i m alpha - i m' gamma} is real, so H_{-m,-m'} = conj(H_mm'):
-    # an inverse real FFT of H'_mm' = H_{-m,-m'} over half the m' range gives f on the grid.
-    Hr = H.flip(0, 1)
-    Hp = torch.zeros((N, N // 2 + 1) + H.shape[2:], dtype=H.dtype, device=H.device)
-    Hp[: L + 1, : L + 1] = Hr[L:, L:]
-    Hp[N - L :, : L + 1] = Hr[:L, L:]
+    # f(alpha, gamma) = sum_mm' H_mm' e^{-i m alpha - i m' gamma} is real; an inverse real FFT of
+    # H'_mm' = H_{-m,-m'} over half the m' range gives f on the grid. By the symmetries
+    # d^l_{-m,-m'} = (-1)^(m-m') d^l_mm' and G^l_{-m,-m'} = (-1)^(m+m') conj(G^l_mm'), H' = conj(H).
+    Hp = _fft_buffer((N, N // 2 + 1) + H.shape[2:], H.dtype, H.device)
+    Hp[: L + 1, : L + 1] = H[L:, L:].conj()
+    Hp[N - L :, : L + 1] = H[:L, L:].conj()
     Fg = torch.fft.irfft2(Hp, s=(N, N), dim=(0, 1), norm="forward")  # (N, N, nbeta*par, P) real
     Fg = Fg.reshape(N, N, nbeta, parities, P).reshape(N * N * nbeta, parities * P)
     vals, idx = _local_maxima_topk(Fg, (N, N, nbeta), K)  # (K, parities*P)
