@@ -45,10 +45,18 @@ class SearchSettings:
     band_tol : relative size of the neglected harmonics that sets the band limit.
     """
 
-    candidates: int = 3
+    candidates: int = 4
     oversample: float = 1.0
     band_tol: float = 1e-2
     max_iter: int = 50
+
+    def __post_init__(self):
+        if int(self.candidates) < 1:
+            raise ValueError("candidates must be >= 1")
+        if not self.oversample >= 1.0:
+            raise ValueError("oversample must be >= 1 (the grid must resolve the band limit)")
+        if not 0 < self.band_tol < 1:
+            raise ValueError("band_tol must be in (0, 1)")
 
 
 class DistanceEngine:
