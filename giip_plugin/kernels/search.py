@@ -122,14 +122,23 @@ def _newton_step(a, c, e, kap, dim):
         H = H - tr[..., None, None] * torch.eye(3, dtype=a.dtype, device=a.device)
         lam, V = torch.linalg.eigh(H)
         scale = lam.abs().clamp_min(1e-12 * (lam.abs().amax(-1, keepdim=True) + 1e-300))
-        step = (V @ ((V.transpose(-1, -2) @ g[..., None])[..., 0] / scale)[..., None])[..., 0]
+        gv = (V.transpose(-1, -2) @ g[..., None])[..., 0]
+        step = (V @ (gv / scale)[..., None])[..., 0]
+        gain = 0.5 * (gv * gv / scale).sum(-1)
+        concave = (lam < 0).all(-1)
     else:
         cx, cy = c[..., 0], c[..., 1]
         g = (cx * At[..., 1] - cy * At[..., 0]).sum(-1, keepdim=True)
         H = (cx * cx * Mj[..., 1, 1] - 2 * cx * cy * Mj[..., 0, 1] + cy * cy * Mj[..., 0, 0]).sum(-1) - tr
         step = g / H.abs().clamp_min(1e-300)[..., None]
+        gain = 0.5 * g[..., 0] * step[..., 0]
+        concave = H < 0
     norm = torch.linalg.norm(step, dim=-1, keepdim=True)
-    return step * torch.clamp(0.3 / norm.clamp_min(1e-300), max=1.0)
+    concave = concave & (norm[..., 0] <= _TRUST)
+    return step * torch.clamp(_TRUST / norm.clamp_min(1e-300), max=1.0), gain, concave
+
+
+_TRUST = 0.3  # trust radius of a Newton step (rad)
 
 
 def _rotate(step, R, dim):
@@ -162,8 +171,10 @@ def polish(a, b, W, kappa, R0, max_iter: int = 50, tol: float | None = None):
     f = torch.empty(P * K, dtype=a.dtype, device=a.device)
     aa, cc, e, kk, bb = terms(idx, R)
     f[idx] = e.sum((-1, -2))
-    for _ in range(max_iter):
-        step = _newton_step(aa, cc, e, kk, dim)
+    best = torch.full((P,), -math.inf, dtype=a.dtype, device=a.device)
+    for it in range(max_iter):
+        step, gain, concave = _newton_step(aa, cc, e, kk, dim)
+        f_before = f[idx].clone()
         Rn = _rotate(step, R[idx], dim)
         cn = bb @ Rn.transpose(-1, -2)
         en = _overlap_with(aa, cn, W[pidx[idx]], kk)
@@ -188,6 +199,13 @@ def polish(a, b, W, kappa, R0, max_iter: int = 50, tol: float | None = None):
         cc = torch.where(ok[:, None, None], cn, cc)
         e = torch.where(ok[:, None, None], en, e)
         active = torch.linalg.norm(step, dim=-1) > tol
+        # Starts that cannot win: inside a concave quadratic model whose (unclipped) Newton step
+        # predicts a local maximum of f_before + gain, and even twice that gain stays below the
+        # best value already reached by another start of the same pair.
+        best = best.scatter_reduce(0, pidx[idx], f[idx], reduce="amax")
+        if it >= 1:
+            hopeless = concave & (f_before + 2.0 * gain + 1e-12 * f_before.abs() < best[pidx[idx]] - 1e-9)
+            active &= ~hopeless
         if not bool(active.any()):
             break
         sel = torch.nonzero(active)[:, 0]
