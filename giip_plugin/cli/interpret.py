@@ -1,0 +1,195 @@
+"""``giip interpret REF.h5 INPUT...``: what the diffusion coordinates mean physically.
+
+Each selected diffusion coordinate (dc1 .. dck, as the giip_dc columns of 'giip apply') of the
+analysed atoms is regressed on per-atom quantities, and a table of r^2 (least-squares line,
+squared correlation) is printed:
+
+  coordination      smooth coordination: sum of the cutoff weights of the neighbours, with the
+                    reference's r_inner / r_outer
+  frac_<species>    fraction of each species among the neighbours (same weights)
+  voronoi_volume    Voronoi volume of the atom (OVITO; voronoi_area for 2D maps)
+  <column>          every numeric per-atom column of the input, e.g. c_pe
+
+Inputs written by 'giip apply' (columns giip_class, giip_dc1..k) are read as they are, so the
+expensive step is done once; other inputs are analysed here (--max-atoms N: a random subset of
+N centre atoms per frame, to save time: each atom costs one exact distance per training
+environment).
+
+--plane I,J with --target Q also finds the direction in the plane of dcI and dcJ that correlates
+best with Q (the gradient of the least-squares plane Q = a + b1 dcI + b2 dcJ; its r^2 is the
+plane's) and the orthogonal direction (the paper's Fig. 1d); --render PNG colours the atoms of
+the first frame by their projection on the orthogonal direction (OVITO).
+
+Example:
+  giip apply ref.h5 crystal.dump -o crystal_giip.dump
+  giip interpret ref.h5 crystal_giip.dump --plane 1,2 --target coordination --figures figs/
+"""
+from __future__ import annotations
+
+import json
+import os
+import sys
+
+import numpy as np
+
+from . import CLIError
+from .report import load_reference, parse_pair
+
+HELP = "r^2 of each diffusion coordinate against physical quantities (coordination, species fractions, Voronoi volume, input columns)"
+
+
+def add_input_options(p):
+    p.add_argument("--frames", default=None, metavar="START:STOP:STEP", help="frames of each input (Python slice)")
+    p.add_argument("--type-names", default=None, metavar="1=Ni,2=Nb",
+                   help="names of numeric LAMMPS types (default: those stored in the reference)")
+    p.add_argument("--dim", type=int, choices=(2, 3), default=None, help="force 2D or 3D (default: the reference's)")
+    p.add_argument("--max-atoms", type=int, default=None, metavar="N",
+                   help="at most N randomly chosen centre atoms per frame (default all)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the --max-atoms sample (default 0)")
+    p.add_argument("--recompute", action="store_true",
+                   help="ignore giip_* columns of the inputs and analyse the atoms again")
+    p.add_argument("--device", default=None, help="compute device when analysing: cpu, cuda")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+
+
+def add_parser(subparsers):
+    import argparse
+
+    p = subparsers.add_parser("interpret", help=HELP, description=__doc__,
+                              formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("reference", metavar="REF.h5", help="reference file written by 'giip build'")
+    p.add_argument("inputs", metavar="INPUT", nargs="+",
+                   help="frames: 'giip apply' output (annotated) or plain trajectories (analysed here)")
+    add_input_options(p)
+    p.add_argument("--quantities", default=None, metavar="Q1,Q2",
+                   help="only these quantities (names as in the table; default all)")
+    p.add_argument("--no-voronoi", action="store_true", help="skip the Voronoi volumes (OVITO)")
+    p.add_argument("--plane", default=None, metavar="I,J", help="plane of dcI and dcJ for the best direction")
+    p.add_argument("--target", default=None, metavar="Q",
+                   help="quantity of the best direction (default coordination)")
+    p.add_argument("--figures", default=None, metavar="DIR",
+                   help="write PNG figures: each quantity against its best coordinate, the best direction")
+    p.add_argument("--render", default=None, metavar="PNG",
+                   help="with --plane: render the first frame coloured by the orthogonal direction (OVITO)")
+    p.add_argument("--json", default=None, metavar="FILE", help="write the numbers as JSON ('-' = stdout)")
+    p.add_argument("--debug", action="store_true", help="show tracebacks")
+    p.set_defaults(func=run)
+    return p
+
+
+def check_inputs(paths):
+    for path in paths:
+        if not os.path.exists(path) and not any(ch in path for ch in "*?["):
+            raise CLIError(f"input file not found: {path}")
+
+
+def collect(args, ref, inputs, log=None):
+    from ..interpret import collect_samples
+    from ..io import parse_type_names
+
+    if args.max_atoms is not None and args.max_atoms < 1:
+        raise CLIError("--max-atoms must be at least 1")
+    tn = parse_type_names(args.type_names) if args.type_names else None
+    return collect_samples(ref, inputs, frames=args.frames, type_names=tn, dim=args.dim,
+                           max_atoms=args.max_atoms, seed=args.seed, recompute=args.recompute,
+                           voronoi=not getattr(args, "no_voronoi", False), device=args.device,
+                           progress=not args.no_progress, log=log)
+
+
+def run(args) -> int:
+    from ..interpret import best_direction, r2_table
+    from ..interpret.figures import coordinate_labels, fig_direction, fig_quantity_scatter
+
+    ref = load_reference(args.reference)
+    check_inputs(args.inputs)
+    plane = parse_pair(args.plane, "--plane") if args.plane else None
+    if plane and max(plane) > ref.n_coords:
+        raise CLIError(f"--plane {args.plane}: the map has {ref.n_coords} selected coordinates (dc1..dc{ref.n_coords})")
+    if args.render and not plane:
+        raise CLIError("--render needs --plane (and --target)")
+    if args.target and not plane:
+        raise CLIError("--target needs --plane I,J")
+    say = (lambda m: None) if args.no_progress else (lambda m: print(f"giip interpret: {m}", file=sys.stderr))
+    out = sys.stderr if args.json == "-" else sys.stdout  # stdout is for the JSON then
+    echo = lambda *a: print(*a, file=out)  # noqa: E731
+    samples = collect(args, ref, args.inputs, log=say)
+    quantities = dict(samples.quantities)
+    if args.quantities:
+        wanted = [q.strip() for q in args.quantities.split(",") if q.strip()]
+        unknown = [q for q in wanted if q not in quantities]
+        if unknown:
+            raise CLIError(f"unknown quantities {unknown}; available: {', '.join(quantities)}")
+        quantities = {q: quantities[q] for q in wanted}
+    labels = [f"dc{j + 1}" for j in range(ref.n_coords)]
+    psi = [f"psi{int(i) + 1}" for i in ref.selected]
+    table = r2_table(samples.coordinates, quantities, labels)
+    how = "read from giip apply columns" if samples.annotated else "computed"
+    echo(f"{len(samples)} analysed atoms from {len(samples.sources)} frame(s) (coordinates {how})")
+    echo("r^2 of the least-squares line of each coordinate against each quantity:")
+    echo(table.format(header_extra=psi))
+    result = {"reference": args.reference, "inputs": list(args.inputs), "n_atoms": len(samples),
+              "n_frames": len(samples.sources), "annotated": samples.annotated, "eigenvectors": psi,
+              "table": table.to_dict()}
+    direction = None
+    if plane:
+        target = args.target or "coordination"
+        if target not in samples.quantities:
+            raise CLIError(f"unknown --target {target!r}; available: {', '.join(samples.quantities)}")
+        i, j = plane[0] - 1, plane[1] - 1
+        xy = samples.coordinates[:, [i, j]]
+        try:
+            direction = best_direction(xy, samples.quantities[target])
+        except ValueError as e:
+            raise CLIError(f"best direction for {target}: {e}") from None
+        echo(f"best direction for {target} in the plane (dc{plane[0]}, dc{plane[1]}): "
+              f"{direction.angle_deg:.1f} deg from dc{plane[0]}, unit vector ({direction.direction[0]:.4f}, "
+              f"{direction.direction[1]:.4f}), r^2 = {direction.r2:.4f} (dc{plane[0]} alone {direction.r2_axes[0]:.4f}, "
+              f"dc{plane[1]} alone {direction.r2_axes[1]:.4f}); orthogonal direction r^2 = {direction.r2_orthogonal:.4f}")
+        result["direction"] = {"plane": list(plane), "target": target, **direction.to_dict()}
+    if args.figures:
+        os.makedirs(args.figures, exist_ok=True)
+        clabels = coordinate_labels(ref)
+        files = []
+        for q in table.quantities:
+            col, val = table.best(q)
+            if not np.isfinite(val):
+                continue
+            k = labels.index(col)
+            files.append(fig_quantity_scatter(samples.coordinates[:, k], samples.quantities[q],
+                                              os.path.join(args.figures, f"r2_{q}.png"), xlabel=clabels[k], qlabel=q,
+                                              r2=val, title=f"{q}: best coordinate {clabels[k]}"))
+        if direction is not None:
+            files.append(fig_direction(xy, samples.quantities[target], direction,
+                                       os.path.join(args.figures, f"direction_{target}.png"),
+                                       labels=(clabels[i], clabels[j]), qlabel=target))
+        for f in files:
+            print(f"wrote {f}", file=sys.stderr)
+        result["figures"] = files
+    if args.render:
+        values, atoms = first_frame_values(args, ref, samples, direction.project_orthogonal(xy))
+        from ..interpret.render import render_values
+
+        path, lim = render_values(atoms, values, args.render)
+        print(f"wrote {path} (first frame, colour = projection on the orthogonal direction, "
+              f"{lim[0]:.3g} .. {lim[1]:.3g}; grey: not analysed)", file=sys.stderr)
+        result["render"] = path
+    if args.json:
+        text = json.dumps(result, indent=1)
+        if args.json == "-":
+            print(text)
+        else:
+            with open(args.json, "w") as fh:
+                fh.write(text + "\n")
+    return 0
+
+
+def first_frame_values(args, ref, samples, values):
+    """Per-atom array (NaN where not analysed) of the first frame read, and its atoms."""
+    from ..io import iter_frames, parse_type_names
+
+    tn = parse_type_names(args.type_names) if args.type_names else (dict(ref.type_names) or None)
+    frame = next(iter_frames(args.inputs, frames=args.frames, type_names=tn, dim=args.dim or ref.dim))
+    out = np.full(len(frame.atoms), np.nan)
+    m = samples.frame == 0
+    out[samples.atom_index[m]] = np.asarray(values)[m]
+    return out, frame.atoms

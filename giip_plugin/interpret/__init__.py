@@ -1,0 +1,22 @@
+"""Interpreting GIIP reference maps and analysed frames (step 6 of the method, DESIGN.md).
+
+* :mod:`.quantities` -- per-atom physical quantities: smooth coordination, neighbour species
+  fractions, Voronoi volume (OVITO), input columns;
+* :mod:`.stats` -- r^2 of each diffusion coordinate against each quantity, best direction in a plane;
+* :mod:`.density` -- smoothed densities of two sets in a plane, their difference, class populations;
+* :mod:`.samples` -- analysed atoms of frames (from ``giip apply`` columns or computed);
+* :mod:`.figures` -- PNG figures (matplotlib); :mod:`.render` -- OVITO renderings.
+
+The command lines ``giip report``, ``giip interpret`` and ``giip compare`` are thin layers over these.
+"""
+from .density import ClassPopulations, DensityDifference, class_populations, density_difference, smoothed_density
+from .quantities import frame_quantities, input_columns, neighbour_quantities, voronoi_sizes
+from .samples import Samples, annotation_columns, collect_samples
+from .stats import Direction, R2Table, best_direction, r2, r2_table
+
+__all__ = [
+    "ClassPopulations", "DensityDifference", "class_populations", "density_difference", "smoothed_density",
+    "frame_quantities", "input_columns", "neighbour_quantities", "voronoi_sizes",
+    "Samples", "annotation_columns", "collect_samples",
+    "Direction", "R2Table", "best_direction", "r2", "r2_table",
+]

@@ -1,0 +1,137 @@
+"""Per-atom physical quantities to interpret diffusion coordinates with (step 6, DESIGN.md).
+
+* ``coordination``: the smooth coordination number, the sum of the cutoff weights ``f(r)`` of the
+  neighbours (weight 1 below ``r_inner``, cubic spline to 0 at ``r_outer``): the reference's own
+  environment settings, so it is the sum of |weights| of the environments the map sees.
+* ``frac_<species>``: fraction of each species among the neighbours, weighted by the same cutoff
+  weights (``sum of f over neighbours of that species / coordination``). With a sharp cutoff
+  (``r_inner = r_outer``) these would be plain counts; the smooth weights keep them continuous.
+* ``voronoi_volume`` (3D) / ``voronoi_area`` (2D): the atom's Voronoi cell, from OVITO's
+  ``VoronoiAnalysisModifier``. OVITO refuses 2D cells, so a 2D frame is analysed as a one-layer
+  periodic slab of thickness 1 (every in-plane Voronoi face is then perpendicular to the plane and
+  the volume of the prism equals the area of the 2D cell). Atoms at free surfaces get large cells
+  that reach into the vacuum.
+* every numeric per-atom column of the input (``c_pe``, ``v_...``, ``vx`` ...), under its own name;
+  the columns written by ``giip apply`` (``giip_*``) are not quantities.
+"""
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+
+from ..environments import LocalEnvironments, SpeciesEncoding
+
+__all__ = ["neighbour_quantities", "voronoi_sizes", "input_columns", "frame_quantities", "QUANTITY_HELP"]
+
+QUANTITY_HELP = (
+    "coordination (smooth, sum of cutoff weights), frac_<species> (weighted fraction of each species "
+    "among the neighbours), voronoi (OVITO Voronoi volume, or area in 2D), and every numeric per-atom "
+    "column of the input (e.g. c_pe)"
+)
+
+# per-atom arrays that are never quantities
+_SKIP_ARRAYS = {"numbers", "positions", "id", "type", "species", "momenta", "masses", "element",
+                "x", "y", "z", "xs", "ys", "zs", "xu", "yu", "zu", "xsu", "ysu", "zsu", "ix", "iy", "iz"}
+
+
+def neighbour_quantities(atoms, environments: LocalEnvironments, indices, species_names, species=None) -> dict:
+    """``coordination`` and ``frac_<s>`` of the atoms ``indices``.
+
+    ``environments`` gives the cutoff (``r_inner``, ``r_outer``) and the dimension (normally
+    ``ReferenceMap.environments``); ``species_names`` is the name of every atom of ``atoms``;
+    ``species`` the species to report fractions of (default: those present, sorted; the
+    reference's order when given).
+    """
+    names = np.asarray(species_names).astype(str)
+    present = sorted(set(names.tolist()))
+    species = [s for s in (species or present)]
+    species += [s for s in present if s not in species]
+    le = LocalEnvironments(environments.r_inner, environments.r_outer,
+                           encoding=SpeciesEncoding("vector", tuple(species)), centers=None,
+                           dim=environments.dim)
+    envs = le.compute(atoms, indices=np.asarray(indices, dtype=np.int64), species=names)
+    per_species = np.add.reduceat(envs.weights, envs.offsets[:-1], axis=0) if len(envs.weights) else \
+        np.zeros((len(envs), len(species)))
+    per_species = per_species * (envs.counts > 0)[:, None]
+    coord = per_species.sum(axis=1)
+    out = {"coordination": coord}
+    with np.errstate(invalid="ignore", divide="ignore"):
+        for k, s in enumerate(species):
+            if len(species) > 1:
+                out[f"frac_{s}"] = np.where(coord > 0, per_species[:, k] / coord, np.nan)
+    return out
+
+
+def voronoi_sizes(atoms, dim: int = 3) -> np.ndarray:
+    """Voronoi volume (3D) or area (2D) of every atom of ``atoms`` with OVITO."""
+    from ovito.io.ase import ase_to_ovito
+    from ovito.modifiers import VoronoiAnalysisModifier
+    from ovito.pipeline import Pipeline, StaticSource
+
+    a = atoms.copy()
+    a.calc = None
+    for key in list(a.arrays):  # only what the tessellation needs
+        if key not in ("numbers", "positions"):
+            del a.arrays[key]
+    thickness = 1.0
+    if dim == 2:
+        cell = np.array(a.cell.array, dtype=float)
+        cell[2] = [0.0, 0.0, thickness]
+        pos = a.get_positions()
+        pos[:, 2] = 0.0
+        a.set_positions(pos)
+        a.set_cell(cell)
+        a.pbc = [bool(a.pbc[0]), bool(a.pbc[1]), True]
+    if not np.all(a.pbc) or abs(np.linalg.det(a.cell.array)) < 1e-12:
+        # free boundaries: OVITO needs a box enclosing the atoms; take a generous one
+        pos = a.get_positions()
+        lo, hi = pos.min(axis=0) - 5.0, pos.max(axis=0) + 5.0
+        cell = np.array(a.cell.array, dtype=float)
+        for k in range(3):
+            if not a.pbc[k] or np.linalg.norm(cell[k]) < 1e-12:
+                cell[k] = 0.0
+                cell[k, k] = hi[k] - lo[k] if not (dim == 2 and k == 2) else thickness
+        a.set_cell(cell)
+        a.set_celldisp(np.where(a.pbc, a.get_celldisp().reshape(3), lo))
+    data = ase_to_ovito(a)
+    pipe = Pipeline(source=StaticSource(data=data))
+    pipe.modifiers.append(VoronoiAnalysisModifier(compute_indices=False))
+    out = pipe.compute()
+    vol = np.asarray(out.particles["Atomic Volume"], dtype=float).copy()
+    if dim == 2:
+        vol /= thickness
+    return vol
+
+
+def input_columns(atoms) -> dict:
+    """Numeric per-atom columns of the input, except positions, ids, types and ``giip_*`` columns."""
+    out = {}
+    for key, v in atoms.arrays.items():
+        if key in _SKIP_ARRAYS or key.startswith("giip_") or key.startswith("d_giip") or key.startswith("d2_giip"):
+            continue
+        v = np.asarray(v)
+        if v.ndim != 1 or v.dtype.kind not in "fiu":
+            continue
+        out[key] = v.astype(float)
+    return out
+
+
+def frame_quantities(atoms, environments: LocalEnvironments, indices, species_names, *, species=None,
+                     voronoi: bool = True, columns: bool = True, dim: int | None = None) -> dict:
+    """Every quantity of this module for the atoms ``indices`` of one frame (name -> array)."""
+    indices = np.asarray(indices, dtype=np.int64)
+    q = neighbour_quantities(atoms, environments, indices, species_names, species=species)
+    if voronoi:
+        d = environments.dim if dim is None else dim
+        name = "voronoi_area" if d == 2 else "voronoi_volume"
+        try:
+            q[name] = voronoi_sizes(atoms, d)[indices]
+        except ImportError:
+            warnings.warn("OVITO is not installed: no Voronoi volumes (pip install ovito)", RuntimeWarning,
+                          stacklevel=2)
+    if columns:
+        for key, v in input_columns(atoms).items():
+            if key not in q:
+                q[key] = v[indices]
+    return q

@@ -1,0 +1,91 @@
+"""Render a structure with OVITO, atoms coloured by a per-atom value (e.g. the projection of their
+diffusion coordinates on a direction), headless with the Tachyon renderer.
+
+Needs the ``ovito`` module; on Debian/Ubuntu, rendering needs a Vulkan loader and driver
+(``apt-get install -y libvulkan1 mesa-vulkan-drivers``, done by ``scripts/setup.sh``).
+"""
+from __future__ import annotations
+
+import os
+
+import numpy as np
+
+__all__ = ["render_values"]
+
+
+def render_values(atoms, values, path, *, size=(900, 900), cmap: str = "Blue-White-Red", limits=None,
+                  radius: float | None = None, camera_dir=None, missing_colour=(0.75, 0.75, 0.75),
+                  symmetric: bool = True):
+    """Render ``atoms`` (``ase.Atoms``) coloured by ``values`` (one per atom; NaN = grey) to
+    ``path`` (PNG). ``limits`` = (lo, hi) of the colour map (default: the 2nd and 98th percentiles,
+    made symmetric about 0 when ``symmetric``). A 2D structure (all z equal) is viewed from the top
+    with an orthographic camera. Returns ``(path, (lo, hi))``."""
+    from ovito.io.ase import ase_to_ovito
+    from ovito.modifiers import ColorCodingModifier
+    from ovito.pipeline import Pipeline, StaticSource
+    from ovito.vis import TachyonRenderer, Viewport
+
+    values = np.asarray(values, dtype=float).reshape(-1)
+    if len(values) != len(atoms):
+        raise ValueError(f"{len(values)} values for {len(atoms)} atoms")
+    ok = np.isfinite(values)
+    if not ok.any():
+        raise ValueError("no finite value to colour by")
+    if limits is None:
+        lo, hi = np.percentile(values[ok], [2, 98])
+        if symmetric:
+            m = max(abs(lo), abs(hi))
+            lo, hi = -m, m
+    else:
+        lo, hi = limits
+    a = atoms.copy()
+    a.calc = None
+    for key in list(a.arrays):
+        if key not in ("numbers", "positions"):
+            del a.arrays[key]
+    flat = np.ptp(a.positions[:, 2]) < 1e-9
+    data = ase_to_ovito(a)
+    data.particles_.create_property("Value", data=np.where(ok, values, 0.0))
+    if radius is not None:
+        data.particles_.create_property("Radius", data=np.full(len(a), float(radius)))
+    pipe = Pipeline(source=StaticSource(data=data))
+    pipe.modifiers.append(ColorCodingModifier(property="Value", start_value=float(lo), end_value=float(hi),
+                                              gradient=_gradient(cmap)))
+
+    def grey_missing(frame, data):  # atoms without a value
+        col = np.asarray(data.particles_.colors_)
+        col[~ok] = missing_colour
+    pipe.modifiers.append(grey_missing)
+    out = pipe.compute()
+    if out.cell is not None and out.cell.vis is not None:
+        out.cell.vis.enabled = False
+    pipe.add_to_scene()
+    try:
+        if flat and camera_dir is None:
+            vp = Viewport(type=Viewport.Type.Top)
+        else:
+            vp = Viewport(type=Viewport.Type.Ortho, camera_dir=camera_dir or (1, 1, -0.6))
+        vp.zoom_all(size=size)
+        renderer = TachyonRenderer(ambient_occlusion=False, shadows=False, antialiasing=True)
+        path = os.fspath(path)
+        if os.path.dirname(path):
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+        vp.render_image(size=size, filename=path, background=(1.0, 1.0, 1.0), renderer=renderer)
+    finally:
+        pipe.remove_from_scene()
+    return path, (float(lo), float(hi))
+
+
+def _gradient(name):
+    from ovito.modifiers import ColorCodingModifier
+
+    grads = {
+        "Blue-White-Red": ColorCodingModifier.BlueWhiteRed,
+        "Viridis": ColorCodingModifier.Viridis,
+        "Rainbow": ColorCodingModifier.Rainbow,
+        "Jet": ColorCodingModifier.Jet,
+        "Magma": ColorCodingModifier.Magma,
+    }
+    if name not in grads:
+        raise ValueError(f"unknown colour map {name!r}; choose one of {sorted(grads)}")
+    return grads[name]()

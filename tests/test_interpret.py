@@ -1,0 +1,399 @@
+"""Interpretation of reference maps and analysed frames: ``giip report``, ``giip interpret``,
+``giip compare`` and the :mod:`giip_plugin.interpret` package behind them.
+
+Fast: the reference maps are synthetic (``ReferenceMap.from_distances`` on a made-up distance
+matrix, no rotation search) and the inputs are annotated dumps whose ``giip_dc`` columns are
+chosen, so exact answers are known; one test builds a tiny real 2D map and analyses a few atoms.
+"""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from ase import Atoms
+
+from giip_plugin.cli import main
+from giip_plugin.environments import LocalEnvironments, SpeciesEncoding
+from giip_plugin.interpret import (
+    best_direction, class_populations, collect_samples, density_difference, neighbour_quantities, r2, r2_table,
+    voronoi_sizes,
+)
+from giip_plugin.io import AnnotatedWriter, Frame
+from giip_plugin.reference import ReferenceMap
+
+PNG = b"\x89PNG\r\n\x1a\n"
+
+
+# --------------------------------------------------------------------------- structures and maps
+
+
+def lattice2d(n=11, a=1.12, remove=6, seed=0, margin=6.0):
+    """A 2D triangular crystal with free surfaces (vacuum margins in a periodic box), a few
+    vacancies and a per-atom column ``c_pe`` (made up: minus the number of close neighbours)."""
+    rng = np.random.default_rng(seed)
+    pts = np.array([[a * (i + 0.5 * (j % 2)), a * np.sqrt(3) / 2 * j] for j in range(n) for i in range(n)])
+    keep = np.ones(len(pts), bool)
+    inner = np.flatnonzero((pts[:, 0] > 2 * a) & (pts[:, 0] < (n - 3) * a) & (pts[:, 1] > 2 * a) & (pts[:, 1] < (n - 3) * a))
+    keep[rng.choice(inner, size=remove, replace=False)] = False
+    pts = pts[keep] + margin
+    L = pts.max(axis=0) + margin
+    atoms = Atoms("Ar" * len(pts), positions=np.column_stack([pts, np.zeros(len(pts))]),
+                  cell=[L[0], L[1], 1.0], pbc=True)
+    d = np.linalg.norm(pts[:, None] - pts[None], axis=2)
+    atoms.new_array("c_pe", -((d > 0) & (d < 1.5)).sum(axis=1).astype(float) + 0.01 * rng.normal(size=len(pts)))
+    return atoms
+
+
+def binary3d(n=100, L=10.0, seed=1):
+    """A random periodic Ni/Nb 'gas' with a minimum separation (3D)."""
+    rng = np.random.default_rng(seed)
+    pos = []
+    while len(pos) < n:
+        p = rng.uniform(0, L, 3)
+        if all(np.linalg.norm((p - q + L / 2) % L - L / 2) > 1.7 for q in pos):
+            pos.append(p)
+    sym = ["Ni" if k % 2 == 0 else "Nb" for k in range(n)]
+    return Atoms(sym, positions=pos, cell=[L, L, L], pbc=True)
+
+
+def synthetic_map(atoms, le, n_train=30, n_classes=3, n_coords=3, seed=0):
+    """A reference map over real environments with a made-up (Euclidean) distance matrix."""
+    rng = np.random.default_rng(seed)
+    centres = le.center_indices(atoms)[:n_train]
+    training = le.compute(atoms, indices=centres)
+    feats = rng.normal(size=(n_train, 3))
+    D = np.linalg.norm(feats[:, None] - feats[None], axis=2)
+    group = "O2" if le.dim == 2 else "O3"
+    return ReferenceMap.from_distances(training, D, sigma=0.5, group=group, environments=le, n_classes=n_classes,
+                                       epsilon=1.0, n_coords=n_coords)
+
+
+LE2D = LocalEnvironments(1.3, 1.75, SpeciesEncoding("none", ("Ar",)), dim=2)
+LE3D = LocalEnvironments(3.0, 4.0, SpeciesEncoding("sign", ("Ni", "Nb"), positive="Ni"), centers=("Ni",), dim=3)
+
+
+@pytest.fixture(scope="module")
+def crystal():
+    return lattice2d()
+
+
+@pytest.fixture(scope="module")
+def map2d(tmp_path_factory, crystal):
+    ref = synthetic_map(crystal, LE2D)
+    path = tmp_path_factory.mktemp("map2d") / "ref2d.h5"
+    ref.save(path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def map3d(tmp_path_factory):
+    ref = synthetic_map(binary3d(), LE3D, n_train=40, n_classes=4)
+    path = tmp_path_factory.mktemp("map3d") / "ref3d.h5"
+    ref.save(path)
+    return path
+
+
+def write_annotated(path, atoms, classes, dc, dist=None):
+    with AnnotatedWriter(path) as w:
+        w.write(Frame.from_atoms(atoms), {"giip_class": np.asarray(classes), "giip_dc": np.asarray(dc),
+                                          "giip_ref_distance": np.zeros(len(atoms)) if dist is None else dist})
+    return path
+
+
+@pytest.fixture(scope="module")
+def annotated(tmp_path_factory, crystal):
+    """An annotated dump of the crystal with known coordinates: dc1 = 2 * coordination + 1,
+    dc2 = c_pe, dc3 = noise; atom 0 is 'not analysed' (class -1, NaN coordinates)."""
+    coord = neighbour_quantities(crystal, LE2D, np.arange(len(crystal)), ["Ar"] * len(crystal))["coordination"]
+    rng = np.random.default_rng(3)
+    dc = np.column_stack([2 * coord + 1, crystal.arrays["c_pe"], rng.normal(size=len(crystal))])
+    cls = (coord < 5.5).astype(int) + (coord < 3.5).astype(int)
+    cls[0] = -1
+    dc[0] = np.nan
+    path = tmp_path_factory.mktemp("ann") / "crystal_giip.dump"
+    return write_annotated(path, crystal, cls, dc), coord, cls, dc
+
+
+# --------------------------------------------------------------------------- statistics
+
+
+def test_r2_exact_linear_and_table():
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=200)
+    assert r2(x, 3 * x - 2) == pytest.approx(1.0, abs=1e-12)
+    assert r2(x, -0.5 * x) == pytest.approx(1.0, abs=1e-12)
+    assert r2(x, rng.normal(size=200)) < 0.05
+    assert np.isnan(r2(x, np.ones(200)))  # constant quantity
+    y = 2 * x + 1
+    y[:5] = np.nan  # NaN pairs are dropped
+    assert r2(x, y) == pytest.approx(1.0)
+    X = np.column_stack([x, rng.normal(size=200)])
+    t = r2_table(X, {"lin": 4 * X[:, 1] + 3, "other": x ** 3}, labels=["dc1", "dc2"])
+    assert t.values.shape == (2, 2)
+    assert t.values[0, 1] == pytest.approx(1.0) and t.values[0, 0] < 0.05
+    assert t.best("lin") == ("dc2", pytest.approx(1.0))
+    assert t.best("other")[0] == "dc1"
+    text = t.format(header_extra=["psi1", "psi3"])
+    assert "1.000" in text and "psi3" in text
+    with pytest.raises(ValueError, match="values for"):
+        r2_table(X, {"short": np.ones(3)})
+
+
+@pytest.mark.parametrize("angle", [35.0, -120.0, 90.0])
+def test_best_direction_recovers_angle(angle):
+    rng = np.random.default_rng(1)
+    xy = rng.normal(size=(400, 2))
+    u = np.array([np.cos(np.radians(angle)), np.sin(np.radians(angle))])
+    q = 2.5 * xy @ u + 7 + 1e-3 * rng.normal(size=400)
+    d = best_direction(xy, q)
+    assert d.angle_deg == pytest.approx(angle, abs=0.1)
+    assert d.r2 == pytest.approx(1.0, abs=1e-5)
+    assert d.r2_orthogonal < 0.05
+    assert np.dot(d.direction, d.orthogonal) == pytest.approx(0.0, abs=1e-12)
+    assert np.allclose(d.project(xy), xy @ np.asarray(d.direction))
+    # the best direction is at least as good as each axis
+    assert d.r2 >= max(d.r2_axes) - 1e-12
+    with pytest.raises(ValueError, match="at least 4"):
+        best_direction(xy[:3], q[:3])
+    with pytest.raises(ValueError, match="zero gradient|does not vary"):
+        best_direction(xy, np.ones(400))
+
+
+def test_density_difference_integrates_to_zero():
+    rng = np.random.default_rng(2)
+    a = rng.normal(size=(300, 2))
+    b = rng.normal(size=(200, 2)) * [0.5, 1.5] + [1.0, 0.0]
+    dd = density_difference(a, b, bins=100)
+    s = dd.summary()
+    assert s["integral_a"] == pytest.approx(1.0, abs=1e-3)
+    assert s["integral_b"] == pytest.approx(1.0, abs=1e-3)
+    assert abs(s["integral_difference"]) < 1e-3
+    assert 0.1 < s["l1_half"] <= 1.0
+    assert s["max_b_over_a_at"][0] > 0.3  # B is shifted to +x
+    same = density_difference(a, a.copy(), bins=40)
+    assert np.abs(same.difference).max() == 0.0 and same.summary()["l1_half"] == 0.0
+    with pytest.raises(ValueError, match="at least 2 points"):
+        density_difference(a[:1], b)
+    with pytest.raises(ValueError, match=r"\(n, 2\)"):
+        density_difference(a[:, :1], b)
+
+
+def test_class_populations_sum():
+    A = np.array([0, 0, 1, 2, -1, 2, 2])
+    B = np.array([1, 1, 1, 0])
+    p = class_populations([A, B], 4, ["fast", "slow"])
+    assert p.counts.tolist() == [[2, 1, 3, 0], [1, 3, 0, 0]]
+    assert p.counts.sum(axis=1).tolist() == [6, 4]  # -1 (not analysed) is not counted
+    assert np.allclose(p.fractions.sum(axis=1), 1.0)
+    text = p.format()
+    assert "fast" in text and "slow" in text and "change" in text
+    with pytest.raises(ValueError, match="reference has 2 classes"):
+        class_populations([A], 2)
+
+
+# --------------------------------------------------------------------------- quantities
+
+
+def test_neighbour_quantities_against_brute_force():
+    at = binary3d()
+    names = np.array(at.get_chemical_symbols())
+    idx = np.arange(0, len(at), 7)
+    q = neighbour_quantities(at, LE3D, idx, names, species=["Ni", "Nb"])
+    L = at.cell[0, 0]
+    for n, i in enumerate(idx):
+        d = (at.positions - at.positions[i] + L / 2) % L - L / 2
+        r = np.linalg.norm(d, axis=1)
+        t = np.clip((r - 3.0) / 1.0, 0, 1)
+        f = np.where(r > 0, (1 - t) ** 2 * (1 + 2 * t), 0.0)
+        f[r >= 4.0] = 0
+        assert q["coordination"][n] == pytest.approx(f.sum(), rel=1e-10)
+        assert q["frac_Ni"][n] == pytest.approx(f[names == "Ni"].sum() / f.sum(), rel=1e-10)
+    assert np.allclose(q["frac_Ni"] + q["frac_Nb"], 1.0)
+
+
+def test_voronoi_sizes_fill_the_cell():
+    at = binary3d(n=40, L=8.0)
+    v = voronoi_sizes(at, 3)
+    assert v.sum() == pytest.approx(at.get_volume(), rel=1e-6)
+    # a perfect periodic 2D triangular lattice: every cell has the same area, sqrt(3)/2 a^2
+    a, n = 1.1, 6
+    pts = [[a * (i + 0.5 * (j % 2)), a * np.sqrt(3) / 2 * j, 0.0] for j in range(n) for i in range(n)]
+    lat = Atoms("Ar" * len(pts), positions=pts, cell=[n * a, n * a * np.sqrt(3) / 2, 1.0], pbc=True)
+    area = voronoi_sizes(lat, 2)
+    assert np.allclose(area, np.sqrt(3) / 2 * a * a, rtol=1e-6)
+
+
+# --------------------------------------------------------------------------- giip report
+
+
+def _is_png(path):
+    return path.exists() and path.stat().st_size > 1000 and path.read_bytes()[:8] == PNG
+
+
+@pytest.mark.parametrize("which", ["map2d", "map3d"])
+def test_report_writes_figures(which, request, tmp_path, capsys):
+    ref_path = request.getfixturevalue(which)
+    out = tmp_path / "report"
+    assert main(["report", str(ref_path), "-o", str(out), "--coords", "1,3"]) == 0
+    printed = capsys.readouterr().out.split()
+    for name in ("eigenvalues_r2.png", "training_plane.png", "cluster_error.png", "exemplars.png"):
+        assert _is_png(out / name), name
+        assert str(out / name) in printed
+
+
+def test_report_errors(map2d, tmp_path, capsys):
+    assert main(["report", str(tmp_path / "missing.h5"), "-o", str(tmp_path / "r")]) == 1
+    assert "reference file not found" in capsys.readouterr().err
+    assert main(["report", str(map2d), "-o", str(tmp_path / "r"), "--coords", "1,7"]) == 1
+    assert "dc1..dc3" in capsys.readouterr().err
+    assert main(["report", str(map2d), "-o", str(tmp_path / "r"), "--coords", "2,2"]) == 1
+    assert "must differ" in capsys.readouterr().err
+    (tmp_path / "file").write_text("x")
+    assert main(["report", str(map2d), "-o", str(tmp_path / "file")]) == 1
+    assert "not a folder" in capsys.readouterr().err
+
+
+# --------------------------------------------------------------------------- giip interpret
+
+
+def test_interpret_annotated_exact(map2d, annotated, tmp_path, capsys):
+    path, coord, cls, dc = annotated
+    js = tmp_path / "out.json"
+    figs = tmp_path / "figs"
+    rc = main(["interpret", str(map2d), str(path), "--plane", "1,2", "--target", "coordination",
+               "--figures", str(figs), "--json", str(js), "--no-progress"])
+    assert rc == 0
+    out = capsys.readouterr().out
+    assert "(coordinates read from giip apply columns)" in out
+    res = json.loads(js.read_text())
+    n = len(coord) - 1  # atom 0 is not analysed
+    assert res["n_atoms"] == n and res["annotated"]
+    t = res["table"]
+    row = dict(zip(t["quantities"], t["r2"]))
+    assert t["coordinates"] == ["dc1", "dc2", "dc3"]
+    assert row["coordination"][0] == pytest.approx(1.0, abs=1e-9)  # dc1 = 2 coordination + 1
+    assert row["c_pe"][1] == pytest.approx(1.0, abs=1e-9)  # dc2 = c_pe
+    assert row["coordination"][2] < 0.2  # noise
+    assert "voronoi_area" in row and "frac_Ar" not in row  # one species: no fractions
+    assert t["n"][t["quantities"].index("coordination")] == n
+    d = res["direction"]
+    assert d["r2"] == pytest.approx(1.0, abs=1e-9) and d["angle_deg"] == pytest.approx(0.0, abs=1e-6)
+    for name in ("r2_coordination.png", "r2_c_pe.png", "direction_coordination.png"):
+        assert _is_png(figs / name), name
+    # the table is printed with the eigenvector numbers of the selected coordinates
+    assert "psi1" in out and "1.000" in out
+
+
+def test_interpret_render_and_quantity_filter(map2d, annotated, tmp_path, capsys):
+    path = annotated[0]
+    png = tmp_path / "ortho.png"
+    rc = main(["interpret", str(map2d), str(path), "--plane", "1,2", "--target", "c_pe", "--render", str(png),
+               "--quantities", "coordination,c_pe", "--no-voronoi", "--max-atoms", "40", "--json", "-",
+               "--no-progress"])
+    assert rc == 0
+    cap = capsys.readouterr()
+    res = json.loads(cap.out)  # only JSON on stdout with --json -
+    assert res["table"]["quantities"] == ["coordination", "c_pe"] and res["n_atoms"] == 40
+    assert res["direction"]["target"] == "c_pe"
+    assert _is_png(png)
+
+
+def test_collect_samples_computes_like_the_analyser(tmp_path, crystal):
+    """A real (tiny) 2D map: analysing plain frames here gives what 'giip apply'-style annotation
+    gives, and a subset of atoms is analysed when asked."""
+    from giip_plugin.analysis import GIIPAnalyzer
+
+    ref = ReferenceMap.build(crystal, sigma=0.5, r_inner=1.3, r_outer=1.75, epsilon=1.0, n_train=10, seed=1,
+                             n_coords=2, n_classes=3)
+    plain = tmp_path / "plain.dump"
+    with AnnotatedWriter(plain) as w:
+        w.write(Frame.from_atoms(crystal), {})
+    s = collect_samples(ref, [plain], max_atoms=12, seed=4, voronoi=False)
+    assert len(s) == 12 and not s.annotated and s.coordinates.shape == (12, 2)
+    res = GIIPAnalyzer(ref).analyze(crystal, indices=s.atom_index)
+    assert np.allclose(s.coordinates, res.coordinates[s.atom_index], atol=1e-8)
+    assert np.array_equal(s.classes, res.classes[s.atom_index])
+    # the same atoms read back from an annotated file
+    ann = tmp_path / "ann.dump"
+    with AnnotatedWriter(ann) as w:
+        w.write(Frame.from_atoms(crystal), res.as_arrays())
+    s2 = collect_samples(ref, [ann], voronoi=False)
+    assert s2.annotated and np.array_equal(s2.atom_index, s.atom_index)
+    assert np.allclose(s2.coordinates, s.coordinates, atol=1e-5)  # text round trip
+    assert np.allclose(s2.quantities["coordination"], s.quantities["coordination"])
+
+
+def test_interpret_errors(map2d, map3d, annotated, crystal, tmp_path, capsys):
+    path = str(annotated[0])
+    cases = [
+        (["interpret", str(map2d), str(tmp_path / "none.dump")], "input file not found"),
+        (["interpret", str(map2d), path, "--plane", "1,2,3"], "two coordinate numbers"),
+        (["interpret", str(map2d), path, "--plane", "1,4"], "dc1..dc3"),
+        (["interpret", str(map2d), path, "--plane", "0,1"], "numbered from 1"),
+        (["interpret", str(map2d), path, "--plane", "1,2", "--target", "nonsense", "--no-voronoi"], "unknown --target"),
+        (["interpret", str(map2d), path, "--render", str(tmp_path / "x.png")], "--render needs --plane"),
+        (["interpret", str(map2d), path, "--target", "c_pe"], "--target needs --plane"),
+        (["interpret", str(map2d), path, "--quantities", "bogus", "--no-voronoi"], "unknown quantities"),
+        (["interpret", str(map2d), path, "--max-atoms", "0"], "--max-atoms must be at least 1"),
+        (["interpret", str(map3d), path, "--no-voronoi"], "2D but the reference is 3D"),
+    ]
+    for argv, msg in cases:
+        assert main(argv + ["--no-progress"]) == 1, argv
+        assert msg in capsys.readouterr().err, (argv, msg)
+    # an annotation made with another map (two giip_dc columns for a 3-coordinate map)
+    other = write_annotated(tmp_path / "two.dump", crystal, np.zeros(len(crystal), int), np.zeros((len(crystal), 2)))
+    assert main(["interpret", str(map2d), str(other), "--no-progress", "--no-voronoi"]) == 1
+    assert "annotated with another reference" in capsys.readouterr().err
+
+
+# --------------------------------------------------------------------------- giip compare
+
+
+def test_compare_populations_and_density(map2d, annotated, crystal, tmp_path, capsys):
+    path_a, coord, cls_a, dc_a = annotated
+    rng = np.random.default_rng(5)
+    cls_b = rng.integers(0, 3, size=len(crystal))
+    dc_b = dc_a.copy()
+    dc_b[:, 1] += 0.5
+    dc_b[:, 2] = rng.normal(size=len(crystal)) + 1.0
+    dc_b[0] = dc_a[1]
+    path_b = write_annotated(tmp_path / "b.dump", crystal, cls_b, dc_b)
+    out = tmp_path / "cmp"
+    js = tmp_path / "cmp.json"
+    rc = main(["compare", str(map2d), "--a", str(path_a), "--b", str(path_b), "--labels", "fast,slow", "-o", str(out),
+               "--json", str(js), "--bins", "60", "--no-progress"])
+    assert rc == 0
+    text = capsys.readouterr().out
+    assert "fast" in text and "slow" in text and "class populations" in text
+    res = json.loads(js.read_text())
+    assert res["plane"] == [2, 3]  # default: the two coordinates after the leading one
+    counts = np.array(res["populations"]["counts"])
+    assert counts[0].tolist() == np.bincount(cls_a[cls_a >= 0], minlength=3).tolist()
+    assert counts[1].tolist() == np.bincount(cls_b, minlength=3).tolist()
+    assert counts[0].sum() == len(crystal) - 1 and counts[1].sum() == len(crystal)
+    d = res["density"]
+    assert abs(d["integral_difference"]) < 1e-3 and d["n_a"] == len(crystal) - 1
+    assert 0 < d["l1_half"] <= 1
+    assert _is_png(out / "density_difference.png") and _is_png(out / "class_populations.png")
+
+
+def test_compare_errors(map2d, annotated, tmp_path, capsys):
+    p = str(annotated[0])
+    base = ["compare", str(map2d), "--a", p, "--b", p, "-o", str(tmp_path / "c"), "--no-progress"]
+    for extra, msg in [(["--labels", "one"], "two names"), (["--plane", "3,3"], "must differ"),
+                       (["--plane", "1,5"], "dc1..dc3"), (["--bandwidth", "-1"], "positive numbers"),
+                       (["--bins", "3"], "at least 8")]:
+        assert main(base + extra) == 1, extra
+        assert msg in capsys.readouterr().err, (extra, msg)
+    with pytest.raises(SystemExit):  # --b is required
+        main(["compare", str(map2d), "--a", p, "-o", str(tmp_path / "c")])
+
+
+def test_help_of_the_three_commands(capsys):
+    for cmd, words in (("report", "eigenvalues_r2.png"), ("interpret", "frac_<species>"),
+                       ("compare", "density_difference.png")):
+        with pytest.raises(SystemExit) as e:
+            main([cmd, "--help"])
+        assert e.value.code == 0
+        assert words in capsys.readouterr().out
