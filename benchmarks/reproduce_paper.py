@@ -199,7 +199,7 @@ def ninb_annotate(args, work, ref_path):
 
 
 def ninb_analyse(args, work, ref_path, annotated, figdir):
-    from giip_plugin.interpret import best_direction, class_populations, collect_samples, density_difference, r2_table
+    from giip_plugin.interpret import Samples, class_populations, collect_samples, density_difference, r2_table
     from giip_plugin.interpret.figures import (coordinate_labels, fig_density_difference, fig_populations,
                                                fig_quantity_scatter, write_report)
     from giip_plugin.io import iter_frames
@@ -220,16 +220,9 @@ def ninb_analyse(args, work, ref_path, annotated, figdir):
     psi = ref.diffusion.eigenvectors
     res["training_r2_psi_vs_frac_Ni"] = [float(np.corrcoef(psi[:, k], pos / tot)[0, 1] ** 2) for k in range(10)]
     # all annotated atoms of the four samples
-    per = {}
-    for s, path in zip(NINB_SAMPLES, annotated):
-        per[s] = collect_samples(ref, [path], voronoi=True)
-        per[s].quantities["psi_all"] = None
+    per = {s: collect_samples(ref, [path], voronoi=True) for s, path in zip(NINB_SAMPLES, annotated)}
     allpsi = {s: read_all_psi(next(iter_frames(p, type_names=ref.type_names)))[per[s].atom_index]
               for s, p in zip(NINB_SAMPLES, annotated)}
-    from giip_plugin.interpret import Samples
-
-    for s in NINB_SAMPLES:
-        del per[s].quantities["psi_all"]
     S = Samples.concatenate([per[s] for s in NINB_SAMPLES])
     P = np.concatenate([allpsi[s] for s in NINB_SAMPLES])
     is_train = np.concatenate([per[s].ref_distance == 0 for s in NINB_SAMPLES])
@@ -245,7 +238,8 @@ def ninb_analyse(args, work, ref_path, annotated, figdir):
     res["r2_dc1_frac_Ni_extension"] = float(table_ext.values[table_ext.quantities.index("frac_Ni"), 0])
     res["r2_psi_vs_frac_Ni_all"] = [float(np.corrcoef(P[:, k], q["frac_Ni"])[0, 1] ** 2) for k in range(10)]
     print("\n=== NiNb glass ===")
-    print(f"reference: {ref.n_train} training environments (75 per sample), {ref.n_classes} classes, "
+    per_file = np.bincount(np.asarray(ref.training_provenance["file_index"]).clip(0)).tolist()
+    print(f"reference: {ref.n_train} training environments ({per_file} per sample), {ref.n_classes} classes, "
           f"selected coordinates {res['selected']}")
     print(f"annotated atoms: {len(S)} ({res['n_extension']} by Nystrom extension, {int(is_train.sum())} training)")
     print("r^2 of each selected coordinate against each quantity, all annotated atoms:")
@@ -263,6 +257,19 @@ def ninb_analyse(args, work, ref_path, annotated, figdir):
     fast, slow = per["quench100K"], per["quench10M"]
     dd = density_difference(fast.coordinates[:, [i, j]], slow.coordinates[:, [i, j]], bins=120)
     res["density_fast_slow"] = dd.summary()
+    # is the difference more than sampling noise? the same statistic with the quench labels shuffled
+    pooled = np.concatenate([fast.coordinates[:, [i, j]], slow.coordinates[:, [i, j]]])
+    rng = np.random.default_rng(args.seed + 1)
+    null = []
+    for _ in range(200):
+        perm = rng.permutation(len(pooled))
+        a, b = pooled[perm[:len(fast)]], pooled[perm[len(fast):]]
+        null.append(density_difference(a, b, bins=60, bandwidth=dd.bandwidth).summary()["l1_half"])
+    obs = density_difference(fast.coordinates[:, [i, j]], slow.coordinates[:, [i, j]], bins=60,
+                             bandwidth=dd.bandwidth).summary()["l1_half"]
+    res["density_fast_slow"]["l1_half_shuffled_mean"] = float(np.mean(null))
+    res["density_fast_slow"]["l1_half_shuffled_p95"] = float(np.percentile(null, 95))
+    res["density_fast_slow"]["p_value_shuffled"] = float((np.sum(np.asarray(null) >= obs) + 1) / (len(null) + 1))
     f = fig_density_difference(dd, work / "ninb_density_slow_minus_fast.png", labels=("fast 1.7e13 K/s", "slow 1.7e11 K/s"),
                                axes=(clab[i], clab[j]))
     copy_figure(f, figdir, "ninb_density_slow_minus_fast.png")
@@ -288,9 +295,11 @@ def ninb_analyse(args, work, ref_path, annotated, figdir):
                     "mean_frac_Ni": float(np.mean(q["frac_Ni"][near])),
                     "mean_voronoi_volume": float(np.nanmean(q["voronoi_volume"][near])),
                     "classes": np.bincount(S.classes[near], minlength=ref.n_classes).tolist()}
+    ds = res["density_fast_slow"]
     print(f"slow (quench10M) - fast (quench100K) in the plane ({clab[i]}, {clab[j]}): half L1 distance "
-          f"{res['density_fast_slow']['l1_half']:.3f}, integral of the difference "
-          f"{res['density_fast_slow']['integral_difference']:.1e}")
+          f"{ds['l1_half']:.3f} (labels shuffled: mean {ds['l1_half_shuffled_mean']:.3f}, 95th percentile "
+          f"{ds['l1_half_shuffled_p95']:.3f}, p = {ds['p_value_shuffled']:.3f}), integral of the difference "
+          f"{ds['integral_difference']:.1e}")
     print("class populations of the four samples (fastest to slowest):")
     print(pops.format())
     sd = res["population_change_slow_minus_fast_sd"]
@@ -380,7 +389,6 @@ def lj_analyse(args, work, ref_path, annotated, figdir):
     from giip_plugin.reference import ReferenceMap
 
     ref = ReferenceMap.load(ref_path)
-    ks, err = ref.error_curve
     res = {"reference": ref_path, "n_train": ref.n_train, "n_classes": ref.n_classes,
            "class_sizes": ref.classes.sizes.tolist(), "class_diameters": ref.classes.diameters.tolist(),
            "n_classes_for_max_diameter_1": int(ref.clustering.n_classes_for(1.0)),
@@ -402,13 +410,15 @@ def lj_analyse(args, work, ref_path, annotated, figdir):
     dpsi12 = best_direction(P[:, :2], coord)
     res["direction_dc1_dc2_coordination"] = d12.to_dict()
     res["direction_psi1_psi2_coordination"] = dpsi12.to_dict()
-    # interior atoms only (no free-surface atoms): coordination >= 4.5 and far from the box edges
-    pos = frame.atoms.positions[S.atom_index]
-    interior = (coord > 4.5)
+    # without the free-surface atoms (coordination 3-4): coordination > 4.5
+    interior = coord > 4.5
     res["direction_dc1_dc2_coordination_no_surface"] = best_direction(S.coordinates[interior, :2], coord[interior]).to_dict()
     print("\n=== 2D Lennard-Jones crystal ===")
-    print(f"{frame.natoms} atoms; reference of {ref.n_train} training environments "
-          f"({res['training_selection']}); selected coordinates {res['selected']}")
+    sel = res["training_selection"] or {}
+    how = (f"drawn at random from the {sel.get('lowest')} lowest + {sel.get('highest')} highest c_pe"
+           if "lowest" in sel and "column" not in sel else str(sel))
+    print(f"{frame.natoms} atoms; reference of {ref.n_train} training environments ({how}); "
+          f"selected coordinates {res['selected']}")
     print(f"classes with diameter <= 1 atom: {ref.n_classes} (sizes {ref.classes.sizes.tolist()}); paper: 13")
     print("r^2 of each selected coordinate against each quantity:")
     print(table.format(header_extra=[f"psi{int(i) + 1}" for i in ref.selected]))

@@ -341,6 +341,12 @@ def test_interpret_errors(map2d, map3d, annotated, crystal, tmp_path, capsys):
     for argv, msg in cases:
         assert main(argv + ["--no-progress"]) == 1, argv
         assert msg in capsys.readouterr().err, (argv, msg)
+    # species the reference does not know (a Ni/Nb map, a Cu/Nb structure)
+    cu = binary3d(n=40, L=8.0)
+    cu.symbols[cu.symbols == "Ni"] = "Cu"
+    cu_path = write_annotated(tmp_path / "cu.dump", cu, np.zeros(len(cu), int), np.zeros((len(cu), 3)))
+    assert main(["interpret", str(map3d), str(cu_path), "--no-progress", "--no-voronoi"]) == 1
+    assert "species ['Cu'] that the reference does not know" in capsys.readouterr().err
     # an annotation made with another map (two giip_dc columns for a 3-coordinate map)
     other = write_annotated(tmp_path / "two.dump", crystal, np.zeros(len(crystal), int), np.zeros((len(crystal), 2)))
     assert main(["interpret", str(map2d), str(other), "--no-progress", "--no-voronoi"]) == 1

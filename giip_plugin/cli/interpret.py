@@ -90,9 +90,13 @@ def collect(args, ref, inputs, log=None):
     if args.max_atoms is not None and args.max_atoms < 1:
         raise CLIError("--max-atoms must be at least 1")
     tn = parse_type_names(args.type_names) if args.type_names else None
+    voronoi = not getattr(args, "no_voronoi", False)
+    wanted = getattr(args, "quantities", None)
+    if wanted and not any(q.strip().startswith("voronoi") for q in wanted.split(",")):
+        voronoi = False  # not asked for: skip the tessellation
     return collect_samples(ref, inputs, frames=args.frames, type_names=tn, dim=args.dim,
                            max_atoms=args.max_atoms, seed=args.seed, recompute=args.recompute,
-                           voronoi=not getattr(args, "no_voronoi", False), device=args.device,
+                           voronoi=voronoi, device=args.device,
                            progress=not args.no_progress, log=log)
 
 

@@ -15,11 +15,12 @@ __all__ = ["render_values"]
 
 def render_values(atoms, values, path, *, size=(900, 900), cmap: str = "Blue-White-Red", limits=None,
                   radius: float | None = None, camera_dir=None, missing_colour=(0.75, 0.75, 0.75),
-                  symmetric: bool = True):
+                  symmetric: bool = True, palette: bool = True, flat: bool = True):
     """Render ``atoms`` (``ase.Atoms``) coloured by ``values`` (one per atom; NaN = grey) to
     ``path`` (PNG). ``limits`` = (lo, hi) of the colour map (default: the 2nd and 98th percentiles,
     made symmetric about 0 when ``symmetric``). A 2D structure (all z equal) is viewed from the top
-    with an orthographic camera. Returns ``(path, (lo, hi))``."""
+    with an orthographic camera. ``palette``: store the PNG with a 256-colour palette (smaller
+    file); ``flat``: flat discs rather than shaded spheres. Returns ``(path, (lo, hi))``."""
     from ovito.io.ase import ase_to_ovito
     from ovito.modifiers import ColorCodingModifier
     from ovito.pipeline import Pipeline, StaticSource
@@ -43,7 +44,7 @@ def render_values(atoms, values, path, *, size=(900, 900), cmap: str = "Blue-Whi
     for key in list(a.arrays):
         if key not in ("numbers", "positions"):
             del a.arrays[key]
-    flat = np.ptp(a.positions[:, 2]) < 1e-9
+    planar = np.ptp(a.positions[:, 2]) < 1e-9
     data = ase_to_ovito(a)
     data.particles_.create_property("Value", data=np.where(ok, values, 0.0))
     if radius is not None:
@@ -59,9 +60,13 @@ def render_values(atoms, values, path, *, size=(900, 900), cmap: str = "Blue-Whi
     out = pipe.compute()
     if out.cell is not None and out.cell.vis is not None:
         out.cell.vis.enabled = False
+    if flat and out.particles is not None and out.particles.vis is not None:
+        from ovito.vis import ParticlesVis
+
+        out.particles.vis.shape = ParticlesVis.Shape.Circle  # flat discs: exact colours, small files
     pipe.add_to_scene()
     try:
-        if flat and camera_dir is None:
+        if planar and camera_dir is None:
             vp = Viewport(type=Viewport.Type.Top)
         else:
             vp = Viewport(type=Viewport.Type.Ortho, camera_dir=camera_dir or (1, 1, -0.6))
@@ -73,7 +78,21 @@ def render_values(atoms, values, path, *, size=(900, 900), cmap: str = "Blue-Whi
         vp.render_image(size=size, filename=path, background=(1.0, 1.0, 1.0), renderer=renderer)
     finally:
         pipe.remove_from_scene()
+    if palette:
+        _to_palette(path)
     return path, (float(lo), float(hi))
+
+
+def _to_palette(path, colours: int = 256):
+    """Rewrite a PNG with an adaptive 256-colour palette (a few times smaller; renderings of
+    coloured spheres lose nothing visible)."""
+    try:
+        from PIL import Image
+    except ImportError:  # pragma: no cover - Pillow comes with matplotlib
+        return
+    with Image.open(path) as im:
+        q = im.convert("RGB").quantize(colors=colours, method=Image.Quantize.MEDIANCUT)
+    q.save(path, optimize=True)
 
 
 def _gradient(name):
