@@ -45,7 +45,7 @@ class SearchSettings:
     band_tol : relative size of the neglected harmonics that sets the band limit.
     """
 
-    candidates: int = 4
+    candidates: int = 6
     oversample: float = 1.0
     band_tol: float = 1e-4
     max_iter: int = 50
