@@ -139,13 +139,12 @@ class DistanceEngine:
             R0, _ = grid_candidates_3d(ra, Ya, rb, Yb, W, kappa, self.L, parities, K, self.settings.oversample)
         else:
             n = torch.arange(self.L + 1, device=self.device, dtype=self.dtype)
-            phia = torch.atan2(a[..., 1], a[..., 0])
-            phib = torch.atan2(b[..., 1], b[..., 0])
-            Ea = torch.polar(torch.ones_like(phia)[..., None] * torch.ones_like(n), phia[..., None] * n).to(cdt)
-            Eb = torch.polar(torch.ones_like(phib)[..., None] * torch.ones_like(n), phib[..., None] * n).to(cdt)
+            ang_a = torch.atan2(a[..., 1], a[..., 0])[..., None] * n  # e^{i n phi} of every neighbour
+            ang_b = torch.atan2(b[..., 1], b[..., 0])[..., None] * n
+            Ea = torch.polar(torch.ones_like(ang_a), ang_a).to(cdt)
+            Eb = torch.polar(torch.ones_like(ang_b), ang_b).to(cdt)
             R0, _ = grid_candidates_2d(ra, Ea, rb, Eb, W, kappa, self.L, parities, K)
-        kap = kappa if kappa.dim() == 3 and kappa.shape[0] == P else kappa.expand(P, 1, 1) if kappa.shape[0] == 1 and kappa.shape[1] == 1 else kappa
-        f, R = polish(a, b, W, kap, R0, max_iter=self.settings.max_iter)
+        f, R = polish(a, b, W, kappa, R0, max_iter=self.settings.max_iter)
         best = f.argmax(1)
         fbest = f.gather(1, best[:, None])[:, 0]
         if return_rotation:
