@@ -317,10 +317,13 @@ def grid_candidates_3d(ra, Ya, rb, Yb, W, kappa, L: int, parities: int, K: int, 
     ie = scaled_spherical_in(k.expand(P, na, nb), L)  # (L+1, P, na, nb)
     c = ((4 * math.pi) * base[None] * ie).transpose(0, 1)  # (P, L+1, na, nb) real
     # G^l_mm' = sum_ij Y_lm(a_i) c^l_ij conj(Y_lm'(b_j)); the real factor first, as a real matmul
-    Yb_ = Yb.permute(0, 2, 1, 3)  # (P, L+1, nb, M)
-    Tr = c @ torch.cat([Yb_.real, -Yb_.imag], -1)  # (P, L+1, na, 2M): conj(Yb) real|imag parts
-    T = torch.complex(Tr[..., :M], Tr[..., M:])
-    G = Ya.permute(0, 2, 3, 1) @ T  # (P, L+1, M, M)
+    # one l at a time, on the (2l+1) non-zero orders only (3x less work than the padded blocks)
+    G = torch.zeros((P, L + 1, M, M), dtype=Ya.dtype, device=Ya.device)
+    for l in range(L + 1):
+        s, w = slice(L - l, L + l + 1), 2 * l + 1
+        yb = Yb[:, :, l, s]  # (P, nb, 2l+1)
+        Tr = c[:, l] @ torch.cat([yb.real, -yb.imag], -1)  # (P, na, 2(2l+1)): c conj(Yb), real|imag
+        G[:, l, s, s] = Ya[:, :, l, s].transpose(1, 2) @ torch.complex(Tr[..., :w], Tr[..., w:])
     Gr = torch.view_as_real(G.permute(2, 3, 1, 0)).reshape(M * M, L + 1, 2 * P)
     table = grid.table if parities == 2 else grid.table_proper.reshape(M * M, nbeta, L + 1)
     H = torch.bmm(table, Gr)  # (M*M, nbeta*parities, 2P)
