@@ -15,7 +15,7 @@ figures go to ``--figures`` (default ``WORK/figures``; ``docs/figures`` for the 
    * reference: ``--ninb-train`` training environments spread evenly over the four samples
      (default 300, i.e. 75 per sample; the paper used 1,700 per sample) or ``--ninb-ref`` FILE;
    * annotation: the training atoms of each sample (exact: a training environment maps to itself)
-     plus ``--ninb-atoms`` other Ni atoms chosen at random (default 200 per sample; the paper
+     plus ``--ninb-atoms`` other Ni atoms chosen at random (default 1,500 per sample; the paper
      extended to 20,200 environments in all);
    * numbers: r^2 of every selected coordinate against the weighted Ni fraction of the
      neighbours, the coordination, the Voronoi volume (the paper: coordinate 1 vs Ni fraction,
@@ -28,10 +28,10 @@ figures go to ``--figures`` (default ``WORK/figures``; ``docs/figures`` for the 
    within a few thousand steps, so the run is shorter). Paper parameters: weight 1 below 1.3,
    spline to 0 at 1.75, sigma 0.5, O(2), eps 1.0, classes by ``--max-diameter 1.0``.
    * training set: the paper took the 100 lowest- and 4,900 highest-energy atoms of 19,548
-     (0.5 % + 25 %). Here the same proportions of the smaller crystal are selected
-     (``--lj-lowest-frac``, ``--lj-highest-frac``) and ``--lj-train`` (default 500) of them are
-     drawn at random; ``--lj-select-lowest/--lj-select-highest N1 N2`` instead takes the N1
-     lowest and N2 highest directly (as ``giip build --select-by c_pe``);
+     (0.5 % + 25 %). Here the same proportions of the smaller crystal are taken
+     (``--lj-lowest-frac``, ``--lj-highest-frac``: 19 + 933 of 3,721 atoms); ``--lj-train N``
+     draws N of them at random (cheaper); ``--lj-select-lowest/--lj-select-highest N1 N2`` takes
+     the N1 lowest and N2 highest instead (as ``giip build --select-by c_pe``);
    * every atom is annotated (``--lj-atoms N`` for a random subset);
    * numbers: the number of classes with no two members more than 1 atom apart (paper 13), the
      direction in the plane of the first two selected coordinates that correlates best with the
@@ -39,7 +39,8 @@ figures go to ``--figures`` (default ``WORK/figures``; ``docs/figures`` for the 
      orthogonal direction (paper: the two-lobed strain fields of the dislocations).
 
 Cost on 2 busy CPU cores (see docs/validation.md): NiNb reference of 300 environments ~20-30 min,
-annotation ~1 h; LJ reference of 500 environments ~10 min, annotation of 3,721 atoms ~1 h.
+annotation of 1,500 atoms per sample ~40 min; LJ reference of 952 environments ~5 min, annotation of
+3,721 atoms ~20 min (timings of this machine with the kernels of November 2026; see docs/validation.md).
 """
 from __future__ import annotations
 
@@ -87,16 +88,19 @@ def build_parser():
     g.add_argument("--ninb-data", default=str(default_ninb_data()), help="folder with quench*.dump")
     g.add_argument("--ninb-ref", default=None, help="existing reference file (default: build WORK/ninb_ref.h5)")
     g.add_argument("--ninb-train", type=int, default=300, help="training environments over the 4 samples")
-    g.add_argument("--ninb-atoms", type=int, default=200, help="extra random Ni atoms annotated per sample")
+    g.add_argument("--ninb-atoms", type=int, default=1500, help="extra random Ni atoms annotated per sample")
     g = p.add_argument_group("2D Lennard-Jones crystal")
     g.add_argument("--lj-size", default="60,34,10,1000", metavar="NX,NY,NHALF,NSTEPS")
-    g.add_argument("--lj-train", type=int, default=500, help="training environments (random draw, see above)")
+    g.add_argument("--lj-train", type=int, default=None,
+                   help="draw this many training environments at random from the selection (default: all of it)")
     g.add_argument("--lj-lowest-frac", type=float, default=100 / 19548)
     g.add_argument("--lj-highest-frac", type=float, default=4900 / 19548)
     g.add_argument("--lj-select-lowest", type=int, default=None, metavar="N1")
     g.add_argument("--lj-select-highest", type=int, default=None, metavar="N2")
     g.add_argument("--lj-ref", default=None, help="existing reference file (default: build WORK/lj2d_ref.h5)")
-    g.add_argument("--lj-atoms", type=int, default=None, help="annotate a random subset of N atoms (default all)")
+    g.add_argument("--lj-atoms", type=int, default=None,
+                   help="annotate the training atoms (exact, free) and N other random atoms (default: every atom; "
+                        "0: the training atoms only)")
     return p
 
 
@@ -255,7 +259,7 @@ def ninb_analyse(args, work, ref_path, annotated, figdir):
     # slow against fast quench in the plane of the next two selected coordinates
     i, j = 1, 2
     fast, slow = per["quench100K"], per["quench10M"]
-    dd = density_difference(fast.coordinates[:, [i, j]], slow.coordinates[:, [i, j]], bins=120)
+    dd = density_difference(fast.coordinates[:, [i, j]], slow.coordinates[:, [i, j]], bins=300)
     res["density_fast_slow"] = dd.summary()
     # is the difference more than sampling noise? the same statistic with the quench labels shuffled
     pooled = np.concatenate([fast.coordinates[:, [i, j]], slow.coordinates[:, [i, j]]])
@@ -349,6 +353,11 @@ def lj_reference(args, work, dump):
         n = len(pe)
         n1 = int(round(args.lj_lowest_frac * n))
         n2 = int(round(args.lj_highest_frac * n))
+    if args.lj_select_lowest is None and args.lj_select_highest is None and not args.lj_train:
+        log(f"LJ: building the reference from the {n1} lowest + {n2} highest c_pe of {n} atoms")
+        ref = ReferenceMap.from_files([dump], r_inner=1.3, r_outer=1.75, species="none", select_by="c_pe",
+                                      select_lowest=n1, select_highest=n2, **common)
+    elif args.lj_select_lowest is None and args.lj_select_highest is None:
         order = np.argsort(pe, kind="stable")
         pool_idx = np.concatenate([order[:n1], order[n - n2:]])
         le = LocalEnvironments(1.3, 1.75, SpeciesEncoding("none", tuple(sorted(set(frame.species.tolist())))), dim=2)
@@ -372,11 +381,18 @@ def lj_annotate(args, work, ref_path, dump):
     ref = ReferenceMap.load(ref_path)
     frame = next(iter_frames(dump))
     idx = np.arange(frame.natoms)
-    if args.lj_atoms:
-        idx = np.sort(np.random.default_rng(args.seed).choice(idx, size=min(args.lj_atoms, len(idx)), replace=False))
-    log(f"LJ: annotating {len(idx)} atoms ({len(idx) * ref.n_train} distances)")
+    known = {}
+    if args.lj_atoms is not None:
+        # the training atoms carry their own values (exact); plus a random subset of the others
+        tp = ref.training_provenance
+        ai = np.asarray(tp.get("atom_index", []))
+        if len(ai) == ref.n_train and np.all(ai >= 0):
+            known = {int(a): (int(ref.labels[r]), ref.diffusion.eigenvectors[r]) for r, a in enumerate(ai)}
+        rest = np.setdiff1d(idx, np.fromiter(known, dtype=np.int64, count=len(known)))
+        idx = np.sort(np.random.default_rng(args.seed).choice(rest, size=min(args.lj_atoms, len(rest)), replace=False))
+    log(f"LJ: annotating {len(idx)} atoms ({len(idx) * ref.n_train} distances) and {len(known)} training atoms")
     t0 = time.time()
-    annotate(ref, frame, idx, path)
+    annotate(ref, frame, idx, path, extra_known=known)
     log(f"LJ: annotated in {time.time() - t0:.0f} s -> {path}")
     return str(path)
 
@@ -415,8 +431,12 @@ def lj_analyse(args, work, ref_path, annotated, figdir):
     res["direction_dc1_dc2_coordination_no_surface"] = best_direction(S.coordinates[interior, :2], coord[interior]).to_dict()
     print("\n=== 2D Lennard-Jones crystal ===")
     sel = res["training_selection"] or {}
-    how = (f"drawn at random from the {sel.get('lowest')} lowest + {sel.get('highest')} highest c_pe"
-           if "lowest" in sel and "column" not in sel else str(sel))
+    if sel.get("method") == "column":
+        how = f"the {sel.get('lowest')} lowest + {sel.get('highest')} highest of column {sel.get('column')}"
+    elif "lowest" in sel:
+        how = f"drawn at random from the {sel.get('lowest')} lowest + {sel.get('highest')} highest c_pe"
+    else:
+        how = str(sel)
     print(f"{frame.natoms} atoms; reference of {ref.n_train} training environments ({how}); "
           f"selected coordinates {res['selected']}")
     print(f"classes with diameter <= 1 atom: {ref.n_classes} (sizes {ref.classes.sizes.tolist()}); paper: 13")
@@ -434,24 +454,24 @@ def lj_analyse(args, work, ref_path, annotated, figdir):
     f = fig_quantity_scatter(d12.project(S.coordinates[:, :2]), coord, work / "lj2d_projection_coordination.png",
                              xlabel="projection on the best direction", qlabel="coordination (smooth)", r2=d12.r2)
     copy_figure(f, figdir, "lj2d_projection_coordination.png")
-    ortho = np.full(frame.natoms, np.nan)
-    ortho[S.atom_index] = d12.project_orthogonal(S.coordinates[:, :2])
-    # colour scale from the bulk-like atoms (the surface atoms would saturate it)
-    bulk = np.zeros(frame.natoms, bool)
-    bulk[S.atom_index] = coord > 5.5
-    vals = ortho[bulk]
-    lo, hi = np.percentile(vals, [1, 99])
-    c = np.median(vals)
-    m = max(hi - c, c - lo)
-    png, lim = render_values(frame.atoms, ortho, work / "lj2d_orthogonal_ovito.png", limits=(c - m, c + m),
-                             size=(1000, 1000), radius=0.55)
-    copy_figure(png, figdir, "lj2d_orthogonal_ovito.png")
+    size = (900, 900) if frame.natoms < 10000 else (1400, 1400)
+    bulk = coord > 5.5  # colour scales from the bulk-like atoms (the surface atoms would saturate them)
+    for name, direction, xy in (("lj2d_orthogonal_ovito.png", d12, S.coordinates[:, :2]),
+                                ("lj2d_orthogonal_psi12_ovito.png", dpsi12, P[:, :2])):
+        vals = direction.project_orthogonal(xy)
+        lo, hi = np.percentile(vals[bulk], [1, 99])
+        c = np.median(vals[bulk])
+        m = max(hi - c, c - lo)
+        ortho = np.full(frame.natoms, np.nan)
+        ortho[S.atom_index] = vals
+        png, _ = render_values(frame.atoms, ortho, work / name, limits=(c - m, c + m), size=size, radius=0.55)
+        copy_figure(png, figdir, name)
+        res[f"render_limits_{name[:-4]}"] = [float(c - m), float(c + m)]
     along = np.full(frame.natoms, np.nan)
     along[S.atom_index] = d12.project(S.coordinates[:, :2])
-    png, _ = render_values(frame.atoms, along, work / "lj2d_best_ovito.png", size=(1000, 1000), radius=0.55,
+    png, _ = render_values(frame.atoms, along, work / "lj2d_best_ovito.png", size=size, radius=0.55,
                            symmetric=False, cmap="Viridis")
     copy_figure(png, figdir, "lj2d_best_ovito.png")
-    res["render_limits_orthogonal"] = [float(c - m), float(c + m)]
     return res
 
 

@@ -317,8 +317,10 @@ def fig_direction(xy, q, direction, path, *, labels=("dc1", "dc2"), qlabel="quan
     return _save(fig, path)
 
 
-def fig_density_difference(dd, path, *, labels=("A", "B"), axes=("dc2", "dc3"), title=None):
-    """Density of set A and of set B (contours) and their difference B - A (colour)."""
+def fig_density_difference(dd, path, *, labels=("A", "B"), axes=("dc2", "dc3"), title=None, view=(0.5, 99.5)):
+    """Density of set A and of set B (contours) and their difference B - A (colour). The axes show
+    the region where the densities are not negligible (``view``: percentiles of the cumulative
+    density along each axis; None = the whole grid)."""
     plt = _plt()
     diff = dd.difference
     lim = float(np.abs(diff).max()) or 1.0
@@ -328,18 +330,31 @@ def fig_density_difference(dd, path, *, labels=("A", "B"), axes=("dc2", "dc3"), 
     for ax, dens, lab, n in ((axs[0], dd.density_a, labels[0], dd.n_a), (axs[1], dd.density_b, labels[1], dd.n_b)):
         from matplotlib.colors import PowerNorm
 
-        ax.imshow(dens.T, origin="lower", extent=extent, aspect="auto", cmap="Greys",
+        ax.imshow(dens.T, origin="lower", extent=extent, aspect="auto", cmap="Greys", interpolation="bilinear",
                   norm=PowerNorm(gamma=0.5, vmin=0, vmax=vmax))
         ax.contour(dd.x, dd.y, dens.T, levels=6, colors="k", linewidths=0.5)
         ax.set_title(f"{lab} ({n} atoms)", fontsize=10)
         ax.set_xlabel(axes[0])
         ax.set_ylabel(axes[1])
-    im = axs[2].imshow(diff.T, origin="lower", extent=extent, aspect="auto", cmap="RdBu_r", vmin=-lim, vmax=lim)
+    im = axs[2].imshow(diff.T, origin="lower", extent=extent, aspect="auto", cmap="RdBu_r", vmin=-lim, vmax=lim,
+                       interpolation="bilinear")
     axs[2].contour(dd.x, dd.y, dd.density_a.T, levels=4, colors="0.4", linewidths=0.4)
-    fig.colorbar(im, ax=axs[2], label=f"density({labels[1]}) - density({labels[0]})")
-    axs[2].set_title(f"{labels[1]} - {labels[0]} (red: more in {labels[1]})", fontsize=10)
+    fig.colorbar(im, ax=axs[2], label=f"density difference (red: more in {labels[1]})")
+    axs[2].set_title(f"{labels[1]} - {labels[0]}", fontsize=10)
     axs[2].set_xlabel(axes[0])
     axs[2].set_ylabel(axes[1])
+    if view is not None:
+        tot = dd.density_a + dd.density_b
+        lims = []
+        for marg, grid in ((tot.sum(axis=1), dd.x), (tot.sum(axis=0), dd.y)):
+            c = np.cumsum(marg) / marg.sum()
+            lo = grid[min(np.searchsorted(c, view[0] / 100), len(grid) - 1)]
+            hi = grid[min(np.searchsorted(c, view[1] / 100), len(grid) - 1)]
+            pad = 0.1 * (hi - lo)
+            lims.append((lo - pad, hi + pad))
+        for ax in axs:
+            ax.set_xlim(*lims[0])
+            ax.set_ylim(*lims[1])
     fig.suptitle(title or f"Smoothed densities in the plane ({axes[0]}, {axes[1]}), bandwidth "
                  f"{dd.bandwidth[0]:.3g} x {dd.bandwidth[1]:.3g}", fontsize=10)
     return _save(fig, path)
