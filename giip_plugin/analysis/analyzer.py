@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 from ase.calculators.calculator import Calculator, PropertyNotImplementedError, all_changes
 
-from .species import resolve_species
+from .species import check_species, resolve_species
 
 PROPERTIES = ("giip_class", "giip_dc", "giip_ref_distance")
 
@@ -96,14 +96,7 @@ class GIIPAnalyzer(Calculator):
         ref = self.reference
         n = len(atoms)
         names = resolve_species(atoms, ref) if species is None else np.asarray(species).astype(str)
-        if ref.encoding is not None and ref.encoding.mode != "none":
-            unknown = sorted(set(names.tolist()) - set(ref.encoding.species))
-            if unknown:
-                raise ValueError(
-                    f"the structure has species {unknown} that the reference does not know (it was built "
-                    f"with {list(ref.encoding.species)}); give the right type names (e.g. --type-names "
-                    f"1={ref.encoding.species[0]},...) or use a reference built for these species"
-                )
+        check_species(names, ref)
         is_center = self.center_mask(atoms, names)
         if indices is not None:
             sel = np.zeros(n, dtype=bool)

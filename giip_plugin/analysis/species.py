@@ -39,3 +39,17 @@ def resolve_species(atoms, reference) -> np.ndarray:
         if set(numbers.tolist()) <= set(type_names):
             return np.array([type_names[int(z)] for z in numbers])
     return symbols
+
+
+def check_species(names, reference, where: str = "the structure") -> None:
+    """Raise ``ValueError`` if ``names`` has species that the reference's encoding does not know."""
+    enc = reference.encoding
+    if enc is None or enc.mode == "none":
+        return
+    unknown = sorted(set(np.asarray(names).astype(str).tolist()) - set(enc.species))
+    if unknown:
+        raise ValueError(
+            f"{where} has species {unknown} that the reference does not know (it was built with "
+            f"{list(enc.species)}); give the right type names (e.g. --type-names 1={enc.species[0]},...) "
+            "or use a reference built for these species"
+        )

@@ -99,7 +99,7 @@ def collect_samples(reference, inputs, *, frames=None, type_names=None, dim=None
     frames (all z equal), which must match the reference; 2 or 3 forces it.
     """
     from ..analysis import GIIPAnalyzer
-    from ..analysis.species import resolve_species
+    from ..analysis.species import check_species, resolve_species
     from ..io import Frame, iter_frames
 
     ref = reference
@@ -126,14 +126,7 @@ def collect_samples(reference, inputs, *, frames=None, type_names=None, dim=None
             raise ValueError(f"{frame.source} frame {frame.index} is {frame.dim}D but the reference is {ref.dim}D")
         atoms = frame.atoms
         names = resolve_species(atoms, ref)
-        if ref.encoding is not None and ref.encoding.mode != "none":
-            unknown = sorted(set(names.tolist()) - set(ref.encoding.species))
-            if unknown:
-                raise ValueError(
-                    f"{frame.source} frame {frame.index} has species {unknown} that the reference does not know "
-                    f"(it was built with {list(ref.encoding.species)}); give the right --type-names or use the "
-                    "reference these frames were made for"
-                )
+        check_species(names, ref, f"{frame.source} frame {frame.index}")
         ann = None if recompute else annotation_columns(atoms, ref.n_coords)
         if ann is not None:
             cls, dc, dist = ann
