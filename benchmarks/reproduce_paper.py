@@ -82,6 +82,7 @@ def build_parser():
                         "analyse: numbers and figures from them")
     p.add_argument("--work", default=str(ROOT / "out" / "reproduce"), help="cache folder (default out/reproduce)")
     p.add_argument("--figures", default=None, help="folder for the PNG figures (default WORK/figures)")
+    p.add_argument("--tag", default="", help="tag in the figure names (lj2d_TAG_...) and results key, for variants")
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
     p.add_argument("--seed", type=int, default=0)
     g = p.add_argument_group("NiNb glass")
@@ -142,8 +143,14 @@ def read_all_psi(frame):
     return np.column_stack([frame.atoms.arrays[f"giip_psi{j + 1}"] for j in range(k)])
 
 
+FIGURE_TAG = ""  # --tag: inserted after the system prefix of the figure names
+
+
 def copy_figure(src, figdir, name):
     os.makedirs(figdir, exist_ok=True)
+    if FIGURE_TAG:
+        head, _, tail = name.partition("_")
+        name = f"{head}_{FIGURE_TAG}_{tail}"
     dst = os.path.join(figdir, name)
     shutil.copyfile(src, dst)
     return dst
@@ -291,6 +298,19 @@ def ninb_analyse(args, work, ref_path, annotated, figdir):
         sl = np.bincount(rng.choice(slow.classes, len(slow.classes)), minlength=ref.n_classes) / len(slow.classes)
         boot.append(sl - fa)
     res["population_change_slow_minus_fast_sd"] = np.std(boot, axis=0).tolist()
+    # what the classes are: mean quantities per class, and five-fold (icosahedral) order per sample
+    names = ["frac_Ni", "coordination", "voronoi_volume", "voronoi_n5", "voronoi_icosahedral"]
+    per_class = {n: [float(np.nanmean(q[n][S.classes == k])) if np.any(S.classes == k) else None
+                     for k in range(ref.n_classes)] for n in names}
+    res["per_class_means"] = per_class
+    res["per_sample_means"] = {s: {n: float(np.nanmean(per[s].quantities[n])) for n in names} for s in NINB_SAMPLES}
+    print("mean quantities per class (all annotated atoms):")
+    print("class  " + "  ".join(f"{n:>19}" for n in names))
+    for k in range(ref.n_classes):
+        print(f"{k:>5}  " + "  ".join(f"{per_class[n][k]:>19.3f}" for n in names))
+    print("mean quantities per sample (annotated Ni atoms):")
+    for s in NINB_SAMPLES:
+        print(f"{s:>10}  " + "  ".join(f"{n} {res['per_sample_means'][s][n]:.3f}" for n in names))
     # the environments nearest to the largest excesses of each quench
     for key, at in (("slow_excess", dd.summary()["max_b_over_a_at"]), ("fast_excess", dd.summary()["max_a_over_b_at"])):
         d = np.hypot(S.coordinates[:, i] - at[0], S.coordinates[:, j] - at[1])
@@ -467,6 +487,15 @@ def lj_analyse(args, work, ref_path, annotated, figdir):
         png, _ = render_values(frame.atoms, ortho, work / name, limits=(c - m, c + m), size=size, radius=0.55)
         copy_figure(png, figdir, name)
         res[f"render_limits_{name[:-4]}"] = [float(c - m), float(c + m)]
+        if frame.natoms < 10000:  # the middle of the crystal, where the dislocations are, enlarged
+            from PIL import Image
+
+            zoom = work / name.replace("_ovito.png", "_zoom.png")
+            with Image.open(png) as im:
+                w, h = im.size
+                im.convert("RGB").crop((w // 4, h // 4, 3 * w // 4, 3 * h // 4)).resize((w, h), Image.NEAREST) \
+                    .quantize(colors=256).save(zoom, optimize=True)
+            copy_figure(zoom, figdir, os.path.basename(zoom))
     along = np.full(frame.natoms, np.nan)
     along[S.atom_index] = d12.project(S.coordinates[:, :2])
     png, _ = render_values(frame.atoms, along, work / "lj2d_best_ovito.png", size=size, radius=0.55,
@@ -476,7 +505,10 @@ def lj_analyse(args, work, ref_path, annotated, figdir):
 
 
 def main(argv=None):
+    global FIGURE_TAG
     args = build_parser().parse_args(argv)
+    FIGURE_TAG = args.tag
+    key = f"_{args.tag}" if args.tag else ""
     if args.threads:
         import torch
 
@@ -491,13 +523,13 @@ def main(argv=None):
         ref = ninb_reference(args, work)
         ann = ninb_annotate(args, work, ref)
         if args.stage in ("analyse", "all"):
-            results["ninb"] = ninb_analyse(args, work, ref, ann, figdir)
+            results["ninb" + key] = ninb_analyse(args, work, ref, ann, figdir)
     if args.part in ("lj", "all"):
         dump = lj_structure(args, work)
         ref = lj_reference(args, work, dump)
         ann = lj_annotate(args, work, ref, dump)
         if args.stage in ("analyse", "all"):
-            results["lj2d"] = lj_analyse(args, work, ref, ann, figdir)
+            results["lj2d" + key] = lj_analyse(args, work, ref, ann, figdir)
     results_path.write_text(json.dumps(results, indent=1, default=float) + "\n")
     log(f"done in {time.time() - t0:.0f} s; numbers in {results_path}, figures in {figdir}")
     return 0

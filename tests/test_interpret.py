@@ -17,7 +17,7 @@ from giip_plugin.cli import main
 from giip_plugin.environments import LocalEnvironments, SpeciesEncoding
 from giip_plugin.interpret import (
     best_direction, class_populations, collect_samples, density_difference, neighbour_quantities, r2, r2_table,
-    voronoi_sizes,
+    voronoi_analysis, voronoi_sizes,
 )
 from giip_plugin.io import AnnotatedWriter, Frame
 from giip_plugin.reference import ReferenceMap
@@ -222,6 +222,13 @@ def test_voronoi_sizes_fill_the_cell():
     lat = Atoms("Ar" * len(pts), positions=pts, cell=[n * a, n * a * np.sqrt(3) / 2, 1.0], pbc=True)
     area = voronoi_sizes(lat, 2)
     assert np.allclose(area, np.sqrt(3) / 2 * a * a, rtol=1e-6)
+    # the centre of a 13-atom icosahedron: 12 pentagonal faces, Voronoi index <0,0,12,0>
+    g = (1 + 5 ** 0.5) / 2
+    v = np.array([[0, s1, s2 * g] for s1 in (-1, 1) for s2 in (-1, 1)], float)
+    ico = np.concatenate([[[0, 0, 0]], v, v[:, [1, 2, 0]], v[:, [2, 0, 1]]]) * 1.3 + 10.0
+    cl = Atoms("Ni13", positions=ico, cell=[20, 20, 20], pbc=True)
+    res = voronoi_analysis(cl, 3, indices=True)
+    assert res["n5"][0] == 12 and res["ico"][0] == 1.0 and res["ico"][1:].sum() == 0
 
 
 # --------------------------------------------------------------------------- giip report

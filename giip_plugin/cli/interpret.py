@@ -8,6 +8,8 @@ squared correlation) is printed:
                     reference's r_inner / r_outer
   frac_<species>    fraction of each species among the neighbours (same weights)
   voronoi_volume    Voronoi volume of the atom (OVITO; voronoi_area for 2D maps)
+  voronoi_n5        (3D) number of pentagonal faces of the Voronoi cell (five-fold order)
+  voronoi_icosahedral  (3D) 1 for a full icosahedron <0,0,12,0>, else 0
   <column>          every numeric per-atom column of the input, e.g. c_pe
 
 Inputs written by 'giip apply' (columns giip_class, giip_dc1..k) are read as they are, so the

@@ -365,7 +365,7 @@ def fig_populations(pops, path, *, title="Class populations"):
     plt = _plt()
     f = pops.fractions
     S, K = f.shape
-    fig, ax = plt.subplots(figsize=(max(5.0, 0.5 * K * S + 2), 3.8))
+    fig, ax = plt.subplots(figsize=(min(10.0, max(5.0, 0.35 * K * S + 2)), 3.8))
     width = 0.8 / S
     for s in range(S):
         ax.bar(np.arange(K) + (s - (S - 1) / 2) * width, 100 * f[s], width, label=f"{pops.labels[s]} "

@@ -7,7 +7,9 @@
   weights (``sum of f over neighbours of that species / coordination``). With a sharp cutoff
   (``r_inner = r_outer``) these would be plain counts; the smooth weights keep them continuous.
 * ``voronoi_volume`` (3D) / ``voronoi_area`` (2D): the atom's Voronoi cell, from OVITO's
-  ``VoronoiAnalysisModifier``. OVITO refuses 2D cells, so a 2D frame is analysed as a one-layer
+  ``VoronoiAnalysisModifier``; in 3D also ``voronoi_n5``, the number of pentagonal faces of the
+  cell (five-fold, i.e. tetrahedral, local order), and ``voronoi_icosahedral``, 1 for a full
+  icosahedron (Voronoi index <0,0,12,0>) and 0 otherwise. OVITO refuses 2D cells, so a 2D frame is analysed as a one-layer
   periodic slab of thickness 1 (every in-plane Voronoi face is then perpendicular to the plane and
   the volume of the prism equals the area of the 2D cell). Atoms at free surfaces get large cells
   that reach into the vacuum.
@@ -22,11 +24,12 @@ import numpy as np
 
 from ..environments import LocalEnvironments, SpeciesEncoding
 
-__all__ = ["neighbour_quantities", "voronoi_sizes", "input_columns", "frame_quantities", "QUANTITY_HELP"]
+__all__ = ["neighbour_quantities", "voronoi_sizes", "voronoi_analysis", "input_columns", "frame_quantities", "QUANTITY_HELP"]
 
 QUANTITY_HELP = (
     "coordination (smooth, sum of cutoff weights), frac_<species> (weighted fraction of each species "
-    "among the neighbours), voronoi (OVITO Voronoi volume, or area in 2D), and every numeric per-atom "
+    "among the neighbours), voronoi_* (OVITO Voronoi volume, or area in 2D; in 3D the number of pentagonal "
+    "faces and whether the cell is an icosahedron), and every numeric per-atom "
     "column of the input (e.g. c_pe)"
 )
 
@@ -65,6 +68,13 @@ def neighbour_quantities(atoms, environments: LocalEnvironments, indices, specie
 
 def voronoi_sizes(atoms, dim: int = 3) -> np.ndarray:
     """Voronoi volume (3D) or area (2D) of every atom of ``atoms`` with OVITO."""
+    return voronoi_analysis(atoms, dim)["size"]
+
+
+def voronoi_analysis(atoms, dim: int = 3, indices: bool = False) -> dict:
+    """OVITO Voronoi tessellation of ``atoms``: ``size`` (volume in 3D, area in 2D) of every atom;
+    with ``indices`` (3D), also ``n5`` (number of pentagonal faces of the cell) and ``ico``
+    (1.0 for a full icosahedron, Voronoi index <0,0,12,0>, else 0.0)."""
     from ovito.io.ase import ase_to_ovito
     from ovito.modifiers import VoronoiAnalysisModifier
     from ovito.pipeline import Pipeline, StaticSource
@@ -96,12 +106,20 @@ def voronoi_sizes(atoms, dim: int = 3) -> np.ndarray:
         a.set_celldisp(np.where(a.pbc, a.get_celldisp().reshape(3), lo))
     data = ase_to_ovito(a)
     pipe = Pipeline(source=StaticSource(data=data))
-    pipe.modifiers.append(VoronoiAnalysisModifier(compute_indices=False))
+    want_idx = bool(indices) and dim == 3
+    pipe.modifiers.append(VoronoiAnalysisModifier(compute_indices=want_idx))
     out = pipe.compute()
     vol = np.asarray(out.particles["Atomic Volume"], dtype=float).copy()
     if dim == 2:
         vol /= thickness
-    return vol
+    res = {"size": vol}
+    if want_idx:
+        vi = np.asarray(out.particles["Voronoi Index"], dtype=np.int64)  # column k: faces with k + 1 edges
+        vi = np.pad(vi, ((0, 0), (0, max(0, 6 - vi.shape[1]))))
+        res["n5"] = vi[:, 4].astype(float)
+        others = vi.sum(axis=1) - vi[:, 4]
+        res["ico"] = ((vi[:, 4] == 12) & (others == 0)).astype(float)
+    return res
 
 
 def input_columns(atoms) -> dict:
@@ -124,9 +142,12 @@ def frame_quantities(atoms, environments: LocalEnvironments, indices, species_na
     q = neighbour_quantities(atoms, environments, indices, species_names, species=species)
     if voronoi:
         d = environments.dim if dim is None else dim
-        name = "voronoi_area" if d == 2 else "voronoi_volume"
         try:
-            q[name] = voronoi_sizes(atoms, d)[indices]
+            vor = voronoi_analysis(atoms, d, indices=(d == 3))
+            q["voronoi_area" if d == 2 else "voronoi_volume"] = vor["size"][indices]
+            if "n5" in vor:
+                q["voronoi_n5"] = vor["n5"][indices]
+                q["voronoi_icosahedral"] = vor["ico"][indices]
         except ImportError:
             warnings.warn("OVITO is not installed: no Voronoi volumes (pip install ovito)", RuntimeWarning,
                           stacklevel=2)
