@@ -98,6 +98,9 @@ def build_parser():
     g.add_argument("--lj-highest-frac", type=float, default=4900 / 19548)
     g.add_argument("--lj-select-lowest", type=int, default=None, metavar="N1")
     g.add_argument("--lj-select-highest", type=int, default=None, metavar="N2")
+    g.add_argument("--lj-window", default=None, metavar="X0,X1,Y0,Y1",
+                   help="also annotate every atom in this window (fractions of the crystal's extent), drawn "
+                        "enlarged (default window of the enlarged drawings: the middle half)")
     g.add_argument("--lj-ref", default=None, help="existing reference file (default: build WORK/lj2d_ref.h5)")
     g.add_argument("--lj-atoms", type=int, default=None,
                    help="annotate the training atoms (exact, free) and N other random atoms (default: every atom; "
@@ -410,11 +413,22 @@ def lj_annotate(args, work, ref_path, dump):
             known = {int(a): (int(ref.labels[r]), ref.diffusion.eigenvectors[r]) for r, a in enumerate(ai)}
         rest = np.setdiff1d(idx, np.fromiter(known, dtype=np.int64, count=len(known)))
         idx = np.sort(np.random.default_rng(args.seed).choice(rest, size=min(args.lj_atoms, len(rest)), replace=False))
+        if args.lj_window:
+            inside = np.flatnonzero(window_mask(frame.atoms.positions, args.lj_window))
+            idx = np.union1d(idx, np.setdiff1d(inside, np.fromiter(known, dtype=np.int64, count=len(known))))
     log(f"LJ: annotating {len(idx)} atoms ({len(idx) * ref.n_train} distances) and {len(known)} training atoms")
     t0 = time.time()
     annotate(ref, frame, idx, path, extra_known=known)
     log(f"LJ: annotated in {time.time() - t0:.0f} s -> {path}")
     return str(path)
+
+
+def window_mask(positions, window):
+    """Atoms inside ``window`` = "x0,x1,y0,y1", fractions of the bounding box of the atoms."""
+    x0, x1, y0, y1 = (float(v) for v in str(window).split(","))
+    lo, hi = positions[:, :2].min(axis=0), positions[:, :2].max(axis=0)
+    f = (positions[:, :2] - lo) / (hi - lo)
+    return (f[:, 0] >= x0) & (f[:, 0] <= x1) & (f[:, 1] >= y0) & (f[:, 1] <= y1)
 
 
 def lj_analyse(args, work, ref_path, annotated, figdir):
@@ -487,15 +501,11 @@ def lj_analyse(args, work, ref_path, annotated, figdir):
         png, _ = render_values(frame.atoms, ortho, work / name, limits=(c - m, c + m), size=size, radius=0.55)
         copy_figure(png, figdir, name)
         res[f"render_limits_{name[:-4]}"] = [float(c - m), float(c + m)]
-        if frame.natoms < 10000:  # the middle of the crystal, where the dislocations are, enlarged
-            from PIL import Image
-
-            zoom = work / name.replace("_ovito.png", "_zoom.png")
-            with Image.open(png) as im:
-                w, h = im.size
-                im.convert("RGB").crop((w // 4, h // 4, 3 * w // 4, 3 * h // 4)).resize((w, h), Image.NEAREST) \
-                    .quantize(colors=256).save(zoom, optimize=True)
-            copy_figure(zoom, figdir, os.path.basename(zoom))
+        # the window with the dislocations (default: the middle of the crystal), enlarged
+        inside = window_mask(frame.atoms.positions, args.lj_window or "0.25,0.75,0.25,0.75")
+        zoom = work / name.replace("_ovito.png", "_zoom.png")
+        render_values(frame.atoms[inside], ortho[inside], zoom, limits=(c - m, c + m), size=(900, 900), radius=0.55)
+        copy_figure(zoom, figdir, os.path.basename(zoom))
     along = np.full(frame.natoms, np.nan)
     along[S.atom_index] = d12.project(S.coordinates[:, :2])
     png, _ = render_values(frame.atoms, along, work / "lj2d_best_ovito.png", size=size, radius=0.55,
