@@ -14,7 +14,8 @@ import torch
 
 from ..environments.environment_set import EnvironmentSet
 from .overlap import overlap_fixed, pair_terms, self_overlap
-from .search import band_limit, grid_candidates_2d, grid_candidates_3d, polish
+from .radial import RadialBasis, harmonic_coefficients
+from .search import band_limit, grid_candidates_2d, grid_candidates_3d, grid_candidates_3d_coef, polish
 from .special import spherical_harmonics
 from .validation import check_environment, check_group, check_sigma
 
@@ -89,11 +90,23 @@ class DistanceEngine:
         self.group = check_group(group, self.dim)
         self._pa = self._tensors(self.A)
         self._pb = self._pa if self.B is self.A else self._tensors(self.B)
+        self._counts_a, self._counts_b = self.A.counts, self.B.counts
         # band limit from the largest kappa r_a r_b
         smin = min(self._min_sigma(self.A), self._min_sigma(self.B))
         kmax = (self._pa["r"].max().item() if self._pa["r"].numel() else 0.0) * (
             self._pb["r"].max().item() if self._pb["r"].numel() else 0.0) / (2 * smin * smin)
         self.L = band_limit(kmax, self.settings.band_tol, spherical=self.dim == 3)
+        # 3D with one common sigma: harmonic coefficients per environment (radial.py) replace the
+        # per-pair sums over pairs of neighbours in the grid stage
+        self._coef = self.dim == 3 and self.group is not None and self.A.sigmas is None and self.B.sigmas is None
+        if self._coef:
+            r_max = max(self._pa["r"].max().item() if self._pa["r"].numel() else 0.0,
+                        self._pb["r"].max().item() if self._pb["r"].numel() else 0.0)
+            basis = RadialBasis.get(1.0 / (2.0 * self.sigma * self.sigma), r_max, self.L)
+            for side in (self._pa,) if self._pb is self._pa else (self._pa, self._pb):
+                # the grid only locates basins (the polish is exact): single precision is ample
+                # there (its rounding, ~1e-7, is far below band_tol) and about twice as fast
+                side["C"] = [c.to(torch.complex64) for c in harmonic_coefficients(side["p"], side["w"], basis)]
         nmax = self._pa["p"].shape[1] * self._pb["p"].shape[1]
         per_pair = nmax * (self.L + 1) * 64 + (2 * self.L + 2) ** 3 * 48
         # ~64 pairs for NiNb first shells: small chunks keep the working set in cache (measured)
@@ -116,13 +129,17 @@ class DistanceEngine:
     # -------------------------------------------------------------------------------------
     def max_overlap(self, ia, ib, return_rotation=False):
         """``max_R <A_ia, R B_ib>`` for index arrays (and the optimal R, mapping B onto A)."""
-        ia = torch.as_tensor(np.asarray(ia, dtype=np.int64), device=self.device)
-        ib = torch.as_tensor(np.asarray(ib, dtype=np.int64), device=self.device)
+        ia_np, ib_np = np.asarray(ia, dtype=np.int64), np.asarray(ib, dtype=np.int64)
+        ia = torch.as_tensor(ia_np, device=self.device)
+        ib = torch.as_tensor(ib_np, device=self.device)
         pa, pb = self._pa, self._pb
-        a, b = pa["p"][ia], pb["p"][ib]
-        wa, wb = pa["w"][ia], pb["w"][ib]
-        sa = None if pa["s"] is None else pa["s"][ia]
-        sb = None if pb["s"] is None else pb["s"][ib]
+        # trim the padding to the largest neighbour count of this chunk (padding sits at the end)
+        na = max(1, int(self._counts_a[ia_np].max())) if len(ia_np) else 1
+        nb = max(1, int(self._counts_b[ib_np].max())) if len(ib_np) else 1
+        a, b = pa["p"][ia, :na], pb["p"][ib, :nb]
+        wa, wb = pa["w"][ia, :na], pb["w"][ib, :nb]
+        sa = None if pa["s"] is None else pa["s"][ia, :na]
+        sb = None if pb["s"] is None else pb["s"][ib, :nb]
         W, kappa = pair_terms(wa, wb, sa, sb, self.sigma, self.dim)
         P = len(ia)
         if self.group is None:
@@ -131,9 +148,13 @@ class DistanceEngine:
             return (f, R) if return_rotation else f
         parities = 2 if self.group in ("O3", "O2") else 1
         K = self.settings.candidates
-        ra, rb = pa["r"][ia], pb["r"][ib]
+        ra, rb = pa["r"][ia, :na], pb["r"][ib, :nb]
         cdt = torch.complex128 if self.dtype == torch.float64 else torch.complex64
-        if self.dim == 3:
+        if self.dim == 3 and self._coef:
+            Ca = [c[ia] for c in pa["C"]]
+            Cb = [c[ib] for c in pb["C"]]
+            R0, _ = grid_candidates_3d_coef(Ca, Cb, self.L, parities, K, self.settings.oversample, out_dtype=self.dtype)
+        elif self.dim == 3:
             Ya = spherical_harmonics(a, self.L)
             Yb = spherical_harmonics(b, self.L)
             R0, _ = grid_candidates_3d(ra, Ya, rb, Yb, W, kappa, self.L, parities, K, self.settings.oversample)
@@ -174,18 +195,21 @@ class DistanceEngine:
             raise ValueError("index arrays of the pairs must have the same length")
         out = np.empty(len(ia))
         rots = np.empty((len(ia), self.dim, self.dim)) if return_rotation else None
+        # pairs sorted by neighbour counts, so that each chunk is padded to nearly its own size
+        order = np.lexsort((self._counts_b[ib], self._counts_a[ia])) if len(ia) > self.chunk else np.arange(len(ia))
+        ia, ib = ia[order], ib[order]
         starts = list(range(0, len(ia), self.chunk))
         if workers is None:
             workers = torch.get_num_threads() if self.device.type == "cpu" else 1
         workers = max(1, min(int(workers), len(starts)))
 
         def store(s, res):
-            sl = slice(s, s + self.chunk)
-            out[sl] = res[0]
+            dst = order[s : s + self.chunk]
+            out[dst] = res[0]
             if return_rotation:
-                rots[sl] = res[1]
+                rots[dst] = res[1]
             if progress is not None:
-                progress.update(len(out[sl]))
+                progress.update(len(dst))
 
         if workers == 1:
             for s in starts:
