@@ -175,6 +175,22 @@ def test_cli_apply_dump(ref_path, cutout_dump, analysed, tmp_path):
     np.testing.assert_array_equal(f0_ase.atoms.arrays["giip_class"].astype(int), res.classes)
 
 
+def test_cli_apply_column_prefix_for_plain_ase(ref_path, cutout_dump, analysed, tmp_path):
+    """With --column-prefix d_ the added columns survive a plain ase.io.read of the dump."""
+    out = tmp_path / "out_d.dump"
+    assert main(["apply", str(ref_path), str(cutout_dump), "-o", str(out), "--frames", "0:1",
+                 "--column-prefix", "d_", "--no-progress"]) == 0
+    atoms = ase.io.read(out, format="lammps-dump-text", index=0, order=False)  # keep the file's atom order
+    an, res = analysed
+    assert "d_giip_class" in atoms.arrays and "d_giip_ref_distance" in atoms.arrays
+    np.testing.assert_array_equal(np.asarray(atoms.arrays["d_giip_class"]).reshape(-1).astype(int), res.classes)
+    np.testing.assert_allclose(np.asarray(atoms.arrays["d_giip_dc1"]).reshape(-1), res.coordinates[:, 0], atol=1e-6,
+                               equal_nan=True)
+    # OVITO reads the prefixed columns as properties of the same names
+    f0 = next(iter_frames(str(out), reader="ovito"))
+    np.testing.assert_array_equal(f0.atoms.arrays["d_giip_class"].astype(int), res.classes)
+
+
 def test_cli_apply_frames_and_extxyz(ref_path, cutout_dump, analysed, tmp_path):
     out = tmp_path / "out.extxyz"
     assert main(["apply", str(ref_path), str(cutout_dump), "-o", str(out), "--frames", "1:2", "--no-progress"]) == 0

@@ -28,6 +28,10 @@ def add_parser(sub):
                    help="names of numeric LAMMPS types (default: the names stored in the reference)")
     p.add_argument("--dim", type=int, choices=(2, 3), default=None, help="force 2D or 3D (default: detected)")
     p.add_argument("--device", default=None, help="compute device: cpu, cuda (default: cuda when available)")
+    p.add_argument("--column-prefix", default="", metavar="PREFIX",
+                   help="text in front of the added dump columns' names; 'd_' (d_giip_class ...) makes plain "
+                        "ase.io.read(..., format='lammps-dump-text') keep them: ASE's dump reader drops columns "
+                        "whose names do not start with c_, f_, v_, d_ or i_ (OVITO and giip read both)")
     p.add_argument("--scheduler", default=None, metavar="ADDRESS",
                    help="Dask scheduler address: spread frames over a Dask cluster")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
@@ -67,7 +71,7 @@ def run(args) -> int:
     frames = iter_frames(args.inputs, frames=args.frames, type_names=type_names or None, dim=dim)
     bar = tqdm(unit="frame", desc="giip apply", disable=args.no_progress, file=sys.stderr)
     n_frames = n_atoms = 0
-    with AnnotatedWriter(args.output) as writer:
+    with AnnotatedWriter(args.output, extra_prefix=args.column_prefix) as writer:
         if args.scheduler:
             results = _run_dask(args.scheduler, analyzer, frames, ref)
         else:
