@@ -66,6 +66,7 @@ def test_engine_with_and_without_coefficients_agree(channels):
     assert eng._coef
     ia, ib = np.repeat(np.arange(9), 7), np.tile(np.arange(7), 9)
     fast = eng.distances(ia, ib)
+    assert DistanceEngine(A, B, sigma=0.8)._cb is eng._cb  # coefficients of a set are computed once
     eng._coef = False  # the per-pair sums over neighbour pairs
     slow = eng.distances(ia, ib)
     np.testing.assert_allclose(fast, slow, atol=1e-9)

@@ -7,6 +7,7 @@ orientation). Units are "atoms of difference": one missing atom gives about 1.
 from __future__ import annotations
 
 import math
+import weakref
 from dataclasses import dataclass
 
 import numpy as np
@@ -60,6 +61,21 @@ class SearchSettings:
             raise ValueError("band_tol must be in (0, 1)")
 
 
+_SET_CACHE: dict = {}
+
+
+def _set_cache(S) -> dict:
+    """Per-set memo of device tensors (padded arrays, harmonic coefficients), so that engines built
+    again on the same set (a reference's training set, batch after batch) reuse them. Entries go
+    when the set is garbage collected."""
+    key = id(S)
+    cache = _SET_CACHE.get(key)
+    if cache is None:
+        cache = _SET_CACHE[key] = {}
+        weakref.finalize(S, _SET_CACHE.pop, key, None)
+    return cache
+
+
 class DistanceEngine:
     """Batched computation of invariant GIIP distances between environments of two sets.
 
@@ -68,7 +84,13 @@ class DistanceEngine:
     """
 
     def __init__(self, A: EnvironmentSet, B: EnvironmentSet | None = None, *, sigma: float, group="O3",
-                 device=None, dtype=None, settings: SearchSettings | None = None, chunk_pairs: int | None = None):
+                 device=None, dtype=None, settings: SearchSettings | None = None, chunk_pairs: int | None = None,
+                 l_max: int | None = None, grid_pool: int = 48):
+        """``l_max`` caps the band limit of the grid, and ``grid_pool`` is the number of largest grid
+        values examined for local maxima: smaller values give a coarse, faster search that can miss
+        the global maximum (its distances are then upper bounds; for screening, see
+        ``ReferenceMap.transform(fast=True)``)."""
+        self.grid_pool = max(1, int(grid_pool))
         self.sigma = check_sigma(sigma)
         self.device = _resolve_device(device)
         self.dtype = _resolve_dtype(dtype)
@@ -88,14 +110,16 @@ class DistanceEngine:
                 raise ValueError("per-atom sigmas must be positive finite numbers")
         self.dim = self.A.dim
         self.group = check_group(group, self.dim)
-        self._pa = self._tensors(self.A)
-        self._pb = self._pa if self.B is self.A else self._tensors(self.B)
+        self._pa = self._side(self.A)
+        self._pb = self._pa if self.B is self.A else self._side(self.B)
         self._counts_a, self._counts_b = self.A.counts, self.B.counts
         # band limit from the largest kappa r_a r_b
         smin = min(self._min_sigma(self.A), self._min_sigma(self.B))
         kmax = (self._pa["r"].max().item() if self._pa["r"].numel() else 0.0) * (
             self._pb["r"].max().item() if self._pb["r"].numel() else 0.0) / (2 * smin * smin)
         self.L = band_limit(kmax, self.settings.band_tol, spherical=self.dim == 3)
+        if l_max is not None:
+            self.L = max(2, min(self.L, int(l_max)))
         # 3D with one common sigma: harmonic coefficients per environment (radial.py) replace the
         # per-pair sums over pairs of neighbours in the grid stage
         self._coef = self.dim == 3 and self.group is not None and self.A.sigmas is None and self.B.sigmas is None
@@ -103,10 +127,8 @@ class DistanceEngine:
             r_max = max(self._pa["r"].max().item() if self._pa["r"].numel() else 0.0,
                         self._pb["r"].max().item() if self._pb["r"].numel() else 0.0)
             basis = RadialBasis.get(1.0 / (2.0 * self.sigma * self.sigma), r_max, self.L)
-            for side in (self._pa,) if self._pb is self._pa else (self._pa, self._pb):
-                # the grid only locates basins (the polish is exact): single precision is ample
-                # there (its rounding, ~1e-7, is far below band_tol) and about twice as fast
-                side["C"] = [c.to(torch.complex64) for c in harmonic_coefficients(side["p"], side["w"], basis)]
+            self._ca = self._coefficients(self.A, self._pa, basis)
+            self._cb = self._ca if self.B is self.A else self._coefficients(self.B, self._pb, basis)
         nmax = self._pa["p"].shape[1] * self._pb["p"].shape[1]
         per_pair = nmax * (self.L + 1) * 64 + (2 * self.L + 2) ** 3 * 48
         # ~64 pairs for NiNb first shells: small chunks keep the working set in cache (measured)
@@ -114,6 +136,22 @@ class DistanceEngine:
 
     def _min_sigma(self, S):
         return float(S.sigmas.min()) if S.sigmas is not None and len(S.sigmas) else self.sigma
+
+    def _side(self, S: EnvironmentSet):
+        key = ("tensors", str(self.device), self.dtype, self.sigma)
+        cache = _set_cache(S)
+        if key not in cache:
+            cache[key] = self._tensors(S)
+        return cache[key]
+
+    def _coefficients(self, S: EnvironmentSet, side, basis):
+        key = ("coefficients", str(self.device), self.dtype, basis.kappa, basis.r_max, basis.L, basis.tol)
+        cache = _set_cache(S)
+        if key not in cache:
+            # the grid only locates basins (the polish is exact): single precision is ample there
+            # (its rounding, ~1e-7, is far below band_tol) and about twice as fast
+            cache[key] = [c.to(torch.complex64) for c in harmonic_coefficients(side["p"], side["w"], basis)]
+        return cache[key]
 
     def _tensors(self, S: EnvironmentSet):
         p, w, s = S.padded()
@@ -151,9 +189,10 @@ class DistanceEngine:
         ra, rb = pa["r"][ia, :na], pb["r"][ib, :nb]
         cdt = torch.complex128 if self.dtype == torch.float64 else torch.complex64
         if self.dim == 3 and self._coef:
-            Ca = [c[ia] for c in pa["C"]]
-            Cb = [c[ib] for c in pb["C"]]
-            R0, _ = grid_candidates_3d_coef(Ca, Cb, self.L, parities, K, self.settings.oversample, out_dtype=self.dtype)
+            Ca = [c[ia] for c in self._ca]
+            Cb = [c[ib] for c in self._cb]
+            R0, _ = grid_candidates_3d_coef(Ca, Cb, self.L, parities, K, self.settings.oversample, out_dtype=self.dtype,
+                                            pool=self.grid_pool)
         elif self.dim == 3:
             Ya = spherical_harmonics(a, self.L)
             Yb = spherical_harmonics(b, self.L)

@@ -329,7 +329,8 @@ def grid_candidates_3d(ra, Ya, rb, Yb, W, kappa, L: int, parities: int, K: int, 
     return grid_from_coupling(G, L, parities, K, oversample)
 
 
-def grid_candidates_3d_coef(Ca, Cb, L: int, parities: int, K: int, oversample: float = 1.0, out_dtype=None):
+def grid_candidates_3d_coef(Ca, Cb, L: int, parities: int, K: int, oversample: float = 1.0, out_dtype=None,
+                            pool: int = 48):
     """As :func:`grid_candidates_3d`, from per-environment harmonic coefficients
     (:func:`~giip_plugin.kernels.radial.harmonic_coefficients`, gathered per pair: ``Ca[l] (P, k_l,
     2l+1)``): ``G^l = Ca^l^T conj(Cb^l)``, one small product per pair and l. The grid runs in the
@@ -339,15 +340,16 @@ def grid_candidates_3d_coef(Ca, Cb, L: int, parities: int, K: int, oversample: f
     G = _fft_buffer((M, L + 1, L + 1, P), Ca[0].dtype, Ca[0].device)  # (m, m' >= 0, l, pair)
     for l in range(L + 1):
         G[L - l : L + l + 1, : l + 1, l] = (Ca[l].transpose(1, 2) @ Cb[l][:, :, l:].conj()).permute(1, 2, 0)
-    return grid_from_coupling(G, L, parities, K, oversample, out_dtype)
+    return grid_from_coupling(G, L, parities, K, oversample, out_dtype, pool)
 
 
-def grid_from_coupling(G, L: int, parities: int, K: int, oversample: float = 1.0, out_dtype=None):
+def grid_from_coupling(G, L: int, parities: int, K: int, oversample: float = 1.0, out_dtype=None, pool: int = 48):
     """Grid search of ``f = sum_l sum_mm' e^{-i m alpha} d^l_mm'(beta) e^{-i m' gamma} G^l_mm'``
     from ``G (2L+1, L+1, L+1, P)``, indexed ``[L + m, m', l, pair]`` (orders ``m' >= 0`` only; the
     factor 4 pi included; entries with ``|m| > l`` or ``m' > l`` zero). Returns candidate rotations
     ``(P, parities*K, 3, 3)`` (rotoinversions ``-R`` for the second parity; computed in float64 from
-    the grid angles, returned as ``out_dtype``, default G's precision) and their grid values."""
+    the grid angles, returned as ``out_dtype``, default G's precision) and their grid values.
+    ``pool``: the largest grid values examined for local maxima."""
     P = G.shape[-1]
     dtype = G.real.dtype
     grid = SO3Grid(L, G.device, dtype, oversample)
@@ -365,7 +367,7 @@ def grid_from_coupling(G, L: int, parities: int, K: int, oversample: float = 1.0
     # two 1D transforms (as irfft2 does, but about 2x faster than it on this strided layout)
     Fg = torch.fft.irfft(torch.fft.ifft(Hp, dim=0, norm="forward"), n=N, dim=1, norm="forward")  # (N, N, nbeta*par, P)
     Fg = Fg.reshape(N, N, nbeta, parities, P).reshape(N * N * nbeta, parities * P)
-    vals, idx = _local_maxima_topk(Fg, (N, N, nbeta), K)  # (K, parities*P)
+    vals, idx = _local_maxima_topk(Fg, (N, N, nbeta), K, pool)  # (K, parities*P)
     idx = idx.reshape(-1, parities, P).permute(2, 1, 0).cpu().numpy()  # (P, parities, K)
     ai, rem = np.divmod(idx, N * nbeta)
     gi, bi = np.divmod(rem, nbeta)
