@@ -183,6 +183,21 @@ def test_build_errors(tmp_path, capsys, extra, message):
     assert not (tmp_path / "x.h5").exists()
 
 
+def test_species_sigma_option(tmp_path, capsys):
+    out = tmp_path / "ss.h5"
+    assert main(["build", *PAPER_ARGS, "--n-train", "6", "--epsilon", "1.5", "--no-progress",
+                 "--species-sigma", "Ni=0.9,2=1.2", "-o", str(out)]) == 0
+    ref = ReferenceMap.load(out)
+    assert ref.environments.species_sigma == {"Ni": 0.9, "Nb": 1.2}
+    assert ref.training.sigmas is not None and set(np.unique(ref.training.sigmas)) <= {0.9, 1.2}
+    assert main(["info", str(out)]) == 0
+    assert "Ni = 0.9, Nb = 1.2" in capsys.readouterr().out
+    for bad, message in (("Ni", "is not NAME=SIGMA"), ("Ni=-1", "must be positive"), ("Ni=x", "must be a number")):
+        assert main(["build", *PAPER_ARGS, "--n-train", "5", "--no-progress", "--species-sigma", bad,
+                     "-o", str(tmp_path / "bad.h5")]) == 1
+        assert message in capsys.readouterr().err
+
+
 def test_missing_input_and_bad_reference(tmp_path, capsys):
     assert main(["build", str(tmp_path / "none.dump"), "-o", str(tmp_path / "x.h5"), "--r-inner", "3",
                  "--r-outer", "4", "--sigma", "1"]) == 1

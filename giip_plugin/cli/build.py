@@ -54,6 +54,9 @@ def add_parser(subparsers):
     g.add_argument("--r-inner", type=float, required=True, help="weight 1 below this distance")
     g.add_argument("--r-outer", type=float, required=True, help="weights fall to 0 at this distance (cubic spline)")
     g.add_argument("--sigma", type=float, required=True, help="GIIP Gaussian width (units of the positions)")
+    g.add_argument("--species-sigma", metavar="NAME=S,...",
+                   help="per-species Gaussian widths (e.g. Ni=1.0,Nb=1.2; species not named use --sigma); "
+                        "numeric types are read through --type-names")
     g.add_argument("--species", choices=("none", "sign", "vector"), default="none",
                    help="species encoding of neighbour weights (default none; sign: +1/-1 for a binary system)")
     g.add_argument("--positive", metavar="NAME",
@@ -146,6 +149,7 @@ def run(args) -> int:
     n_coords = _parse_auto(args.n_coords, int, "n-coords")
     type_names = parse_type_names(args.type_names) if args.type_names else None
     centers = tuple(c for c in (args.centers or "").replace(",", " ").split() if c) or None
+    species_sigma = _parse_species_sigma(args.species_sigma, type_names) if args.species_sigma else None
     if args.select_by is None and (args.select_lowest or args.select_highest):
         raise CLIError("--select-lowest/--select-highest need --select-by COLUMN")
     if args.select_by is not None and args.n_train is not None:
@@ -168,6 +172,7 @@ def run(args) -> int:
         ref = ReferenceMap.from_files(
             args.traj,
             r_inner=args.r_inner, r_outer=args.r_outer, sigma=args.sigma, species=args.species,
+            species_sigma=species_sigma,
             positive=args.positive, centers=centers, type_names=type_names, frames=args.frames, dim=args.dim,
             group=args.group or "auto", n_train=n_train, seed=args.seed, select_by=args.select_by,
             select_lowest=args.select_lowest, select_highest=args.select_highest,
@@ -190,3 +195,28 @@ def run(args) -> int:
     _log(f"wrote {out} ({ref.n_train} training environments) in {time.time() - t0:.1f} s; "
          f"see 'giip info {out}'")
     return 0
+
+
+def _parse_species_sigma(text, type_names):
+    """``"Ni=1.0,Nb=1.2"`` -> ``{"Ni": 1.0, "Nb": 1.2}`` (numeric types named through type_names)."""
+    out = {}
+    for item in str(text).replace(";", ",").split(","):
+        item = item.strip()
+        if not item:
+            continue
+        name, sep, value = item.partition("=")
+        name = name.strip()
+        if not sep or not name:
+            raise CLIError(f"--species-sigma: '{item}' is not NAME=SIGMA (e.g. Ni=1.0,Nb=1.2)")
+        try:
+            s = float(value)
+        except ValueError:
+            raise CLIError(f"--species-sigma: the width of {name} must be a number, got '{value.strip()}'") from None
+        if not (s > 0 and s < float("inf")):
+            raise CLIError(f"--species-sigma: the width of {name} must be positive, got {s:g}")
+        if type_names and name.isdigit() and int(name) in type_names:
+            name = type_names[int(name)]
+        out[name] = s
+    if not out:
+        raise CLIError("--species-sigma is empty (e.g. Ni=1.0,Nb=1.2)")
+    return out

@@ -750,6 +750,7 @@ class ReferenceMap:
                 "r_inner": float(env.r_inner) if env else None,
                 "r_outer": float(env.r_outer) if env else None,
                 "sigma": float(self.sigma),
+                "species_sigma": dict(env.species_sigma) if env and env.species_sigma else None,
                 "species_encoding": enc.mode if enc else None,
                 "species": list(enc.species) if enc else [],
                 "positive": enc.positive if enc else None,
@@ -796,6 +797,8 @@ class ReferenceMap:
         if p["r_inner"] is not None:
             L.append(f"  cutoff          weight 1 below r_inner = {p['r_inner']:g}, cubic spline to 0 at r_outer = {p['r_outer']:g}")
         L.append(f"  sigma           {p['sigma']:g}")
+        if p.get("species_sigma"):
+            L.append("  species sigma   " + ", ".join(f"{k} = {v:g}" for k, v in p["species_sigma"].items()))
         if p["species_encoding"] is not None:
             enc = p["species_encoding"]
             extra = f", +1 = {p['positive']}" if enc == "sign" else ""
