@@ -158,17 +158,17 @@ def _parse_type_names(type_names) -> dict:
     return {int(k): str(v) for k, v in dict(type_names).items()}
 
 
-def _make_analyzer(reference, device=None, dtype=None):
+def _make_analyzer(reference, device=None, dtype=None, fast=False):
     if hasattr(reference, "analyze") and hasattr(reference, "reference"):
         return reference  # a GIIPAnalyzer (or compatible object)
     from .analysis import GIIPAnalyzer
 
-    return GIIPAnalyzer(reference, device=device, dtype=dtype)
+    return GIIPAnalyzer(reference, device=device, dtype=dtype, fast=fast)
 
 
 def attach(lmp, reference, every: int = 100, *, prefix: str = "giip", type_names=None,
            comm_cutoff="auto", skin: float | None = None, mode: str = "external", device=None,
-           dtype=None, wrap_commands: bool = True) -> "GIIPHook":
+           dtype=None, wrap_commands: bool = True, fast: bool = False) -> "GIIPHook":
     """Analyse the atoms of LAMMPS instance ``lmp`` every ``every`` steps against ``reference``.
 
     Parameters
@@ -187,13 +187,15 @@ def attach(lmp, reference, every: int = 100, *, prefix: str = "giip", type_names
     mode : "external" (``fix external``, any build) or "python" (``fix python/invoke``, builds
         with the PYTHON package).
     device, dtype : passed to :class:`~giip_plugin.GIIPAnalyzer` ("cuda" for a GPU).
+    fast : the analyser's fast path (coarse searches, exact ones for the 4 nearest references of
+        each atom; ``giip apply --fast``); ignored when ``reference`` is an analyser.
     wrap_commands : wrap ``lmp.command`` & co. so that a failed analysis raises
         :class:`GIIPHookError` with its message (see the module documentation).
 
     Returns a :class:`GIIPHook` (``.detach()``, ``.last``, ``.gather()``, ``.dump_columns``).
     """
     return GIIPHook(lmp, reference, every, prefix=prefix, type_names=type_names,
-                    comm_cutoff=comm_cutoff, skin=skin, mode=mode, device=device, dtype=dtype,
+                    comm_cutoff=comm_cutoff, skin=skin, mode=mode, device=device, dtype=dtype, fast=fast,
                     wrap_commands=wrap_commands)
 
 
@@ -208,7 +210,7 @@ class GIIPHook:
 
     def __init__(self, lmp, reference, every=100, *, prefix="giip", type_names=None,
                  comm_cutoff="auto", skin=None, mode="external", device=None, dtype=None,
-                 wrap_commands=True):
+                 wrap_commands=True, fast=False):
         if not hasattr(lmp, "command") or not hasattr(lmp, "numpy"):
             raise TypeError("attach() needs a lammps.lammps instance")
         try:
@@ -225,7 +227,7 @@ class GIIPHook:
         self.every = every
         self.prefix = p = str(prefix)
         self.mode = mode
-        self.analyzer = _make_analyzer(reference, device=device, dtype=dtype)
+        self.analyzer = _make_analyzer(reference, device=device, dtype=dtype, fast=fast)
         ref = self.analyzer.reference
         if getattr(ref, "environments", None) is None:
             raise ValueError("the reference has no environment settings (it was built from an "
