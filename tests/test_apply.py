@@ -265,4 +265,10 @@ def test_cli_apply_dask_matches_local(ref_path, cutout_dump, tmp_path):
         with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster:
             assert main(["apply", str(ref_path), str(cutout_dump), "-o", str(remote), "--no-progress",
                          "--scheduler", cluster.scheduler_address]) == 0
+            # --fast reaches the workers
+            assert main(["apply", str(ref_path), str(cutout_dump), "-o", str(tmp_path / "dask_fast.dump"),
+                         "--no-progress", "--fast", "--scheduler", cluster.scheduler_address]) == 0
     assert local.read_text() == remote.read_text()
+    assert main(["apply", str(ref_path), str(cutout_dump), "-o", str(tmp_path / "fast.dump"), "--no-progress",
+                 "--fast"]) == 0
+    assert (tmp_path / "fast.dump").read_text() == (tmp_path / "dask_fast.dump").read_text()

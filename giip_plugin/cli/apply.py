@@ -112,7 +112,7 @@ def _run_dask(address, analyzer, frames, ref, window: int | None = None):
         ref_future = client.scatter(analyzer.reference, broadcast=True)
         pending = deque()
         for frame in _checked(frames, ref):
-            fut = client.submit(_remote_analyse, ref_future, frame.atoms, pure=False)
+            fut = client.submit(_remote_analyse, ref_future, frame.atoms, getattr(analyzer, "fast", False), pure=False)
             pending.append((frame, fut))
             if len(pending) >= window:
                 f0, fut0 = pending.popleft()
@@ -124,7 +124,7 @@ def _run_dask(address, analyzer, frames, ref, window: int | None = None):
         client.close()
 
 
-def _remote_analyse(reference, atoms):
+def _remote_analyse(reference, atoms, fast=False):
     from ..analysis import GIIPAnalyzer
 
-    return GIIPAnalyzer(reference).analyze(atoms).as_arrays()
+    return GIIPAnalyzer(reference, fast=fast).analyze(atoms).as_arrays()
