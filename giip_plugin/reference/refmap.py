@@ -557,7 +557,7 @@ class ReferenceMap:
         exactly (``n x n_train`` rotation searches, in batches of ``batch`` rows).
 
         ``fast=True`` computes them with a coarse rotation search (a band limit of 6, 3 starts per
-        parity, 2 Newton steps; about 5 times cheaper) and refines the nearest few of each row
+        parity, 2 Newton steps; about 4 times cheaper for NiNb) and refines the nearest few of each row
         exactly. Classes and nearest distances then agree with the exact path for nearly every
         atom and the coordinates within a fraction of a percent of their range (measured:
         benchmarks/RESULTS.md); far distances can be slightly too large.
