@@ -67,6 +67,9 @@ def test_engine_with_and_without_coefficients_agree(channels):
     ia, ib = np.repeat(np.arange(9), 7), np.tile(np.arange(7), 9)
     fast = eng.distances(ia, ib)
     assert DistanceEngine(A, B, sigma=0.8)._cb is eng._cb  # coefficients of a set are computed once
+    B.positions[:3] *= 1.01  # ... unless the set was changed in place
+    assert DistanceEngine(A, B, sigma=0.8)._cb is not eng._cb
+    B.positions[:3] /= 1.01
     eng._coef = False  # the per-pair sums over neighbour pairs
     slow = eng.distances(ia, ib)
     np.testing.assert_allclose(fast, slow, atol=1e-9)

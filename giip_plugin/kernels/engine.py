@@ -67,13 +67,18 @@ _SET_CACHE: dict = {}
 def _set_cache(S) -> dict:
     """Per-set memo of device tensors (padded arrays, harmonic coefficients), so that engines built
     again on the same set (a reference's training set, batch after batch) reuse them. Entries go
-    when the set is garbage collected."""
+    when the set is garbage collected, and are dropped if the set's arrays were changed in place
+    (checked by sums of its positions, weights and widths)."""
     key = id(S)
-    cache = _SET_CACHE.get(key)
-    if cache is None:
-        cache = _SET_CACHE[key] = {}
+    stamp = (S.positions.shape, float(np.sum(S.positions)), float(np.sum(S.weights)),
+             None if S.sigmas is None else float(np.sum(S.sigmas)))
+    entry = _SET_CACHE.get(key)
+    if entry is None:
+        entry = _SET_CACHE[key] = [stamp, {}]
         weakref.finalize(S, _SET_CACHE.pop, key, None)
-    return cache
+    elif entry[0] != stamp:
+        entry[0], entry[1] = stamp, {}
+    return entry[1]
 
 
 class DistanceEngine:
