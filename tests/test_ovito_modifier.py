@@ -206,7 +206,7 @@ def test_example_renders_class_colours(cube, reference, tmp_path):
     _, _, data = cube
     out = tmp_path / "classes.png"
     assert example.main([str(DUMP), str(reference), "-o", str(out), "--keep", CUBE, "--flat", "--device", "cpu",
-                         "--size", "400x300"]) == str(out)
+                         "--size", "400x300", "--fast"]) == str(out)
     img = mpimg.imread(out)
     assert img.shape[:2] == (300, 400)
     px = np.round(img[..., :3].reshape(-1, 3) * 255).astype(int)

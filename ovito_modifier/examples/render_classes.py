@@ -63,6 +63,8 @@ def build_parser():
                    help="colour by GIIP class (default), by a diffusion coordinate, or not at all")
     p.add_argument("--coordinate", type=int, default=1, metavar="K", help="with --color-by coordinate: DCK (default 1)")
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto", help="compute device (default auto)")
+    p.add_argument("--fast", action="store_true",
+                   help="the modifier's fast path (coarse searches, exact ones for the nearest references)")
     p.add_argument("--keep", metavar="EXPRESSION",
                    help="keep only the particles matching this OVITO expression (the cell is then not drawn)")
     p.add_argument("--size", type=_size, default=(800, 600), metavar="WxH", help="image size (default 800x600)")
@@ -109,7 +111,7 @@ def main(argv=None):
         pipeline.modifiers.append(ExpressionSelectionModifier(expression=f"({args.keep}) == 0"))
         pipeline.modifiers.append(DeleteSelectedModifier())
     pipeline.modifiers.append(GIIPModifier(reference_file=args.reference, color_by=args.color_by,
-                                           coordinate=args.coordinate, device=args.device))
+                                           coordinate=args.coordinate, device=args.device, fast=args.fast))
     t0 = time.time()
     data = pipeline.compute(args.frame)
     n_classes = int(data.attributes["GIIP.n_classes"])
