@@ -23,12 +23,11 @@ Example:
 """
 from __future__ import annotations
 
-import json
 import os
 import sys
 
 from . import CLIError
-from .interpret import add_input_options, check_inputs, collect
+from .interpret import add_input_options, check_inputs, collect, write_json
 from .report import load_reference, parse_pair
 
 HELP = "compare two sets of frames: difference of densities in a plane of coordinates, class populations"
@@ -113,11 +112,6 @@ def run(args) -> int:
     echo(pops.format())
     print(f"wrote {f1}\nwrote {f2}", file=sys.stderr)
     if args.json:
-        text = json.dumps({"reference": args.reference, "labels": labels, "plane": list(plane),
-                           "density": s, "populations": pops.to_dict(), "figures": [f1, f2]}, indent=1)
-        if args.json == "-":
-            print(text)
-        else:
-            with open(args.json, "w") as fh:
-                fh.write(text + "\n")
+        write_json(args.json, {"reference": args.reference, "labels": labels, "plane": list(plane),
+                               "density": s, "populations": pops.to_dict(), "figures": [f1, f2]})
     return 0

@@ -180,13 +180,18 @@ def run(args) -> int:
               f"{lim[0]:.3g} .. {lim[1]:.3g}; grey: not analysed)", file=sys.stderr)
         result["render"] = path
     if args.json:
-        text = json.dumps(result, indent=1)
-        if args.json == "-":
-            print(text)
-        else:
-            with open(args.json, "w") as fh:
-                fh.write(text + "\n")
+        write_json(args.json, result)
     return 0
+
+
+def write_json(path, data) -> None:
+    """The numbers of a command as JSON: to stdout for ``-``, else to the file ``path``."""
+    text = json.dumps(data, indent=1)
+    if path == "-":
+        print(text)
+    else:
+        with open(path, "w") as fh:
+            fh.write(text + "\n")
 
 
 def first_frame_values(args, ref, samples, values):
