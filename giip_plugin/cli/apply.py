@@ -12,6 +12,7 @@ import os
 import sys
 
 from . import CLIError
+from .interpret import check_inputs
 
 
 def add_parser(sub):
@@ -65,9 +66,7 @@ def run(args) -> int:
 
     if not os.path.exists(args.reference):
         raise CLIError(f"reference file not found: {args.reference} (make one with 'giip build')")
-    for path in args.inputs:
-        if not os.path.exists(path) and not any(ch in path for ch in "*?["):
-            raise CLIError(f"input file not found: {path}")
+    check_inputs(args.inputs)
     analyzer = GIIPAnalyzer(args.reference, device=args.device, progress=not args.no_progress, fast=args.fast)
     ref = analyzer.reference
     type_names = parse_type_names(args.type_names) if args.type_names else dict(ref.type_names or {})
@@ -112,7 +111,7 @@ def _run_dask(address, analyzer, frames, ref, window: int | None = None):
         ref_future = client.scatter(analyzer.reference, broadcast=True)
         pending = deque()
         for frame in _checked(frames, ref):
-            fut = client.submit(_remote_analyse, ref_future, frame.atoms, getattr(analyzer, "fast", False), pure=False)
+            fut = client.submit(_remote_analyse, ref_future, frame.atoms, analyzer.fast, pure=False)
             pending.append((frame, fut))
             if len(pending) >= window:
                 f0, fut0 = pending.popleft()
