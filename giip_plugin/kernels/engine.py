@@ -81,6 +81,14 @@ def _set_cache(S) -> dict:
     return entry[1]
 
 
+def _memo(S, key, make):
+    """``make()``, computed once per set ``S`` and ``key`` (see :func:`_set_cache`)."""
+    cache = _set_cache(S)
+    if key not in cache:
+        cache[key] = make()
+    return cache[key]
+
+
 class DistanceEngine:
     """Batched computation of invariant GIIP distances between environments of two sets.
 
@@ -92,9 +100,9 @@ class DistanceEngine:
                  device=None, dtype=None, settings: SearchSettings | None = None, chunk_pairs: int | None = None,
                  l_max: int | None = None, grid_pool: int = 48):
         """``l_max`` caps the band limit of the grid, and ``grid_pool`` is the number of largest grid
-        values examined for local maxima: smaller values give a coarse, faster search that can miss
-        the global maximum (its distances are then upper bounds; for screening, see
-        ``ReferenceMap.transform(fast=True)``)."""
+        values examined for local maxima (3D with one common sigma; the other grids examine 48):
+        smaller values give a coarse, faster search that can miss the global maximum (its
+        distances are then upper bounds; for screening, see ``ReferenceMap.transform(fast=True)``)."""
         self.grid_pool = max(1, int(grid_pool))
         self.sigma = check_sigma(sigma)
         self.device = _resolve_device(device)
@@ -143,20 +151,13 @@ class DistanceEngine:
         return float(S.sigmas.min()) if S.sigmas is not None and len(S.sigmas) else self.sigma
 
     def _side(self, S: EnvironmentSet):
-        key = ("tensors", str(self.device), self.dtype, self.sigma)
-        cache = _set_cache(S)
-        if key not in cache:
-            cache[key] = self._tensors(S)
-        return cache[key]
+        return _memo(S, ("tensors", str(self.device), self.dtype, self.sigma), lambda: self._tensors(S))
 
     def _coefficients(self, S: EnvironmentSet, side, basis):
+        # the grid only locates basins (the polish is exact): single precision is ample there (its
+        # rounding, ~1e-7, is far below band_tol) and about twice as fast
         key = ("coefficients", str(self.device), self.dtype, basis.kappa, basis.r_max, basis.L, basis.tol)
-        cache = _set_cache(S)
-        if key not in cache:
-            # the grid only locates basins (the polish is exact): single precision is ample there
-            # (its rounding, ~1e-7, is far below band_tol) and about twice as fast
-            cache[key] = [c.to(torch.complex64) for c in harmonic_coefficients(side["p"], side["w"], basis)]
-        return cache[key]
+        return _memo(S, key, lambda: [c.to(torch.complex64) for c in harmonic_coefficients(side["p"], side["w"], basis)])
 
     def _tensors(self, S: EnvironmentSet):
         p, w, s = S.padded()
@@ -193,7 +194,7 @@ class DistanceEngine:
         K = self.settings.candidates
         ra, rb = pa["r"][ia, :na], pb["r"][ib, :nb]
         cdt = torch.complex128 if self.dtype == torch.float64 else torch.complex64
-        if self.dim == 3 and self._coef:
+        if self._coef:
             Ca = [c[ia] for c in self._ca]
             Cb = [c[ib] for c in self._cb]
             R0, _ = grid_candidates_3d_coef(Ca, Cb, self.L, parities, K, self.settings.oversample, out_dtype=self.dtype,
