@@ -124,6 +124,33 @@ def test_fast_path_agrees_with_exhaustive():
     np.testing.assert_allclose(res.coordinates[idx[:10]], fast.coordinates[:10], atol=1e-9)
 
 
+def test_fast_settings_follow_the_reference_size(monkeypatch):
+    """Large references get the cheaper coarse search (1 start per parity): still upper bounds,
+    still exact for the nearest reference; small ones keep 3 starts per parity."""
+    from giip_plugin.reference import refmap
+
+    assert refmap.fast_settings(60) == refmap.FAST_SETTINGS
+    assert refmap.fast_settings(refmap.FAST_LARGE_REFERENCE) == refmap.FAST_SETTINGS_LARGE
+    assert refmap.FAST_SETTINGS_LARGE.candidates < refmap.FAST_SETTINGS.candidates
+    ref = ReferenceMap.from_files(
+        [str(DATA / "quench100K.dump")], r_inner=3.0, r_outer=4.0, sigma=1.0, species="sign",
+        centers=["Ni"], type_names="1=Ni,2=Nb", n_train=40, epsilon=1.5, n_classes=3, n_coords=2, progress=False,
+    )
+    atoms = next(iter_frames(str(DATA / "quench500K.dump"), type_names=TYPES)).atoms
+    ni = np.flatnonzero(atoms.arrays["species"] == "Ni")
+    envs = ref.compute_environments(atoms, indices=np.sort(np.random.default_rng(7).choice(ni, 30, replace=False)))
+    small = ref.engine_for(envs, coarse=True)
+    assert (small.settings.candidates, small.grid_pool) == (3, 12)
+    monkeypatch.setattr(refmap, "FAST_LARGE_REFERENCE", 40)
+    large = ref.engine_for(envs, coarse=True)
+    assert (large.settings.candidates, large.grid_pool, large.L) == (1, 8, 6)
+    exact_rows = ref.distance_rows(envs)
+    cheap_rows = ref.distance_rows(envs, fast=True)
+    assert np.all(cheap_rows >= exact_rows - 1e-9)
+    assert np.mean(cheap_rows - exact_rows < 1e-3) > 0.8 and np.mean(cheap_rows - exact_rows) < 0.02
+    np.testing.assert_allclose(cheap_rows.min(1), exact_rows.min(1), atol=1e-9)
+
+
 def test_training_environment_maps_to_itself(ref_path):
     ref = ReferenceMap.load(ref_path)
     res = ref.transform(ref.training.subset([0, 3]))

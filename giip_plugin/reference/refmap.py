@@ -42,15 +42,31 @@ _KNEE_MAX_CLASSES = 50
 _ROWS_PER_BATCH = 256
 
 # The fast path of transform(fast=True): every distance from a coarse search (band limit capped at
-# FAST_L_MAX, the best FAST_CANDIDATES local maxima among the FAST_POOL largest grid values per
-# parity, at most FAST_MAX_ITER Newton steps: upper bounds, exact or nearly so for most pairs), then
-# the FAST_REFINE nearest of each row by the exact search. Chosen by measurement
-# (benchmarks/RESULTS.md, "fast path").
-FAST_L_MAX = 6
-FAST_CANDIDATES = 3
-FAST_MAX_ITER = 2
+# l_max, the best `candidates` local maxima among the `pool` largest grid values per parity, at most
+# `max_iter` Newton steps: upper bounds, exact or nearly so for most pairs), then the FAST_REFINE
+# nearest of each row by the exact search. The coordinates average the coarse errors of a whole row
+# (Nystrom), so large references tolerate a cheaper search; chosen by measurement against the
+# exhaustive path (benchmarks/RESULTS.md, "fast path"; NiNb, 120 atoms, max coordinate error in % of
+# the range): 3 starts per parity, 0.07-0.18% (60 to 2,000 references); 1 start per parity and a
+# smaller pool, 0.76% with 1,000 references and 0.42% with 2,000, but beyond 1% for many atoms with 60.
 FAST_REFINE = 4
-FAST_POOL = 12
+FAST_LARGE_REFERENCE = 1500
+
+
+class FastSettings(NamedTuple):
+    l_max: int
+    candidates: int
+    max_iter: int
+    pool: int
+
+
+FAST_SETTINGS = FastSettings(l_max=6, candidates=3, max_iter=2, pool=12)
+FAST_SETTINGS_LARGE = FastSettings(l_max=6, candidates=1, max_iter=2, pool=8)
+
+
+def fast_settings(n_train: int) -> FastSettings:
+    """Coarse-search settings of the fast path for a reference of ``n_train`` environments."""
+    return FAST_SETTINGS_LARGE if int(n_train) >= FAST_LARGE_REFERENCE else FAST_SETTINGS
 
 
 class MapResult(NamedTuple):
@@ -478,8 +494,9 @@ class ReferenceMap:
         self._check_compatible(envs)
         settings, extra = self.search_settings, {}
         if coarse:
-            settings = replace(settings, candidates=FAST_CANDIDATES, max_iter=FAST_MAX_ITER)
-            extra = {"l_max": FAST_L_MAX, "grid_pool": FAST_POOL}
+            fs = fast_settings(self.n_train)
+            settings = replace(settings, candidates=fs.candidates, max_iter=fs.max_iter)
+            extra = {"l_max": fs.l_max, "grid_pool": fs.pool}
         return DistanceEngine(envs, self.training, sigma=self.sigma, group=self.group, device=device,
                               dtype=dtype, settings=settings, **extra)
 
@@ -557,8 +574,9 @@ class ReferenceMap:
         exactly (``n x n_train`` rotation searches, in batches of ``batch`` rows).
 
         ``fast=True`` computes them with a coarse rotation search (a band limit of 6, 3 starts per
-        parity, 2 Newton steps; about 4 times cheaper for NiNb) and refines the nearest few of each row
-        exactly. Classes and nearest distances then agree with the exact path for nearly every
+        parity, 2 Newton steps; about 4 times cheaper for NiNb; from 1,500 training environments
+        on, 1 start per parity, about twice as fast again: :func:`fast_settings`) and refines the
+        nearest few of each row exactly. Classes and nearest distances then agree with the exact path for nearly every
         atom and the coordinates within a fraction of a percent of their range (measured:
         benchmarks/RESULTS.md); far distances can be slightly too large.
 
