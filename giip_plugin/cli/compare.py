@@ -27,7 +27,7 @@ import os
 import sys
 
 from . import CLIError
-from .interpret import add_input_options, check_inputs, collect, write_json
+from .interpret import add_input_options, add_json_option, check_inputs, collect, write_json
 from .report import load_reference, parse_pair
 
 HELP = "compare two sets of frames: difference of densities in a plane of coordinates, class populations"
@@ -48,7 +48,7 @@ def add_parser(subparsers):
     p.add_argument("--bandwidth", default=None, metavar="H[,H2]",
                    help="kernel bandwidth along each axis (default: Scott's rule on both sets)")
     add_input_options(p)
-    p.add_argument("--json", default=None, metavar="FILE", help="write the numbers as JSON ('-' = stdout)")
+    add_json_option(p)
     p.add_argument("--debug", action="store_true", help="show tracebacks")
     p.set_defaults(func=run)
     return p

@@ -73,7 +73,7 @@ def add_parser(subparsers):
                    help="write PNG figures: each quantity against its best coordinate, the best direction")
     p.add_argument("--render", default=None, metavar="PNG",
                    help="with --plane: render the first frame coloured by the orthogonal direction (OVITO)")
-    p.add_argument("--json", default=None, metavar="FILE", help="write the numbers as JSON ('-' = stdout)")
+    add_json_option(p)
     p.add_argument("--debug", action="store_true", help="show tracebacks")
     p.set_defaults(func=run)
     return p
@@ -182,6 +182,11 @@ def run(args) -> int:
     if args.json:
         write_json(args.json, result)
     return 0
+
+
+def add_json_option(p):
+    """``--json FILE``: the numbers of the command, written by :func:`write_json`."""
+    p.add_argument("--json", default=None, metavar="FILE", help="write the numbers as JSON ('-' = stdout)")
 
 
 def write_json(path, data) -> None:
