@@ -576,9 +576,9 @@ class ReferenceMap:
         ``fast=True`` computes them with a coarse rotation search (a band limit of 6, 3 starts per
         parity, 2 Newton steps; about 4 times cheaper for NiNb; from 1,500 training environments
         on, 1 start per parity, about twice as fast again: :func:`fast_settings`) and refines the
-        nearest few of each row exactly. Classes and nearest distances then agree with the exact path for nearly every
-        atom and the coordinates within a fraction of a percent of their range (measured:
-        benchmarks/RESULTS.md); far distances can be slightly too large.
+        nearest few of each row exactly. Classes and nearest distances then agree with the exact
+        path for nearly every atom and the coordinates within a fraction of a percent of their
+        range (measured: benchmarks/RESULTS.md); far distances can be slightly too large.
 
         ``return_rotation=True`` adds ``rotation``: for each environment, the orthogonal matrix
         ``R`` maximising ``<new, R nearest>`` (it maps the nearest training environment onto the
