@@ -32,6 +32,7 @@ from typing import NamedTuple
 import numpy as np
 
 from ..environments import EnvironmentSet, LocalEnvironments, SpeciesEncoding
+from ..kernels import fused
 from .clustering import Clustering, ClassSummary, assign_nearest, class_summary, complete_linkage
 from .diffusion import DiffusionMap
 from .regression import local_linear_regression_r2, select_parsimonious
@@ -49,6 +50,7 @@ _ROWS_PER_BATCH = 256
 # exhaustive path (benchmarks/RESULTS.md, "fast path"; NiNb, 120 atoms, max coordinate error in % of
 # the range): 3 starts per parity, 0.07-0.18% (60 to 2,000 references); 1 start per parity and a
 # smaller pool, 0.76% with 1,000 references and 0.42% with 2,000, but beyond 1% for many atoms with 60.
+# The large-reference search runs on the fused CPU kernel (kernels/fused.py) where it applies.
 FAST_REFINE = 4
 FAST_LARGE_REFERENCE = 1500
 
@@ -543,7 +545,12 @@ class ReferenceMap:
         ia, ib = np.repeat(np.arange(nA), nB), np.tile(np.arange(nB), nA)
         if not fast:
             return self.engine_for(envs, device=device).distances(ia, ib, progress=progress).reshape(nA, nB)
-        rows = self.engine_for(envs, device=device, coarse=True).distances(ia, ib, progress=progress).reshape(nA, nB)
+        coarse = self.engine_for(envs, device=device, coarse=True)
+        if fused.applies(coarse):  # the same search, compiled per pair (kernels/fused.py)
+            rows = fused.coarse_distance_rows(envs, self.training, sigma=self.sigma, group=coarse.group, L=coarse.L,
+                                              n_iter=coarse.settings.max_iter, progress=progress)
+        else:
+            rows = coarse.distances(ia, ib, progress=progress).reshape(nA, nB)
         k = int(min(max(int(refine), 0), nB))
         if k and nA:
             near = np.argpartition(rows, k - 1, axis=1)[:, :k] if k < nB else np.tile(np.arange(nB), (nA, 1))
@@ -575,8 +582,9 @@ class ReferenceMap:
 
         ``fast=True`` computes them with a coarse rotation search (a band limit of 6, 3 starts per
         parity, 2 Newton steps; about 4 times cheaper for NiNb; from 1,500 training environments
-        on, 1 start per parity, about twice as fast again: :func:`fast_settings`) and refines the
-        nearest few of each row exactly. Classes and nearest distances then agree with the exact
+        on, 1 start per parity, about twice as fast again: :func:`fast_settings`, and on the CPU
+        compiled per pair by :mod:`giip_plugin.kernels.fused`, 3 times faster again) and refines
+        the nearest few of each row exactly. Classes and nearest distances then agree with the exact
         path for nearly every atom and the coordinates within a fraction of a percent of their
         range (measured: benchmarks/RESULTS.md); far distances can be slightly too large.
 

@@ -1,0 +1,96 @@
+"""The fused CPU kernel of the fast path (giip_plugin/kernels/fused.py) against the PyTorch coarse
+search it replaces and against the exact distances."""
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from giip_plugin.io import iter_frames
+from giip_plugin.kernels import DistanceEngine, fused
+from giip_plugin.reference import ReferenceMap
+
+pytestmark = pytest.mark.skipif(not fused.available(), reason="numba is not installed")
+
+DATA = Path(__file__).parent / "data" / "ninb"
+TYPES = "1=Ni,2=Nb"
+
+
+@pytest.fixture(scope="module")
+def small_case():
+    ref = ReferenceMap.from_files(
+        [str(DATA / "quench100K.dump")], r_inner=3.0, r_outer=4.0, sigma=1.0, species="sign",
+        centers=["Ni"], type_names=TYPES, n_train=48, epsilon=1.5, n_classes=3, n_coords=2, progress=False,
+    )
+    atoms = next(iter_frames(str(DATA / "quench1M.dump"), type_names=TYPES)).atoms
+    ni = np.flatnonzero(atoms.arrays["species"] == "Ni")
+    envs = ref.compute_environments(atoms, indices=np.sort(np.random.default_rng(3).choice(ni, 21, replace=False)))
+    return ref, envs, ref.distance_rows(envs)
+
+
+def _torch_coarse(ref, envs, L=6):
+    settings = replace(ref.search_settings, candidates=1, max_iter=2)
+    eng = DistanceEngine(envs, ref.training, sigma=ref.sigma, group=ref.group, settings=settings, l_max=L, grid_pool=8)
+    nA, nB = len(envs), ref.n_train
+    ia, ib = np.repeat(np.arange(nA), nB), np.tile(np.arange(nB), nA)
+    return eng, eng.distances(ia, ib).reshape(nA, nB)
+
+
+def test_vectorisable_exp_is_exact_to_rounding():
+    x = np.concatenate([-np.linspace(0.0, 200.0, 20001), -np.logspace(-12, 0, 50)])
+    y = np.array([fused._exp_neg(v) for v in x[::50]] + [fused._exp_neg(v) for v in x[-50:]])
+    ref = np.exp(np.concatenate([x[::50], x[-50:]]))
+    np.testing.assert_allclose(y, ref, rtol=1e-13, atol=0)
+
+
+def test_fused_matches_the_pytorch_coarse_search(small_case):
+    """Same algorithm (best grid point of each parity, 2 Newton steps): upper bounds of the exact
+    distances, equal to the PyTorch coarse distances for nearly every pair (rows of 21 atoms, 48
+    references; 21 rows make two calls of 16, and 48 references three lanes blocks)."""
+    ref, envs, exact = small_case
+    eng, torch_rows = _torch_coarse(ref, envs)
+    assert fused.applies(eng)
+    rows = fused.coarse_distance_rows(envs, ref.training, sigma=ref.sigma, group=ref.group, L=eng.L, n_iter=2)
+    assert rows.shape == exact.shape
+    assert np.all(rows >= exact - 1e-9)
+    assert np.mean(rows - exact < 1e-3) > 0.8 and np.mean(rows - exact) < 0.02
+    assert np.mean(np.abs(rows - torch_rows) < 1e-6) > 0.95
+    # one worker gives the same numbers
+    one = fused.coarse_distance_rows(envs, ref.training, sigma=ref.sigma, group=ref.group, L=eng.L, workers=1)
+    np.testing.assert_array_equal(one, rows)
+
+
+def test_fused_proper_rotations_only(small_case):
+    """SO(3): only proper rotations, so the distances are never below the O(3) ones."""
+    ref, envs, exact = small_case
+    so3 = fused.coarse_distance_rows(envs, ref.training, sigma=ref.sigma, group="SO3", L=6)
+    o3 = fused.coarse_distance_rows(envs, ref.training, sigma=ref.sigma, group="O3", L=6)
+    assert np.all(so3 >= o3 - 1e-12) and np.any(so3 > o3 + 1e-3)
+
+
+def test_fast_path_uses_the_fused_kernel_for_large_references(small_case, monkeypatch):
+    """With the large-reference settings the fast path runs the fused kernel; GIIP_NO_FUSED=1 gives
+    the PyTorch path; both refine the nearest few exactly."""
+    from giip_plugin.reference import refmap
+
+    ref, envs, exact = small_case
+    monkeypatch.setattr(refmap, "FAST_LARGE_REFERENCE", 40)
+    calls = []
+    real = fused.coarse_distance_rows
+    monkeypatch.setattr(fused, "coarse_distance_rows", lambda *a, **k: calls.append(1) or real(*a, **k))
+    rows = ref.distance_rows(envs, fast=True)
+    assert calls
+    monkeypatch.setenv("GIIP_NO_FUSED", "1")
+    torch_rows = ref.distance_rows(envs, fast=True)
+    assert len(calls) == 1
+    np.testing.assert_allclose(rows.min(1), exact.min(1), atol=1e-9)
+    np.testing.assert_allclose(torch_rows.min(1), exact.min(1), atol=1e-9)
+    assert np.mean(np.abs(rows - torch_rows) < 1e-6) > 0.95
+
+
+def test_fused_rejects_what_it_does_not_cover(small_case):
+    ref, envs, _ = small_case
+    with pytest.raises(ValueError, match="O3 and SO3"):
+        fused.coarse_distance_rows(envs, ref.training, sigma=ref.sigma, group=None, L=6)
