@@ -2,6 +2,7 @@
 """Measured alternatives for applying a reference to a whole frame faster (issue 4's 60 s target).
 
     python benchmarks/apply_alternatives.py REF.h5 --atoms 120 settings [--grid L,C,IT,POOL ...]
+    python benchmarks/apply_alternatives.py REF.h5 --atoms 120 fused [--grid 6,1,2,8 5,1,2,8 ...]
     python benchmarks/apply_alternatives.py REF.h5 --atoms 120 landmarks
     python benchmarks/apply_alternatives.py REF.h5 --atoms 30 shared-grid [--l-grid 6 --n-rot 500 --l-polish 8]
 
@@ -13,6 +14,9 @@ training set, after the fast path's exact refinement of the 4 nearest references
 ``settings``: the coarse search of ``transform(fast=True)`` with other band limits (L), starts per
 parity (C), Newton steps (IT) and grid pools (POOL): CPU time per pair on one thread, excess over
 the exact distance, agreement.
+
+``fused``: the same coarse searches (one start per parity only) on the fused CPU kernel of
+``giip_plugin/kernels/fused.py``, which the fast path uses for large references.
 
 ``landmarks``: exact distances to m landmark references only (pivoted QR of the training kernel),
 the rest of the kernel row interpolated (``k_S K_SS^+ K_S.``) or regressed over the training rows.
@@ -90,6 +94,27 @@ def run_settings(ref, envs, exact, truth, args):
         t0 = time.process_time()
         d = eng.distances(ia, ib, workers=1).reshape(nA, nB)
         us = (time.process_time() - t0) / len(ia) * 1e6
+        ex = d - exact
+        print(f"{spec:12s} {us:19.1f} {ex.mean():12.4f} {np.percentile(ex, 99):11.4f}  {agreement(ref, d, exact, truth)}")
+
+
+def run_fused(ref, envs, exact, truth, args):
+    """The fused CPU kernel (kernels/fused.py) with the settings of ``--grid`` that it covers (one
+    start per parity; the pool does not matter for one start): CPU time per pair on one thread."""
+    from giip_plugin.kernels import fused
+
+    nA, nB = exact.shape
+    print(f"{'L,C,IT,POOL':12s} {'us/pair (1 thread)':>19s} {'mean excess':>12s} {'p99 excess':>11s}  agreement")
+    for spec in args.grid:
+        L, C, IT, _ = (int(x) for x in spec.split(","))
+        if C != 1:
+            continue
+        run = lambda e: fused.coarse_distance_rows(e, ref.training, sigma=ref.sigma, group=ref.group, L=L, n_iter=IT,
+                                                   workers=1)
+        run(envs.subset([0]))  # compiles, or loads numba's cache
+        t0 = time.process_time()
+        d = run(envs)
+        us = (time.process_time() - t0) / (nA * nB) * 1e6
         ex = d - exact
         print(f"{spec:12s} {us:19.1f} {ex.mean():12.4f} {np.percentile(ex, 99):11.4f}  {agreement(ref, d, exact, truth)}")
 
@@ -219,7 +244,7 @@ def run_shared_grid(ref, envs, exact, truth, args):
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("reference")
-    p.add_argument("experiment", choices=["settings", "landmarks", "shared-grid"])
+    p.add_argument("experiment", choices=["settings", "fused", "landmarks", "shared-grid"])
     p.add_argument("--frame", default=os.path.join(DATA, "quench10M.dump"))
     p.add_argument("--atoms", type=int, default=120)
     p.add_argument("--seed", type=int, default=1)
@@ -233,7 +258,7 @@ def main(argv=None):
     p.add_argument("--steps", type=int, default=2)
     args = p.parse_args(argv)
     ref, envs, exact = _setup(args)
-    {"settings": run_settings, "landmarks": run_landmarks, "shared-grid": run_shared_grid}[args.experiment](
+    {"settings": run_settings, "fused": run_fused, "landmarks": run_landmarks, "shared-grid": run_shared_grid}[args.experiment](
         ref, envs, exact, ref.transform_from_distances(exact), args)
     return 0
 
