@@ -101,7 +101,9 @@ def run_settings(ref, envs, exact, truth, args):
 def run_fused(ref, envs, exact, truth, args):
     """The fused CPU kernel (kernels/fused.py) with the settings of ``--grid`` that it covers (one
     start per parity; the pool does not matter for one start): CPU time per pair on one thread."""
-    from giip_plugin.kernels import fused
+    from dataclasses import replace
+
+    from giip_plugin.kernels import DistanceEngine, fused
 
     nA, nB = exact.shape
     print(f"{'L,C,IT,POOL':12s} {'us/pair (1 thread)':>19s} {'mean excess':>12s} {'p99 excess':>11s}  agreement")
@@ -109,8 +111,9 @@ def run_fused(ref, envs, exact, truth, args):
         L, C, IT, _ = (int(x) for x in spec.split(","))
         if C != 1:
             continue
-        run = lambda e: fused.coarse_distance_rows(e, ref.training, sigma=ref.sigma, group=ref.group, L=L, n_iter=IT,
-                                                   workers=1)
+        settings = replace(ref.search_settings, candidates=1, max_iter=IT)
+        run = lambda e: fused.coarse_distance_rows(
+            DistanceEngine(e, ref.training, sigma=ref.sigma, group=ref.group, settings=settings, l_max=L), workers=1)
         run(envs.subset([0]))  # compiles, or loads numba's cache
         t0 = time.process_time()
         d = run(envs)

@@ -30,9 +30,14 @@ def small_case():
     return ref, envs, ref.distance_rows(envs)
 
 
-def _torch_coarse(ref, envs, L=6):
+def _coarse_engine(ref, envs, group=None, L=6):
     settings = replace(ref.search_settings, candidates=1, max_iter=2)
-    eng = DistanceEngine(envs, ref.training, sigma=ref.sigma, group=ref.group, settings=settings, l_max=L, grid_pool=8)
+    return DistanceEngine(envs, ref.training, sigma=ref.sigma, group=group or ref.group, settings=settings, l_max=L,
+                          grid_pool=8)
+
+
+def _torch_coarse(ref, envs, L=6):
+    eng = _coarse_engine(ref, envs, L=L)
     nA, nB = len(envs), ref.n_train
     ia, ib = np.repeat(np.arange(nA), nB), np.tile(np.arange(nB), nA)
     return eng, eng.distances(ia, ib).reshape(nA, nB)
@@ -52,21 +57,21 @@ def test_fused_matches_the_pytorch_coarse_search(small_case):
     ref, envs, exact = small_case
     eng, torch_rows = _torch_coarse(ref, envs)
     assert fused.applies(eng)
-    rows = fused.coarse_distance_rows(envs, ref.training, sigma=ref.sigma, group=ref.group, L=eng.L, n_iter=2)
+    rows = fused.coarse_distance_rows(eng)
     assert rows.shape == exact.shape
     assert np.all(rows >= exact - 1e-9)
     assert np.mean(rows - exact < 1e-3) > 0.8 and np.mean(rows - exact) < 0.02
     assert np.mean(np.abs(rows - torch_rows) < 1e-6) > 0.95
     # one worker gives the same numbers
-    one = fused.coarse_distance_rows(envs, ref.training, sigma=ref.sigma, group=ref.group, L=eng.L, workers=1)
+    one = fused.coarse_distance_rows(eng, workers=1)
     np.testing.assert_array_equal(one, rows)
 
 
 def test_fused_proper_rotations_only(small_case):
     """SO(3): only proper rotations, so the distances are never below the O(3) ones."""
     ref, envs, exact = small_case
-    so3 = fused.coarse_distance_rows(envs, ref.training, sigma=ref.sigma, group="SO3", L=6)
-    o3 = fused.coarse_distance_rows(envs, ref.training, sigma=ref.sigma, group="O3", L=6)
+    so3 = fused.coarse_distance_rows(_coarse_engine(ref, envs, "SO3"))
+    o3 = fused.coarse_distance_rows(_coarse_engine(ref, envs, "O3"))
     assert np.all(so3 >= o3 - 1e-12) and np.any(so3 > o3 + 1e-3)
 
 
@@ -93,4 +98,4 @@ def test_fast_path_uses_the_fused_kernel_for_large_references(small_case, monkey
 def test_fused_rejects_what_it_does_not_cover(small_case):
     ref, envs, _ = small_case
     with pytest.raises(ValueError, match="O3 and SO3"):
-        fused.coarse_distance_rows(envs, ref.training, sigma=ref.sigma, group=None, L=6)
+        fused.coarse_distance_rows(DistanceEngine(envs, ref.training, sigma=ref.sigma, group=None))

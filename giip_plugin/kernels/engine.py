@@ -139,7 +139,7 @@ class DistanceEngine:
         if self._coef:
             r_max = max(self._pa["r"].max().item() if self._pa["r"].numel() else 0.0,
                         self._pb["r"].max().item() if self._pb["r"].numel() else 0.0)
-            basis = RadialBasis.get(1.0 / (2.0 * self.sigma * self.sigma), r_max, self.L)
+            self.basis = basis = RadialBasis.get(1.0 / (2.0 * self.sigma * self.sigma), r_max, self.L)
             self._ca = self._coefficients(self.A, self._pa, basis)
             self._cb = self._ca if self.B is self.A else self._coefficients(self.B, self._pb, basis)
         nmax = self._pa["p"].shape[1] * self._pb["p"].shape[1]

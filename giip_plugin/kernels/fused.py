@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import math
 import threading
+from functools import lru_cache
 
 import numpy as np
 
@@ -54,7 +55,9 @@ def available() -> bool:
 if nb is not None:
     @nb.njit(inline="always", fastmath=True, cache=True)
     def _exp_neg(x):
-        """``exp(x)`` for ``x <= 0`` without a library call (so that loops over lanes vectorise)."""
+        """``exp(x)`` for ``x <= 0`` without a library call (so that loops over lanes vectorise).
+        Written out on purpose: as loops over a tuple of coefficients and the squarings, numba
+        neither unrolls nor vectorises it (6 times slower, measured)."""
         y = max(x, -200.0) * 0.0078125 - _C0
         p = 1.0 / 20922789888000.0
         p = p * y + 1.0 / 1307674368000.0
@@ -455,25 +458,25 @@ if nb is not None:
 
 # ---------------------------------------------------------------------------------------------
 # host side: tables, per-set arrays, and the call in chunks of atoms
+@lru_cache(maxsize=8)
 def _grid_tables(L: int):
-    """Index and value tables of the grid stage for band limit ``L`` (see :func:`_grid_block`)."""
-    from .search import SO3Grid
-    from .special import euler_zyz, wigner_small_d_table
-
+    """Tables of the grid stage for band limit ``L`` (see :func:`_grid_block`): Wigner values, the
+    Fourier factors over gamma (``m' > 0`` counted twice: f is real) and alpha, and the rotation of
+    every grid point."""
     import torch
 
+    from .search import SO3Grid
+    from .special import wigner_small_d_table
+
     grid = SO3Grid(L, "cpu", torch.float64)
-    N, betas = grid.N, grid.betas
-    dtab = wigner_small_d_table(L, tuple(betas.tolist()))
-    M, L1 = 2 * L + 1, L + 1
-    ang = 2 * np.pi * np.arange(N) / N
-    two = np.where(np.arange(L1) == 0, 1.0, 2.0)[:, None]  # m' > 0 stands for +-m' (f is real)
-    mm = np.outer(np.arange(L1), ang)
-    bi, ai, gi = np.meshgrid(np.arange(len(betas)), np.arange(N), np.arange(N), indexing="ij")
-    rot = euler_zyz(2 * np.pi * ai / N, betas[bi], 2 * np.pi * gi / N).reshape(-1, 9)
+    ang = 2 * np.pi * np.arange(grid.N) / grid.N
+    two = np.where(np.arange(L + 1) == 0, 1.0, 2.0)[:, None]
+    mm = np.outer(np.arange(L + 1), ang)
+    bi, ai, gi = np.meshgrid(np.arange(grid.n_beta), np.arange(grid.N), np.arange(grid.N), indexing="ij")
     f32 = lambda x: np.ascontiguousarray(x, dtype=np.float32)
-    return {"N": N, "dtab": dtab, "cw": f32(two * np.cos(mm)), "sw": f32(two * np.sin(mm)), "cal": f32(np.cos(mm)),
-            "sal": f32(np.sin(mm)), "rgrid": np.ascontiguousarray(rot), "M": M}
+    return {"dtab": wigner_small_d_table(L, tuple(grid.betas.tolist())), "cw": f32(two * np.cos(mm)),
+            "sw": f32(two * np.sin(mm)), "cal": f32(np.cos(mm)), "sal": f32(np.sin(mm)),
+            "rgrid": np.ascontiguousarray(grid.rotations(ai, bi, gi).reshape(-1, 9))}
 
 
 def _coupling_index(L: int, sizes, tables):
@@ -495,38 +498,30 @@ def _coupling_index(L: int, sizes, tables):
     return i64(ga), i64(gb), i64(gw), i64(gk), i64(gt), np.ascontiguousarray(np.stack(dv, 1), dtype=np.float32)
 
 
-def _side(S, basis, sigma, order=None):
-    """Padded positions and weights, counts, self overlaps and flattened single-precision harmonic
-    coefficients of an environment set (rows in ``order``)."""
+def _side(tensors, coefficients, counts, order=None):
+    """Numpy views of one side of an engine (its memoised padded tensors, self overlaps and
+    harmonic coefficients), rows in ``order``; the coefficients flattened to real and imaginary
+    single-precision parts."""
     import torch
 
-    from .overlap import self_overlap
-    from .radial import harmonic_coefficients
-
-    p, w, _ = S.padded()
-    counts = S.counts
+    flat = torch.cat([c.reshape(len(c), -1) for c in coefficients], 1)
+    side = {"p": tensors["p"].cpu().numpy(), "w": tensors["w"].cpu().numpy(), "n": np.asarray(counts, np.int64),
+            "self": tensors["self"].cpu().numpy(), "re": flat.real.cpu().numpy(), "im": flat.imag.cpu().numpy()}
     if order is not None:
-        p, w, counts = p[order], w[order], counts[order]
-    pt, wt = torch.from_numpy(p), torch.from_numpy(w)
-    coef = harmonic_coefficients(pt, wt, basis)
-    flat = torch.cat([c.reshape(len(p), -1) for c in coef], 1)
-    return {
-        "p": np.ascontiguousarray(p), "w": np.ascontiguousarray(w), "n": counts.astype(np.int64),
-        "self": self_overlap(pt, wt, None, sigma).numpy(),
-        "re": np.ascontiguousarray(flat.real.numpy(), dtype=np.float32),
-        "im": np.ascontiguousarray(flat.imag.numpy(), dtype=np.float32),
-        "sizes": [c.shape[1] for c in coef],
-    }
+        side = {k: v[order] for k, v in side.items()}
+    side = {k: np.ascontiguousarray(v, dtype=np.float32 if k in ("re", "im") else v.dtype) for k, v in side.items()}
+    side["sizes"] = [c.shape[1] for c in coefficients]
+    return side
 
 
-def _reference_side(S, basis, sigma):
-    """The reference side, sorted by neighbour count (lanes of a block pad to similar sizes) and its
+def _reference_side(engine):
+    """The engine's side B sorted by neighbour count (lanes of a block pad to similar sizes), its
     coefficients laid out per block of LANES environments; memoised per set."""
     from .engine import _memo
 
     def make():
-        order = np.argsort(S.counts, kind="stable")
-        side = _side(S, basis, sigma, order)
+        order = np.argsort(engine._counts_b, kind="stable")
+        side = _side(engine._pb, engine._cb, engine._counts_b, order)
         n = len(order)
         nblk = (n + B - 1) // B
         for key in ("re", "im"):
@@ -536,41 +531,45 @@ def _reference_side(S, basis, sigma):
         side["order"] = order
         return side
 
-    return _memo(S, ("fused", basis.kappa, basis.r_max, basis.L, basis.tol, float(sigma)), make)
+    b = engine.basis
+    return _memo(engine.B, ("fused", engine.sigma, b.kappa, b.r_max, b.L, b.tol), make)
 
 
-def coarse_distance_rows(A, Bset, *, sigma: float, group: str, L: int, n_iter: int = 2, workers=None,
-                         progress=None, rows_per_call: int = 16) -> np.ndarray:
-    """Coarse distances ``(len(A), len(Bset))`` of every pair, from the best grid point of each parity
-    (one for SO(3)) and ``n_iter`` Newton steps: the search of ``DistanceEngine`` with
-    ``candidates=1`` and ``l_max=L``, fused. Upper bounds of the exact distances.
+def _check_covered(engine):
+    """Raise ValueError unless the fused kernel covers the engine's search."""
+    if nb is None:
+        raise RuntimeError("the fused kernel needs numba (pip install numba)")
+    if engine.group not in ("O3", "SO3"):
+        raise ValueError(f"the fused kernel covers the groups O3 and SO3, not {engine.group!r}")
+    if engine.device.type != "cpu" or not engine._coef:
+        raise ValueError("the fused kernel covers 3D environments with one common sigma, on the CPU")
+    if engine.settings.candidates != 1 or engine.settings.oversample != 1.0:
+        raise ValueError("the fused kernel polishes one start per parity on a grid that is not oversampled")
+
+
+def coarse_distance_rows(engine, *, workers=None, progress=None, rows_per_call: int = 16) -> np.ndarray:
+    """Coarse distances ``(len(engine.A), len(engine.B))`` of every pair: the search of ``engine``
+    (a :class:`~giip_plugin.kernels.DistanceEngine` with ``candidates=1``: the best grid point of
+    each parity, one for SO(3), and ``settings.max_iter`` Newton steps), fused. Upper bounds of the
+    exact distances. The engine's padded tensors, self overlaps and harmonic coefficients are used
+    as they are.
 
     ``workers``: threads (default: all of PyTorch's); ``progress``: a tqdm bar, advanced by pairs.
     Work goes in calls of ``rows_per_call`` atoms, so Ctrl-C stops it between calls."""
     import torch
 
-    from .radial import RadialBasis
-
-    if nb is None:
-        raise RuntimeError("the fused kernel needs numba (pip install numba)")
-    if A.dim != 3 or Bset.dim != 3 or A.sigmas is not None or Bset.sigmas is not None:
-        raise ValueError("the fused kernel covers 3D environments with one common sigma")
-    if group not in ("O3", "SO3"):
-        raise ValueError(f"the fused kernel covers the groups O3 and SO3, not {group!r}")
-    if A.n_channels != Bset.n_channels:
-        raise ValueError(f"environments have {A.n_channels} and {Bset.n_channels} weight channels")
-    nA, nB = len(A), len(Bset)
+    _check_covered(engine)
+    nA, nB = len(engine.A), len(engine.B)
     out = np.empty((nA, nB))
     if nA == 0 or nB == 0:
         return out
-    r_max = max(float(np.linalg.norm(S.positions, axis=1).max()) if len(S.positions) else 0.0 for S in (A, Bset))
-    kappa = 1.0 / (2.0 * sigma * sigma)
-    basis = RadialBasis.get(kappa, r_max, L)
-    ref = _reference_side(Bset, basis, sigma)
-    atoms = _side(A, basis, sigma)
+    L = engine.L
+    ref = _reference_side(engine)
+    atoms = _side(engine._pa, engine._ca, engine._counts_a)
     tables = _grid_tables(L)
     ga, gb, gw, gk, gt, dval = _coupling_index(L, ref["sizes"], tables)
-    parities = 2 if group == "O3" else 1
+    kappa = 1.0 / (2.0 * engine.sigma * engine.sigma)
+    parities = 2 if engine.group == "O3" else 1
     sorted_rows = np.empty((min(rows_per_call, nA), nB))
     threads = int(workers) if workers else torch.get_num_threads()
     with _LOCK:
@@ -583,7 +582,7 @@ def coarse_distance_rows(A, Bset, *, sigma: float, group: str, L: int, n_iter: i
                 coarse_rows(atoms["p"][s:e], atoms["w"][s:e], atoms["n"][s:e], atoms["self"][s:e], atoms["re"][s:e],
                             atoms["im"][s:e], ref["p"], ref["w"], ref["n"], ref["self"], ref["re"], ref["im"],
                             kappa, L, ga, gb, gw, gk, gt, dval, tables["cw"], tables["sw"], tables["cal"],
-                            tables["sal"], tables["rgrid"], parities, int(n_iter), buf)
+                            tables["sal"], tables["rgrid"], parities, int(engine.settings.max_iter), buf)
                 out[s:e, ref["order"]] = buf
                 if progress is not None:
                     progress.update((e - s) * nB)
@@ -593,12 +592,16 @@ def coarse_distance_rows(A, Bset, *, sigma: float, group: str, L: int, n_iter: i
 
 
 def applies(engine) -> bool:
-    """Whether the coarse search of ``engine`` (a :class:`~giip_plugin.kernels.DistanceEngine`) can
-    run on the fused kernel: CPU, 3D with one common sigma, O(3) or SO(3), one start per parity on
-    a grid that is not oversampled, and numba present (``GIIP_NO_FUSED=1`` in the environment
-    turns it off, for comparisons)."""
+    """Whether the coarse search of ``engine`` (a :class:`~giip_plugin.kernels.DistanceEngine`) runs
+    on the fused kernel: numba present, a search it covers (CPU, 3D with one common sigma, O(3) or
+    SO(3), one start per parity on a grid that is not oversampled), and ``GIIP_NO_FUSED`` unset in
+    the environment (``GIIP_NO_FUSED=1`` keeps the PyTorch path, for comparisons)."""
     import os
 
-    return (available() and not os.environ.get("GIIP_NO_FUSED") and engine.device.type == "cpu" and engine._coef
-            and engine.group in ("O3", "SO3") and engine.settings.candidates == 1
-            and engine.settings.oversample == 1.0)
+    if os.environ.get("GIIP_NO_FUSED"):
+        return False
+    try:
+        _check_covered(engine)
+    except (RuntimeError, ValueError):
+        return False
+    return True

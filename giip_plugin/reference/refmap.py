@@ -547,8 +547,7 @@ class ReferenceMap:
             return self.engine_for(envs, device=device).distances(ia, ib, progress=progress).reshape(nA, nB)
         coarse = self.engine_for(envs, device=device, coarse=True)
         if fused.applies(coarse):  # the same search, compiled per pair (kernels/fused.py)
-            rows = fused.coarse_distance_rows(envs, self.training, sigma=self.sigma, group=coarse.group, L=coarse.L,
-                                              n_iter=coarse.settings.max_iter, progress=progress)
+            rows = fused.coarse_distance_rows(coarse, progress=progress)
         else:
             rows = coarse.distances(ia, ib, progress=progress).reshape(nA, nB)
         k = int(min(max(int(refine), 0), nB))
