@@ -13,6 +13,11 @@ if ! ldconfig -p 2>/dev/null | grep -q libvulkan.so.1 || ! ls /usr/share/vulkan/
     echo "setup: no apt-get; install a Vulkan loader and driver (libvulkan1, mesa-vulkan-drivers) for rendering" >&2
   fi
 fi
+# a C compiler: the fast path compiles its kernel (giip_plugin/kernels/fused_kernel.c) at first use
+if ! command -v "${CC:-cc}" >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1; then
+  SUDO=""; [ "$(id -u)" = 0 ] || SUDO="sudo"
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends gcc libc6-dev >/dev/null || true
+fi
 PY=${PYTHON:-python3}
 [ -x .venv/bin/python ] || "$PY" -m venv .venv
 .venv/bin/python -m pip install -q --upgrade pip >/dev/null 2>&1 || true
