@@ -21,8 +21,10 @@ all references, ``LANES`` references side by side in the innermost loops (SIMD l
    is not taken and the next one is damped. Every value is the overlap at an actual rotation, so
    the distances are upper bounds of the exact ones, as on the PyTorch path.
 
-The Gaussians use a vectorisable ``exp`` (a degree-16 Taylor polynomial around -0.78 of ``x/128``,
-squared seven times; relative error below 1e-13 for ``x`` in [-200, 0], checked in the tests).
+The Gaussians use a vectorisable ``exp`` (``x = n ln2 + r``, a degree-12 Taylor polynomial of
+``exp(r)``, times ``2^n`` built in the exponent bits; relative error below 1e-13 for ``x`` in
+[-200, 0], checked in the tests). The grid sums only the radial terms of the harmonic coefficients
+above ``GRID_TOL`` of the largest (it only locates the basins; the polish is exact).
 
 The kernel is compiled by the system's C compiler (``$CC``, else ``cc``) with ``-O3 -march=native
 -ffast-math`` the first time it is needed (about a second) and kept in ``$GIIP_CACHE_DIR`` (default
@@ -49,11 +51,14 @@ from pathlib import Path
 
 import numpy as np
 
+from .radial import RadialBasis
+
 LANES = 16  # pairs side by side in the innermost loops (B in fused_kernel.c)
 B = LANES
 SOURCE = Path(__file__).with_name("fused_kernel.c")
 CFLAGS = ("-O3", "-march=native", "-ffast-math", "-fPIC", "-shared")
 _BUILD_LOCK = threading.Lock()
+GRID_TOL = 1e-5  # relative size of the radial terms the grid neglects (it only locates basins)
 
 _I64P, _F64P, _F32P = ctypes.POINTER(ctypes.c_int64), ctypes.POINTER(ctypes.c_double), ctypes.POINTER(ctypes.c_float)
 
@@ -170,9 +175,11 @@ def _grid_tables(L: int):
             "rgrid": np.ascontiguousarray(grid.rotations(ai, bi, gi).reshape(-1, 9))}
 
 
-def _coupling_index(L: int, sizes, tables):
+def _coupling_index(L: int, sizes, tables, used=None):
     """Entries ``(l, m, m' >= 0)`` of the coupling: coefficient offsets, strides, radial counts,
-    target rows of ``H`` (parity of l, m, m') and the Wigner values per beta."""
+    target rows of ``H`` (parity of l, m, m') and the Wigner values per beta. ``sizes``: radial
+    terms per l of the coefficients; ``used``: how many of them (the largest) the grid sums."""
+    used = sizes if used is None else [min(u, s) for u, s in zip(used, sizes)]
     M, L1 = 2 * L + 1, L + 1
     off = np.concatenate([[0], np.cumsum([sizes[l] * (2 * l + 1) for l in range(L1)])[:-1]])
     ga, gb, gw, gk, gt, dv = [], [], [], [], [], []
@@ -182,7 +189,7 @@ def _coupling_index(L: int, sizes, tables):
                 ga.append(off[l] + mi)
                 gb.append(off[l] + l + mp)
                 gw.append(2 * l + 1)
-                gk.append(sizes[l])
+                gk.append(used[l])
                 gt.append(((l % 2) * M + (L - l + mi)) * L1 + mp)
                 dv.append(tables["dtab"][:, l, L - l + mi, L + mp])
     order = np.argsort(gt, kind="stable")  # by row of H: the compiled kernel sums each row in registers
@@ -266,7 +273,9 @@ def coarse_distance_rows(engine, *, workers=None, progress=None, rows_per_call: 
     ref = _reference_side(engine)
     atoms = _side(engine._pa, engine._ca, engine._counts_a)
     tables = _grid_tables(L)
-    ga, gb, gw, gk, gt, dval = _coupling_index(L, ref["sizes"], tables)
+    b = engine.basis
+    used = RadialBasis.get(b.kappa, b.r_max, b.L, GRID_TOL).sizes
+    ga, gb, gw, gk, gt, dval = _coupling_index(L, ref["sizes"], tables, used)
     keep = []
     f64 = lambda x: _pointer(keep, x, np.float64, _F64P)
     f32 = lambda x: _pointer(keep, x, np.float32, _F32P)

@@ -15,34 +15,32 @@
 
 #define B 16
 #define TRUST 0.3
-#define C0 (-0.78125)
 
 typedef int64_t i64;
 
-/* exp(x) for x <= 0 without a library call: degree-16 Taylor polynomial of exp(x/128) around
- * C0, squared seven times (relative error below 1e-13 on [-200, 0]). */
+/* exp(x) for x <= 0 without a library call, so that loops over lanes vectorise: x = n ln2 + r with
+ * |r| <= ln2 / 2 (ln2 in two parts), a degree-12 Taylor polynomial of exp(r), times 2^n built in
+ * the exponent bits (relative error below 1e-14 on [-700, 0]; clamped below). */
 static inline double exp_neg(double x) {
-    double y = (x < -200.0 ? -200.0 : x) * 0.0078125 - C0;
-    double p = 1.0 / 20922789888000.0;
-    p = p * y + 1.0 / 1307674368000.0;
-    p = p * y + 1.0 / 87178291200.0;
-    p = p * y + 1.0 / 6227020800.0;
-    p = p * y + 1.0 / 479001600.0;
-    p = p * y + 1.0 / 39916800.0;
-    p = p * y + 1.0 / 3628800.0;
-    p = p * y + 1.0 / 362880.0;
-    p = p * y + 1.0 / 40320.0;
-    p = p * y + 1.0 / 5040.0;
-    p = p * y + 1.0 / 720.0;
-    p = p * y + 1.0 / 120.0;
-    p = p * y + 1.0 / 24.0;
-    p = p * y + 1.0 / 6.0;
-    p = p * y + 0.5;
-    p = p * y + 1.0;
-    p = p * y + 1.0;
-    p = p * 0.45783336177161427; /* exp(C0) */
-    p = p * p; p = p * p; p = p * p; p = p * p; p = p * p; p = p * p; p = p * p;
-    return p;
+    x = x < -700.0 ? -700.0 : x;
+    const double n = __builtin_round(x * 1.4426950408889634);
+    const double r = (x - n * 0.6931471803691238) - n * 1.9082149292705877e-10;
+    double p = 1.0 / 479001600.0;
+    p = p * r + 1.0 / 39916800.0;
+    p = p * r + 1.0 / 3628800.0;
+    p = p * r + 1.0 / 362880.0;
+    p = p * r + 1.0 / 40320.0;
+    p = p * r + 1.0 / 5040.0;
+    p = p * r + 1.0 / 720.0;
+    p = p * r + 1.0 / 120.0;
+    p = p * r + 1.0 / 24.0;
+    p = p * r + 1.0 / 6.0;
+    p = p * r + 0.5;
+    p = p * r + 1.0;
+    p = p * r + 1.0;
+    union { double d; int64_t i; } u;
+    u.i = ((int64_t)n + 1023) << 52;
+    return p * u.d;
 }
 
 double giip_exp_neg(double x) { return exp_neg(x); }
@@ -121,29 +119,37 @@ static void grid_block(const Args *A, i64 i, i64 blk, float *restrict G_r, float
                         Qi[mp * B + k] = ai + bi;
                     }
                 }
-                for (i64 g = 0; g < N / 2; g++) {
-                    float er[B] = {0}, ei[B] = {0}, or_[B] = {0}, oi[B] = {0};
+                /* gamma_g, gamma_g + pi, -gamma_g and pi - gamma_g share the products: sums over
+                 * even and odd m' of the cosine and the sine terms */
+                for (i64 g = 0; g <= N / 4; g++) {
+                    float c0r[B] = {0}, c0i[B] = {0}, s0r[B] = {0}, s0i[B] = {0};
+                    float c1r[B] = {0}, c1i[B] = {0}, s1r[B] = {0}, s1i[B] = {0};
                     for (i64 mp = 0; mp < L1; mp += 2) {
                         const float c = A->cw[mp * N + g], s = A->sw[mp * N + g];
                         for (int k = 0; k < B; k++) {
-                            er[k] += Pr[mp * B + k] * c + Qi[mp * B + k] * s;
-                            ei[k] += Pi[mp * B + k] * c - Qr[mp * B + k] * s;
+                            c0r[k] += Pr[mp * B + k] * c;
+                            c0i[k] += Pi[mp * B + k] * c;
+                            s0r[k] += Qi[mp * B + k] * s;
+                            s0i[k] -= Qr[mp * B + k] * s;
                         }
                     }
                     for (i64 mp = 1; mp < L1; mp += 2) {
                         const float c = A->cw[mp * N + g], s = A->sw[mp * N + g];
                         for (int k = 0; k < B; k++) {
-                            or_[k] += Pr[mp * B + k] * c + Qi[mp * B + k] * s;
-                            oi[k] += Pi[mp * B + k] * c - Qr[mp * B + k] * s;
+                            c1r[k] += Pr[mp * B + k] * c;
+                            c1i[k] += Pi[mp * B + k] * c;
+                            s1r[k] += Qi[mp * B + k] * s;
+                            s1i[k] -= Qr[mp * B + k] * s;
                         }
                     }
-                    float *o_r = U_r + ((par * L1 + m) * N + g) * B, *o_i = U_i + ((par * L1 + m) * N + g) * B;
-                    float *s_r = o_r + (N / 2) * B, *s_i = o_i + (N / 2) * B;
-                    for (int k = 0; k < B; k++) {
-                        o_r[k] = er[k] + or_[k];
-                        o_i[k] = ei[k] + oi[k];
-                        s_r[k] = er[k] - or_[k];
-                        s_i[k] = ei[k] - oi[k];
+                    const i64 gs[4] = {g, g + N / 2, (N - g) % N, N / 2 - g};
+                    const float sc[4] = {1.0f, 1.0f, -1.0f, -1.0f}, so[4] = {1.0f, -1.0f, 1.0f, -1.0f};
+                    for (int v = 0; v < 4; v++) {
+                        float *o_r = U_r + ((par * L1 + m) * N + gs[v]) * B, *o_i = U_i + ((par * L1 + m) * N + gs[v]) * B;
+                        for (int k = 0; k < B; k++) {
+                            o_r[k] = c0r[k] + so[v] * c1r[k] + sc[v] * (s0r[k] + so[v] * s1r[k]);
+                            o_i[k] = c0i[k] + so[v] * c1i[k] + sc[v] * (s0i[k] + so[v] * s1i[k]);
+                        }
                     }
                 }
             }
@@ -151,15 +157,19 @@ static void grid_block(const Args *A, i64 i, i64 blk, float *restrict G_r, float
         /* F(alpha, gamma): Fourier sum over m, even and odd parts; alpha and alpha + pi share the
          * terms, with the sign (-1)^m */
         for (i64 g = 0; g < N; g++) {
-            for (i64 a = 0; a < N / 2; a++) {
-                float fe0[B] = {0}, fo0[B] = {0}, fe1[B] = {0}, fo1[B] = {0};
+            for (i64 a = 0; a <= N / 4; a++) {
+                /* cosine (c) and sine (s) sums over even (0) and odd (1) m, for even (e) and odd (o) l */
+                float ce0[B] = {0}, se0[B] = {0}, co0[B] = {0}, so0[B] = {0};
+                float ce1[B] = {0}, se1[B] = {0}, co1[B] = {0}, so1[B] = {0};
                 for (i64 m = 0; m < L1; m += 2) {
                     const float c = A->cal[m * N + a], s = A->sal[m * N + a];
                     const float *uer = U_r + (m * N + g) * B, *uei = U_i + (m * N + g) * B;
                     const float *uor = U_r + ((L1 + m) * N + g) * B, *uoi = U_i + ((L1 + m) * N + g) * B;
                     for (int k = 0; k < B; k++) {
-                        fe0[k] += uer[k] * c + uei[k] * s;
-                        fo0[k] += uor[k] * c + uoi[k] * s;
+                        ce0[k] += uer[k] * c;
+                        se0[k] += uei[k] * s;
+                        co0[k] += uor[k] * c;
+                        so0[k] += uoi[k] * s;
                     }
                 }
                 for (i64 m = 1; m < L1; m += 2) {
@@ -167,15 +177,20 @@ static void grid_block(const Args *A, i64 i, i64 blk, float *restrict G_r, float
                     const float *uer = U_r + (m * N + g) * B, *uei = U_i + (m * N + g) * B;
                     const float *uor = U_r + ((L1 + m) * N + g) * B, *uoi = U_i + ((L1 + m) * N + g) * B;
                     for (int k = 0; k < B; k++) {
-                        fe1[k] += uer[k] * c + uei[k] * s;
-                        fo1[k] += uor[k] * c + uoi[k] * s;
+                        ce1[k] += uer[k] * c;
+                        se1[k] += uei[k] * s;
+                        co1[k] += uor[k] * c;
+                        so1[k] += uoi[k] * s;
                     }
                 }
-                for (int h = 0; h < 2; h++) {
-                    const float sgn = h ? -1.0f : 1.0f;
-                    const float idx = (float)((bb * N + a + h * (N / 2)) * N + g);
+                /* alpha_a, alpha_a + pi, -alpha_a, pi - alpha_a */
+                const i64 as[4] = {a, a + N / 2, (N - a) % N, N / 2 - a};
+                const float sc[4] = {1.0f, 1.0f, -1.0f, -1.0f}, sm[4] = {1.0f, -1.0f, 1.0f, -1.0f};
+                for (int v = 0; v < 4; v++) {
+                    const float idx = (float)((bb * N + as[v]) * N + g);
                     for (int k = 0; k < B; k++) {
-                        const float fe = fe0[k] + sgn * fe1[k], fo = fo0[k] + sgn * fo1[k];
+                        const float fe = ce0[k] + sm[v] * ce1[k] + sc[v] * (se0[k] + sm[v] * se1[k]);
+                        const float fo = co0[k] + sm[v] * co1[k] + sc[v] * (so0[k] + sm[v] * so1[k]);
                         const float vp = fe + fo, vm = fe - fo;
                         const int up = vp > bv[k], um = vm > bv[B + k];
                         bi[k] = up ? idx : bi[k];
@@ -356,8 +371,9 @@ int giip_coarse_rows(const Args *A, i64 i0, i64 i1, double *out) {
     i64 *cand_j = malloc(sizeof(i64) * 2 * nB), *cand_g = malloc(sizeof(i64) * 2 * nB);
     double *bq = malloc(sizeof(double) * qb * 3 * B), *cq = malloc(sizeof(double) * qb * 3 * B);
     double *W = malloc(sizeof(double) * A->qa * qb * B), *fbest = malloc(sizeof(double) * nB);
+    double *wq = malloc(sizeof(double) * A->C * qb * B);
     int status = 0;
-    if (!G_r || !G_i || !H_r || !H_i || !U_r || !U_i || !PQ || !cand_j || !cand_g || !bq || !cq || !W || !fbest) {
+    if (!G_r || !G_i || !H_r || !H_i || !U_r || !U_i || !PQ || !cand_j || !cand_g || !bq || !cq || !W || !fbest || !wq) {
         status = -1;
         goto done;
     }
@@ -399,12 +415,19 @@ int giip_coarse_rows(const Args *A, i64 i0, i64 i1, double *out) {
                 const double *pbj = A->pb + j * qb * 3, *wbj = A->wb + j * qb * A->C;
                 for (i64 q = 0; q < nq; q++) {
                     for (int x = 0; x < 3; x++) bq[(q * 3 + x) * B + k] = pbj[q * 3 + x];
-                    for (i64 p = 0; p < na; p++) {
-                        double s = 0.0;
-                        const double *wap = A->wa + (i * A->qa + p) * A->C;
-                        for (i64 ch = 0; ch < A->C; ch++) s += wap[ch] * wbj[q * A->C + ch];
-                        W[(p * nq + q) * B + k] = s;
+                    for (i64 ch = 0; ch < A->C; ch++) wq[(ch * nq + q) * B + k] = wbj[q * A->C + ch];
+                }
+            }
+            /* weights W[p][q] = sum over channels of w_a[p] w_b[q], lane-parallel */
+            for (i64 p = 0; p < na; p++) {
+                const double *wap = A->wa + (i * A->qa + p) * A->C;
+                for (i64 q = 0; q < nq; q++) {
+                    double w[B] = {0};
+                    for (i64 ch = 0; ch < A->C; ch++) {
+                        const double *wb = wq + (ch * nq + q) * B;
+                        for (int k = 0; k < B; k++) w[k] += wap[ch] * wb[k];
                     }
+                    for (int k = 0; k < B; k++) W[(p * nq + q) * B + k] = w[k];
                 }
             }
             eval_lanes(a, na, bq, nq, W, A->kap, R, cq, A->n_iter > 0, f, gH);
@@ -434,6 +457,6 @@ int giip_coarse_rows(const Args *A, i64 i0, i64 i1, double *out) {
     }
 done:
     free(G_r); free(G_i); free(H_r); free(H_i); free(U_r); free(U_i); free(PQ);
-    free(cand_j); free(cand_g); free(bq); free(cq); free(W); free(fbest);
+    free(cand_j); free(cand_g); free(bq); free(cq); free(W); free(fbest); free(wq);
     return status;
 }
