@@ -44,14 +44,15 @@ _ROWS_PER_BATCH = 256
 
 # The fast path of transform(fast=True): every distance from a coarse search (band limit capped at
 # l_max, the best `candidates` local maxima among the `pool` largest grid values per parity, at most
-# `max_iter` Newton steps: upper bounds, exact or nearly so for most pairs), then the FAST_REFINE
+# `max_iter` Newton steps: upper bounds, exact or nearly so for most pairs), then the `refine`
 # nearest of each row by the exact search. The coordinates average the coarse errors of a whole row
 # (Nystrom), so large references tolerate a cheaper search; chosen by measurement against the
 # exhaustive path (benchmarks/RESULTS.md, "fast path"; NiNb, 120 atoms, max coordinate error in % of
 # the range): 3 starts per parity, 0.07-0.18% (60 to 2,000 references); 1 start per parity and a
 # smaller pool, 0.76% with 1,000 references and 0.42% with 2,000, but beyond 1% for many atoms with 60.
-# The large-reference search runs on the fused CPU kernel (kernels/fused.py) where it applies.
-FAST_REFINE = 4
+# The large-reference search runs on the fused CPU kernel (kernels/fused.py) where it applies. Its
+# coarse rows put the exact nearest first for 119 of 120 atoms and second for the other (2,000
+# references), so the 2 nearest are refined there, 4 with the few-start search of small references.
 FAST_LARGE_REFERENCE = 1500
 
 
@@ -60,10 +61,11 @@ class FastSettings(NamedTuple):
     candidates: int
     max_iter: int
     pool: int
+    refine: int  # nearest of each row recomputed by the exact search
 
 
-FAST_SETTINGS = FastSettings(l_max=6, candidates=3, max_iter=2, pool=12)
-FAST_SETTINGS_LARGE = FastSettings(l_max=6, candidates=1, max_iter=2, pool=8)
+FAST_SETTINGS = FastSettings(l_max=6, candidates=3, max_iter=2, pool=12, refine=4)
+FAST_SETTINGS_LARGE = FastSettings(l_max=6, candidates=1, max_iter=2, pool=8, refine=2)
 
 
 def fast_settings(n_train: int) -> FastSettings:
@@ -533,13 +535,14 @@ class ReferenceMap:
         return EnvironmentSet.from_list(list(data))
 
     def distance_rows(self, envs: EnvironmentSet, *, progress=None, device=None, fast: bool = False,
-                      refine: int = FAST_REFINE) -> np.ndarray:
+                      refine: int | None = None) -> np.ndarray:
         """Distances of each environment of ``envs`` to every training environment, ``(n, n_train)``.
 
         Exact by default. ``fast=True``: every distance from the coarse search (an upper bound,
-        exact for most pairs), then the ``refine`` smallest of each row recomputed exactly, so the
-        nearest training environment and its distance are exact whenever the exact nearest is
-        among the coarse ``refine`` nearest (see :meth:`transform`).
+        exact for most pairs), then the ``refine`` smallest of each row (default: that of
+        :func:`fast_settings`) recomputed exactly, so the nearest training environment and its
+        distance are exact whenever the exact nearest is among the coarse ``refine`` nearest (see
+        :meth:`transform`).
         """
         nA, nB = len(envs), self.n_train
         ia, ib = np.repeat(np.arange(nA), nB), np.tile(np.arange(nB), nA)
@@ -550,6 +553,8 @@ class ReferenceMap:
             rows = fused.coarse_distance_rows(coarse, progress=progress)
         else:
             rows = coarse.distances(ia, ib, progress=progress).reshape(nA, nB)
+        if refine is None:
+            refine = fast_settings(nB).refine
         k = int(min(max(int(refine), 0), nB))
         if k and nA:
             near = np.argpartition(rows, k - 1, axis=1)[:, :k] if k < nB else np.tile(np.arange(nB), (nA, 1))
@@ -582,8 +587,8 @@ class ReferenceMap:
         ``fast=True`` computes them with a coarse rotation search (a band limit of 6, 3 starts per
         parity, 2 Newton steps; about 4 times cheaper for NiNb; from 1,500 training environments
         on, 1 start per parity, about twice as fast again: :func:`fast_settings`, and on the CPU
-        compiled per pair by :mod:`giip_plugin.kernels.fused`, 3 times faster again) and refines
-        the nearest few of each row exactly. Classes and nearest distances then agree with the exact
+        compiled per pair by :mod:`giip_plugin.kernels.fused`, 15 times faster again) and refines
+        the nearest few of each row exactly (4; 2 from 1,500 training environments on). Classes and nearest distances then agree with the exact
         path for nearly every atom and the coordinates within a fraction of a percent of their
         range (measured: benchmarks/RESULTS.md); far distances can be slightly too large.
 
@@ -603,7 +608,7 @@ class ReferenceMap:
         if progress:
             from tqdm.auto import tqdm
 
-            extra = min(FAST_REFINE, self.n_train) if fast else 0
+            extra = min(fast_settings(self.n_train).refine, self.n_train) if fast else 0
             bar = tqdm(total=n * (self.n_train + extra), unit="pair", desc="GIIP distances")
         try:
             for a in range(0, n, int(batch)):
