@@ -86,7 +86,7 @@ def main(argv=None):
     rows.append(("GIIP fast, PyTorch coarse search (baseline)", f"{len(sub)} Ni x {ref.n_train} refs", pairs, t_torch,
                  t_torch / pairs * len(ni) * ref.n_train, t_torch / pairs * len(ni) * 2000))
     fast = GIIPAnalyzer(ref, fast=True)
-    fast.analyze(atoms, indices=sub[:1])  # compiles the fused kernel, or loads it from numba's cache
+    fast.analyze(atoms, indices=sub[:1])  # compiles the fused kernel (first use) or loads it from the cache
     t0 = time.perf_counter()
     res_f = fast.analyze(atoms, indices=sub)
     t_fast = time.perf_counter() - t0

@@ -99,3 +99,53 @@ def test_fused_rejects_what_it_does_not_cover(small_case):
     ref, envs, _ = small_case
     with pytest.raises(ValueError, match="O3 and SO3"):
         fused.coarse_distance_rows(DistanceEngine(envs, ref.training, sigma=ref.sigma, group=None))
+
+
+@pytest.fixture
+def fresh_build(monkeypatch, tmp_path):
+    """The kernel built into an empty cache directory; the process's library restored afterwards."""
+    monkeypatch.setenv("GIIP_CACHE_DIR", str(tmp_path))
+    monkeypatch.setattr(fused, "_FAILURE", [])
+    monkeypatch.setattr(fused, "_WARNED", [])
+    fused.library.cache_clear()
+    yield tmp_path
+    fused.library.cache_clear()
+
+
+def test_the_kernel_is_compiled_once_into_the_cache(fresh_build):
+    lib = fused.library()
+    built = sorted(fresh_build.glob("fused_kernel-*"))
+    assert len(built) == 1 and lib.giip_exp_neg(-1.0) == pytest.approx(np.exp(-1.0), rel=1e-14)
+    stamp = built[0].stat().st_mtime_ns
+    fused.library.cache_clear()
+    fused.library()  # loads the cached file, no second build
+    assert sorted(fresh_build.glob("fused_kernel-*")) == built and built[0].stat().st_mtime_ns == stamp
+    assert not list(fresh_build.glob("*.so.tmp*")) and len(list(fresh_build.iterdir())) == 1
+
+
+def test_without_a_compiler_the_fast_path_keeps_pytorch(fresh_build, monkeypatch, small_case):
+    """No C compiler: one warning naming the fix, and the fast path still gives the right nearest
+    references (on the PyTorch search)."""
+    from giip_plugin.reference import refmap
+
+    ref, envs, exact = small_case
+    monkeypatch.setenv("CC", str(fresh_build / "no-such-compiler"))
+    monkeypatch.setattr(refmap, "FAST_LARGE_REFERENCE", 40)
+    eng = _coarse_engine(ref, envs)
+    with pytest.warns(RuntimeWarning, match="C compiler"):
+        assert not fused.applies(eng)
+    with pytest.raises(RuntimeError, match="install one"):
+        fused.library()
+    rows = ref.distance_rows(envs, fast=True)
+    np.testing.assert_allclose(rows.min(1), exact.min(1), atol=1e-9)
+    assert not list(fresh_build.iterdir())
+
+
+def test_a_failing_compiler_is_reported(fresh_build, monkeypatch):
+    fake = fresh_build / "cc"
+    fake.write_text("#!/bin/sh\n[ \"$1\" = --version ] && { echo fake 1.0; exit 0; }\necho 'error: no such thing' >&2\nexit 1\n")
+    fake.chmod(0o755)
+    monkeypatch.setenv("CC", str(fake))
+    with pytest.raises(RuntimeError, match="no such thing"):
+        fused.library()
+    assert sorted(p.name for p in fresh_build.iterdir()) == ["cc"]

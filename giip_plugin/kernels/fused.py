@@ -95,10 +95,23 @@ def _cpu_identity() -> str:
     return platform.machine() + platform.processor()
 
 
+_FAILURE: list = []  # the error of a build that failed (not retried in this process)
+
+
 @lru_cache(maxsize=1)
 def library():
     """The compiled kernel (ctypes library), built on first use. Raises RuntimeError, naming the
-    fix, when it cannot be built."""
+    fix, when it cannot be built (and again on later calls, without retrying)."""
+    if _FAILURE:
+        raise _FAILURE[0]
+    try:
+        return _build()
+    except RuntimeError as exc:
+        _FAILURE.append(exc)
+        raise
+
+
+def _build():
     cc = os.environ.get("CC", "cc")
     source = SOURCE.read_bytes()
     try:
