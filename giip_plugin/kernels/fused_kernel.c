@@ -67,11 +67,12 @@ typedef struct {
 
 /* Best grid value and flat index per lane and parity (best_v, best_i: [2][B]) of atom i against
  * the block blk of B references. */
-static void grid_block(const Args *A, i64 i, i64 blk, float *restrict G_r, float *restrict G_i,
-                       float *restrict H_r, float *restrict H_i, float *restrict U_r, float *restrict U_i,
-                       float *restrict Pr, float *restrict Pi, float *restrict Qr, float *restrict Qi,
-                       float *restrict best_v, float *restrict best_i) {
-    const i64 L = A->L, M = 2 * L + 1, L1 = L + 1, N = A->N, D = A->D;
+static inline __attribute__((always_inline)) void
+grid_block_impl(const Args *A, i64 i, i64 blk, float *restrict G_r, float *restrict G_i, float *restrict H_r,
+                float *restrict H_i, float *restrict U_r, float *restrict U_i, float *restrict Pr,
+                float *restrict Pi, float *restrict Qr, float *restrict Qi, float *restrict best_v,
+                float *restrict best_i, const i64 L, const i64 N, const i64 n_beta) {
+    const i64 M = 2 * L + 1, L1 = L + 1, D = A->D;
     const float *ca_r = A->ca_r + i * A->Kc, *ca_i = A->ca_i + i * A->Kc;
     const float *cb_r = A->cb_r + blk * A->Kc * B, *cb_i = A->cb_i + blk * A->Kc * B;
     for (i64 d = 0; d < D; d++) {
@@ -90,7 +91,7 @@ static void grid_block(const Args *A, i64 i, i64 blk, float *restrict G_r, float
     float bv[2 * B], bi[2 * B];
     for (int k = 0; k < 2 * B; k++) { bv[k] = -1e30f; bi[k] = 0.0f; }
     const i64 nH = 2 * M * L1;
-    for (i64 bb = 0; bb < A->n_beta; bb++) {
+    for (i64 bb = 0; bb < n_beta; bb++) {
         /* H = sum_l d^l(beta) G^l: the coupling entries come sorted by their row t of H */
         const float *dv = A->dval + bb * D;
         for (i64 t = 0, d = 0; t < nH; t++) {
@@ -203,6 +204,18 @@ static void grid_block(const Args *A, i64 i, i64 blk, float *restrict G_r, float
         }
     }
     for (int k = 0; k < 2 * B; k++) { best_v[k] = bv[k]; best_i[k] = bi[k]; }
+}
+
+/* The grid of one block, specialised for the band limit of the fast settings (constant loop
+ * bounds let the compiler unroll the short Fourier sums), generic otherwise. */
+static void grid_block(const Args *A, i64 i, i64 blk, float *G_r, float *G_i, float *H_r, float *H_i,
+                       float *U_r, float *U_i, float *Pr, float *Pi, float *Qr, float *Qi, float *best_v,
+                       float *best_i) {
+    if (A->L == 6 && A->N == 14 && A->n_beta == 7)
+        grid_block_impl(A, i, blk, G_r, G_i, H_r, H_i, U_r, U_i, Pr, Pi, Qr, Qi, best_v, best_i, 6, 14, 7);
+    else
+        grid_block_impl(A, i, blk, G_r, G_i, H_r, H_i, U_r, U_i, Pr, Pi, Qr, Qi, best_v, best_i, A->L, A->N,
+                        A->n_beta);
 }
 
 /* Overlap f[B] of the atom's neighbours a (na x 3) with B rotated environments bq (nq x 3 x B),
