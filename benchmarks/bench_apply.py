@@ -10,11 +10,12 @@ Measured, on ``--atoms`` random Ni centres of the frame:
 
 * the exhaustive exact path (every analysed Ni atom against every training environment), whose
   time is extrapolated to all 6,750 centres;
-* the fast path (``transform(fast=True)``: coarse searches for every pair, exact ones for the 4
-  nearest of each atom) on the same atoms, with its agreement with the exhaustive path: classes,
-  nearest distance, and the coordinates' error in % of their range over the training set; with
-  the baseline of the same path on the PyTorch coarse search (``GIIP_NO_FUSED=1``), where the
-  reference is large enough for the fused kernel (kernels/fused.py) to run;
+* the fast path (``transform(fast=True)``: coarse searches for every pair, exact ones for the
+  nearest few of each atom: 2 from 1,500 training environments on, else 4) on the same atoms,
+  with its agreement with the exhaustive path: classes, nearest distance, and the coordinates'
+  error in % of their range over the training set; with the baseline of the same path on the
+  PyTorch coarse search (``GIIP_NO_FUSED=1``), where the reference is large enough for the fused
+  kernel (kernels/fused.py) to run;
 * with ``--whole-frame``, the fast path on every Ni centre of the frame (measured, not
   extrapolated);
 * for scale, dscribe's SOAP descriptor of the whole frame (what a user would otherwise compute; it
@@ -52,6 +53,7 @@ def main(argv=None):
     from giip_plugin.analysis import GIIPAnalyzer
     from giip_plugin.io import iter_frames
     from giip_plugin.reference import ReferenceMap
+    from giip_plugin.reference.refmap import fast_settings
 
     if args.reference:
         ref = ReferenceMap.load(args.reference)
@@ -91,7 +93,8 @@ def main(argv=None):
     res_f = fast.analyze(atoms, indices=sub)
     t_fast = time.perf_counter() - t0
     per_pair_f = t_fast / pairs
-    rows.append(("GIIP fast (coarse + exact 4 nearest)", f"{len(sub)} Ni x {ref.n_train} refs", pairs, t_fast,
+    rows.append((f"GIIP fast (coarse + exact {fast_settings(ref.n_train).refine} nearest)",
+                 f"{len(sub)} Ni x {ref.n_train} refs", pairs, t_fast,
                  per_pair_f * len(ni) * ref.n_train, per_pair_f * len(ni) * 2000))
     span = ref.coordinates.max(0) - ref.coordinates.min(0)
     err = np.abs(res_f.coordinates[sub] - res.coordinates[sub]) / span

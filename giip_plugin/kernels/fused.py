@@ -266,7 +266,7 @@ def _pointer(keep, x, dtype, ptype):
     return x.ctypes.data_as(ptype)
 
 
-def coarse_distance_rows(engine, *, workers=None, progress=None, rows_per_call: int = 16) -> np.ndarray:
+def coarse_distance_rows(engine, *, workers=None, progress=None, rows_per_call: int = 4) -> np.ndarray:
     """Coarse distances ``(len(engine.A), len(engine.B))`` of every pair: the search of ``engine``
     (a :class:`~giip_plugin.kernels.DistanceEngine` with ``candidates=1``: the best grid point of
     each parity, one for SO(3), and ``settings.max_iter`` Newton steps), fused. Upper bounds of the
