@@ -65,157 +65,147 @@ typedef struct {
     i64 parities, n_iter;
 } Args;
 
+/* B single-precision lanes as one vector (GCC/Clang vector extension: one AVX-512 register, two
+ * AVX ones); unaligned loads and stores through these pointer types. */
+typedef float vf __attribute__((vector_size(4 * B), aligned(4)));
+typedef int32_t vi __attribute__((vector_size(4 * B), aligned(4)));
+#define LD(p) (*(const vf *)(p))
+#define ST(p, x) (*(vf *)(p) = (x))
+
+static inline vf select_vf(vi mask, vf a, vf b) { return (vf)(((vi)a & mask) | ((vi)b & ~mask)); }
+
 /* Best grid value and flat index per lane and parity (best_v, best_i: [2][B]) of atom i against
  * the block blk of B references. */
 static inline __attribute__((always_inline)) void
 grid_block_impl(const Args *A, i64 i, i64 blk, float *restrict G_r, float *restrict G_i, float *restrict H_r,
                 float *restrict H_i, float *restrict U_r, float *restrict U_i, float *restrict Pr,
                 float *restrict Pi, float *restrict Qr, float *restrict Qi, float *restrict best_v,
-                float *restrict best_i, const i64 L, const i64 N, const i64 n_beta) {
+                float *restrict best_i, const i64 *restrict t_start, const i64 L, const i64 N, const i64 n_beta) {
     const i64 M = 2 * L + 1, L1 = L + 1, D = A->D;
     const float *ca_r = A->ca_r + i * A->Kc, *ca_i = A->ca_i + i * A->Kc;
     const float *cb_r = A->cb_r + blk * A->Kc * B, *cb_i = A->cb_i + blk * A->Kc * B;
+    const vf zero = {0};
+    /* coupling G = C_A^T conj(C_B), entry by entry (l, m, m' >= 0) */
     for (i64 d = 0; d < D; d++) {
-        float gr[B] = {0}, gi[B] = {0};
+        vf gr = zero, gi = zero;
         const i64 oa = A->g_offa[d], ob = A->g_offb[d], w = A->g_w[d];
         for (i64 n = 0; n < A->g_k[d]; n++) {
             const float xr = ca_r[oa + n * w], xi = ca_i[oa + n * w];
-            const float *yr = cb_r + (ob + n * w) * B, *yi = cb_i + (ob + n * w) * B;
-            for (int k = 0; k < B; k++) {
-                gr[k] += xr * yr[k] + xi * yi[k];
-                gi[k] += xi * yr[k] - xr * yi[k];
-            }
+            const vf yr = LD(cb_r + (ob + n * w) * B), yi = LD(cb_i + (ob + n * w) * B);
+            gr += xr * yr + xi * yi;
+            gi += xi * yr - xr * yi;
         }
-        for (int k = 0; k < B; k++) { G_r[d * B + k] = gr[k]; G_i[d * B + k] = gi[k]; }
+        ST(G_r + d * B, gr);
+        ST(G_i + d * B, gi);
     }
-    float bv[2 * B], bi[2 * B];
-    for (int k = 0; k < 2 * B; k++) { bv[k] = -1e30f; bi[k] = 0.0f; }
+    vf bv0 = zero - 1e30f, bv1 = zero - 1e30f, bi0 = zero, bi1 = zero;
     const i64 nH = 2 * M * L1;
     for (i64 bb = 0; bb < n_beta; bb++) {
         /* H = sum_l d^l(beta) G^l: the coupling entries come sorted by their row t of H */
         const float *dv = A->dval + bb * D;
-        for (i64 t = 0, d = 0; t < nH; t++) {
-            float hr[B] = {0}, hi[B] = {0};
-            for (; d < D && A->g_t[d] == t; d++) {
-                const float v = dv[d];
-                const float *gr = G_r + d * B, *gi = G_i + d * B;
-                for (int k = 0; k < B; k++) { hr[k] += v * gr[k]; hi[k] += v * gi[k]; }
+        for (i64 t = 0; t < nH; t++) {
+            vf hr = zero, hi = zero;
+            for (i64 d = t_start[t]; d < t_start[t + 1]; d++) {
+                hr += dv[d] * LD(G_r + d * B);
+                hi += dv[d] * LD(G_i + d * B);
             }
-            for (int k = 0; k < B; k++) { H_r[t * B + k] = hr[k]; H_i[t * B + k] = hi[k]; }
+            ST(H_r + t * B, hr);
+            ST(H_i + t * B, hi);
         }
-        /* U_m(gamma), m >= 0, both parities: Fourier sum over m' >= 0. With P = H_m + conj-part of
-         * H_-m and Q the difference (for m = 0: P = Q = H_0), U = sum P c + i... per gamma; gamma
-         * and gamma + pi share the terms, with the sign (-1)^m' (N is even). */
+        /* U_m(gamma), m >= 0, both parities: Fourier sum over m' >= 0 of P cos + Q sin, with
+         * P = H[m] + conj H[-m] and Q = H[m] - conj H[-m] (for m = 0: P = Q = H[0]) */
         for (i64 par = 0; par < 2; par++) {
             for (i64 m = 0; m < L1; m++) {
                 const float *hp_r = H_r + (par * M + L + m) * L1 * B, *hp_i = H_i + (par * M + L + m) * L1 * B;
                 const float *hn_r = H_r + (par * M + L - m) * L1 * B, *hn_i = H_i + (par * M + L - m) * L1 * B;
                 for (i64 mp = 0; mp < L1; mp++) {
-                    for (int k = 0; k < B; k++) {
-                        const float ar = hp_r[mp * B + k], ai = hp_i[mp * B + k];
-                        const float br = m ? hn_r[mp * B + k] : 0.0f, bi = m ? hn_i[mp * B + k] : 0.0f;
-                        Pr[mp * B + k] = ar + br;
-                        Pi[mp * B + k] = ai - bi;
-                        Qr[mp * B + k] = ar - br;
-                        Qi[mp * B + k] = ai + bi;
-                    }
+                    const vf ar = LD(hp_r + mp * B), ai = LD(hp_i + mp * B);
+                    const vf br = m ? LD(hn_r + mp * B) : zero, bi = m ? LD(hn_i + mp * B) : zero;
+                    ST(Pr + mp * B, ar + br);
+                    ST(Pi + mp * B, ai - bi);
+                    ST(Qr + mp * B, ar - br);
+                    ST(Qi + mp * B, ai + bi);
                 }
                 /* gamma_g, gamma_g + pi, -gamma_g and pi - gamma_g share the products: sums over
-                 * even and odd m' of the cosine and the sine terms */
+                 * even (0) and odd (1) m' of the cosine (c) and sine (s) terms */
                 for (i64 g = 0; g <= N / 4; g++) {
-                    float c0r[B] = {0}, c0i[B] = {0}, s0r[B] = {0}, s0i[B] = {0};
-                    float c1r[B] = {0}, c1i[B] = {0}, s1r[B] = {0}, s1i[B] = {0};
+                    vf c0r = zero, c0i = zero, s0r = zero, s0i = zero, c1r = zero, c1i = zero, s1r = zero, s1i = zero;
                     for (i64 mp = 0; mp < L1; mp += 2) {
                         const float c = A->cw[mp * N + g], s = A->sw[mp * N + g];
-                        for (int k = 0; k < B; k++) {
-                            c0r[k] += Pr[mp * B + k] * c;
-                            c0i[k] += Pi[mp * B + k] * c;
-                            s0r[k] += Qi[mp * B + k] * s;
-                            s0i[k] -= Qr[mp * B + k] * s;
-                        }
+                        c0r += c * LD(Pr + mp * B);
+                        c0i += c * LD(Pi + mp * B);
+                        s0r += s * LD(Qi + mp * B);
+                        s0i -= s * LD(Qr + mp * B);
                     }
                     for (i64 mp = 1; mp < L1; mp += 2) {
                         const float c = A->cw[mp * N + g], s = A->sw[mp * N + g];
-                        for (int k = 0; k < B; k++) {
-                            c1r[k] += Pr[mp * B + k] * c;
-                            c1i[k] += Pi[mp * B + k] * c;
-                            s1r[k] += Qi[mp * B + k] * s;
-                            s1i[k] -= Qr[mp * B + k] * s;
-                        }
+                        c1r += c * LD(Pr + mp * B);
+                        c1i += c * LD(Pi + mp * B);
+                        s1r += s * LD(Qi + mp * B);
+                        s1i -= s * LD(Qr + mp * B);
                     }
-                    const i64 gs[4] = {g, g + N / 2, (N - g) % N, N / 2 - g};
-                    const float sc[4] = {1.0f, 1.0f, -1.0f, -1.0f}, so[4] = {1.0f, -1.0f, 1.0f, -1.0f};
-                    for (int v = 0; v < 4; v++) {
-                        float *o_r = U_r + ((par * L1 + m) * N + gs[v]) * B, *o_i = U_i + ((par * L1 + m) * N + gs[v]) * B;
-                        for (int k = 0; k < B; k++) {
-                            o_r[k] = c0r[k] + so[v] * c1r[k] + sc[v] * (s0r[k] + so[v] * s1r[k]);
-                            o_i[k] = c0i[k] + so[v] * c1i[k] + sc[v] * (s0i[k] + so[v] * s1i[k]);
-                        }
-                    }
+                    float *o = U_r + (par * L1 + m) * N * B, *oi = U_i + (par * L1 + m) * N * B;
+                    ST(o + g * B, c0r + c1r + s0r + s1r);
+                    ST(oi + g * B, c0i + c1i + s0i + s1i);
+                    ST(o + (g + N / 2) * B, c0r - c1r + s0r - s1r);
+                    ST(oi + (g + N / 2) * B, c0i - c1i + s0i - s1i);
+                    ST(o + ((N - g) % N) * B, c0r + c1r - s0r - s1r);
+                    ST(oi + ((N - g) % N) * B, c0i + c1i - s0i - s1i);
+                    ST(o + (N / 2 - g) * B, c0r - c1r - s0r + s1r);
+                    ST(oi + (N / 2 - g) * B, c0i - c1i - s0i + s1i);
                 }
             }
         }
-        /* F(alpha, gamma): Fourier sum over m, even and odd parts; alpha and alpha + pi share the
-         * terms, with the sign (-1)^m */
+        /* F(alpha, gamma): Fourier sum over m of U_m, for even (e) and odd (o) l; alpha_a,
+         * alpha_a + pi, -alpha_a and pi - alpha_a share the products as above */
         for (i64 g = 0; g < N; g++) {
             for (i64 a = 0; a <= N / 4; a++) {
-                /* cosine (c) and sine (s) sums over even (0) and odd (1) m, for even (e) and odd (o) l */
-                float ce0[B] = {0}, se0[B] = {0}, co0[B] = {0}, so0[B] = {0};
-                float ce1[B] = {0}, se1[B] = {0}, co1[B] = {0}, so1[B] = {0};
+                vf ce0 = zero, se0 = zero, co0 = zero, so0 = zero, ce1 = zero, se1 = zero, co1 = zero, so1 = zero;
                 for (i64 m = 0; m < L1; m += 2) {
                     const float c = A->cal[m * N + a], s = A->sal[m * N + a];
-                    const float *uer = U_r + (m * N + g) * B, *uei = U_i + (m * N + g) * B;
-                    const float *uor = U_r + ((L1 + m) * N + g) * B, *uoi = U_i + ((L1 + m) * N + g) * B;
-                    for (int k = 0; k < B; k++) {
-                        ce0[k] += uer[k] * c;
-                        se0[k] += uei[k] * s;
-                        co0[k] += uor[k] * c;
-                        so0[k] += uoi[k] * s;
-                    }
+                    ce0 += c * LD(U_r + (m * N + g) * B);
+                    se0 += s * LD(U_i + (m * N + g) * B);
+                    co0 += c * LD(U_r + ((L1 + m) * N + g) * B);
+                    so0 += s * LD(U_i + ((L1 + m) * N + g) * B);
                 }
                 for (i64 m = 1; m < L1; m += 2) {
                     const float c = A->cal[m * N + a], s = A->sal[m * N + a];
-                    const float *uer = U_r + (m * N + g) * B, *uei = U_i + (m * N + g) * B;
-                    const float *uor = U_r + ((L1 + m) * N + g) * B, *uoi = U_i + ((L1 + m) * N + g) * B;
-                    for (int k = 0; k < B; k++) {
-                        ce1[k] += uer[k] * c;
-                        se1[k] += uei[k] * s;
-                        co1[k] += uor[k] * c;
-                        so1[k] += uoi[k] * s;
-                    }
+                    ce1 += c * LD(U_r + (m * N + g) * B);
+                    se1 += s * LD(U_i + (m * N + g) * B);
+                    co1 += c * LD(U_r + ((L1 + m) * N + g) * B);
+                    so1 += s * LD(U_i + ((L1 + m) * N + g) * B);
                 }
-                /* alpha_a, alpha_a + pi, -alpha_a, pi - alpha_a */
                 const i64 as[4] = {a, a + N / 2, (N - a) % N, N / 2 - a};
-                const float sc[4] = {1.0f, 1.0f, -1.0f, -1.0f}, sm[4] = {1.0f, -1.0f, 1.0f, -1.0f};
+                const vf fe[4] = {ce0 + ce1 + se0 + se1, ce0 - ce1 + se0 - se1, ce0 + ce1 - se0 - se1, ce0 - ce1 - se0 + se1};
+                const vf fo[4] = {co0 + co1 + so0 + so1, co0 - co1 + so0 - so1, co0 + co1 - so0 - so1, co0 - co1 - so0 + so1};
                 for (int v = 0; v < 4; v++) {
-                    const float idx = (float)((bb * N + as[v]) * N + g);
-                    for (int k = 0; k < B; k++) {
-                        const float fe = ce0[k] + sm[v] * ce1[k] + sc[v] * (se0[k] + sm[v] * se1[k]);
-                        const float fo = co0[k] + sm[v] * co1[k] + sc[v] * (so0[k] + sm[v] * so1[k]);
-                        const float vp = fe + fo, vm = fe - fo;
-                        const int up = vp > bv[k], um = vm > bv[B + k];
-                        bi[k] = up ? idx : bi[k];
-                        bv[k] = up ? vp : bv[k];
-                        bi[B + k] = um ? idx : bi[B + k];
-                        bv[B + k] = um ? vm : bv[B + k];
-                    }
+                    const vf idx = zero + (float)((bb * N + as[v]) * N + g);
+                    const vf vp = fe[v] + fo[v], vm = fe[v] - fo[v];
+                    const vi up = vp > bv0, um = vm > bv1;
+                    bi0 = select_vf(up, idx, bi0);
+                    bv0 = select_vf(up, vp, bv0);
+                    bi1 = select_vf(um, idx, bi1);
+                    bv1 = select_vf(um, vm, bv1);
                 }
             }
         }
     }
-    for (int k = 0; k < 2 * B; k++) { best_v[k] = bv[k]; best_i[k] = bi[k]; }
+    ST(best_v, bv0);
+    ST(best_v + B, bv1);
+    ST(best_i, bi0);
+    ST(best_i + B, bi1);
 }
 
 /* The grid of one block, specialised for the band limit of the fast settings (constant loop
  * bounds let the compiler unroll the short Fourier sums), generic otherwise. */
 static void grid_block(const Args *A, i64 i, i64 blk, float *G_r, float *G_i, float *H_r, float *H_i,
                        float *U_r, float *U_i, float *Pr, float *Pi, float *Qr, float *Qi, float *best_v,
-                       float *best_i) {
+                       float *best_i, const i64 *t_start) {
     if (A->L == 6 && A->N == 14 && A->n_beta == 7)
-        grid_block_impl(A, i, blk, G_r, G_i, H_r, H_i, U_r, U_i, Pr, Pi, Qr, Qi, best_v, best_i, 6, 14, 7);
+        grid_block_impl(A, i, blk, G_r, G_i, H_r, H_i, U_r, U_i, Pr, Pi, Qr, Qi, best_v, best_i, t_start, 6, 14, 7);
     else
-        grid_block_impl(A, i, blk, G_r, G_i, H_r, H_i, U_r, U_i, Pr, Pi, Qr, Qi, best_v, best_i, A->L, A->N,
-                        A->n_beta);
+        grid_block_impl(A, i, blk, G_r, G_i, H_r, H_i, U_r, U_i, Pr, Pi, Qr, Qi, best_v, best_i, t_start, A->L,
+                        A->N, A->n_beta);
 }
 
 /* Overlap f[B] of the atom's neighbours a (na x 3) with B rotated environments bq (nq x 3 x B),
@@ -385,10 +375,16 @@ int giip_coarse_rows(const Args *A, i64 i0, i64 i1, double *out) {
     double *bq = malloc(sizeof(double) * qb * 3 * B), *cq = malloc(sizeof(double) * qb * 3 * B);
     double *W = malloc(sizeof(double) * A->qa * qb * B), *fbest = malloc(sizeof(double) * nB);
     double *wq = malloc(sizeof(double) * A->C * qb * B);
+    i64 *t_start = malloc(sizeof(i64) * (2 * M * L1 + 1));
     int status = 0;
-    if (!G_r || !G_i || !H_r || !H_i || !U_r || !U_i || !PQ || !cand_j || !cand_g || !bq || !cq || !W || !fbest || !wq) {
+    if (!G_r || !G_i || !H_r || !H_i || !U_r || !U_i || !PQ || !cand_j || !cand_g || !bq || !cq || !W || !fbest || !wq || !t_start) {
         status = -1;
         goto done;
+    }
+    /* rows of H: the coupling entries come sorted by their row t, entries t_start[t] .. t_start[t+1]-1 */
+    for (i64 t = 0, d = 0; t <= 2 * M * L1; t++) {
+        while (d < D && A->g_t[d] < t) d++;
+        t_start[t] = d;
     }
     float best_v[2 * B], best_i[2 * B];
     double f[B], fn[B], gH[18 * B], gH2[18 * B], R[9 * B], Rn[9 * B], step[3 * B], damp[B];
@@ -398,7 +394,7 @@ int giip_coarse_rows(const Args *A, i64 i0, i64 i1, double *out) {
         i64 nc = 0;
         for (i64 blk = 0; blk < nblk; blk++) {
             grid_block(A, i, blk, G_r, G_i, H_r, H_i, U_r, U_i, PQ, PQ + L1 * B, PQ + 2 * L1 * B, PQ + 3 * L1 * B,
-                       best_v, best_i);
+                       best_v, best_i, t_start);
             for (int k = 0; k < B; k++) {
                 const i64 j = blk * B + k;
                 if (j >= nB) break;
@@ -470,6 +466,6 @@ int giip_coarse_rows(const Args *A, i64 i0, i64 i1, double *out) {
     }
 done:
     free(G_r); free(G_i); free(H_r); free(H_i); free(U_r); free(U_i); free(PQ);
-    free(cand_j); free(cand_g); free(bq); free(cq); free(W); free(fbest); free(wq);
+    free(cand_j); free(cand_g); free(bq); free(cq); free(W); free(fbest); free(wq); free(t_start);
     return status;
 }
