@@ -187,7 +187,7 @@ def attach(lmp, reference, every: int = 100, *, prefix: str = "giip", type_names
     mode : "external" (``fix external``, any build) or "python" (``fix python/invoke``, builds
         with the PYTHON package).
     device, dtype : passed to :class:`~giip_plugin.GIIPAnalyzer` ("cuda" for a GPU).
-    fast : the analyser's fast path (coarse searches, exact ones for the 4 nearest references of
+    fast : the analyser's fast path (coarse searches, exact ones for the nearest few references of
         each atom; ``giip apply --fast``); ignored when ``reference`` is an analyser.
     wrap_commands : wrap ``lmp.command`` & co. so that a failed analysis raises
         :class:`GIIPHookError` with its message (see the module documentation).

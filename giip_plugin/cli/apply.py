@@ -30,8 +30,9 @@ def add_parser(sub):
     p.add_argument("--dim", type=int, choices=(2, 3), default=None, help="force 2D or 3D (default: detected)")
     p.add_argument("--device", default=None, help="compute device: cpu, cuda (default: cuda when available)")
     p.add_argument("--fast", action="store_true",
-                   help="coarse rotation searches for all distances and exact ones for the 4 nearest references "
-                        "of each atom: about 4 times faster (NiNb), about 18 times with 1,500+ reference environments; classes as the exact path for nearly "
+                   help="coarse rotation searches for all distances and exact ones for the nearest few references "
+                        "of each atom: about 4 times faster (NiNb), about 100 times with 1,500+ reference environments "
+                        "(compiled CPU kernel, needs a C compiler); classes as the exact path for nearly "
                         "every atom, coordinates within a fraction of a percent of their range (see benchmarks/RESULTS.md)")
     p.add_argument("--column-prefix", default="", metavar="PREFIX",
                    help="text in front of the added dump columns' names; 'd_' (d_giip_class ...) makes plain "
