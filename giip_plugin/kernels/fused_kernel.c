@@ -3,10 +3,11 @@
  * One call maps a range of atoms (side A) against every reference (side B): for each atom, the
  * band-limited grid in single precision over blocks of B references side by side (SIMD lanes), then
  * the Newton polish of the best grid point of each parity on the exact sum of Gaussians in double
- * precision, B starts at a time. Every loop over lanes has the compile-time trip count B and works
- * on restrict-qualified scratch arrays, so the compiler vectorises them (built with -O3
- * -march=native -ffast-math by fused.py). Compiled at first use and loaded with ctypes; a call
- * holds no Python state, so several threads run calls on disjoint atom ranges at once.
+ * precision, B starts at a time. The grid works on vectors of B lanes (GCC/Clang vector extension);
+ * the polish's loops over lanes have the compile-time trip count B on restrict-qualified scratch
+ * arrays, which the compiler vectorises as well (built with -O3 -march=native -ffast-math by
+ * fused.py). Compiled at first use and loaded with ctypes; a call holds no Python state, so
+ * several threads run calls on disjoint atom ranges at once.
  */
 #include <math.h>
 #include <stdint.h>
