@@ -149,3 +149,26 @@ def test_a_failing_compiler_is_reported(fresh_build, monkeypatch):
     with pytest.raises(RuntimeError, match="no such thing"):
         fused.library()
     assert sorted(p.name for p in fresh_build.iterdir()) == ["cc"]
+
+
+def test_an_unwritable_cache_is_reported(fresh_build, monkeypatch):
+    blocker = fresh_build / "a-file"
+    blocker.write_text("not a folder")
+    monkeypatch.setenv("GIIP_CACHE_DIR", str(blocker / "cache"))
+    with pytest.raises(RuntimeError, match="GIIP_CACHE_DIR"):
+        fused.library()
+
+
+def test_fused_with_a_partial_block_of_references(small_case):
+    """37 references: two full blocks of LANES and a partial one (padded lanes must not leak)."""
+    ref, envs, exact = small_case
+    part = ref.training.subset(np.arange(37))
+    settings = replace(ref.search_settings, candidates=1, max_iter=2)
+    eng = DistanceEngine(envs, part, sigma=ref.sigma, group=ref.group, settings=settings, l_max=6, grid_pool=8)
+    nA = len(envs)
+    ia, ib = np.repeat(np.arange(nA), 37), np.tile(np.arange(37), nA)
+    torch_rows = eng.distances(ia, ib).reshape(nA, 37)
+    rows = fused.coarse_distance_rows(eng)
+    assert rows.shape == (nA, 37) and np.all(np.isfinite(rows))
+    assert np.all(rows >= exact[:, :37] - 1e-9)
+    assert np.mean(np.abs(rows - torch_rows) < 1e-6) > 0.95

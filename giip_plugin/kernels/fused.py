@@ -41,6 +41,7 @@ import ctypes
 import hashlib
 import os
 import platform
+import shlex
 import subprocess
 import tempfile
 import threading
@@ -112,32 +113,41 @@ def library():
 
 
 def _build():
-    cc = os.environ.get("CC", "cc")
+    cc = shlex.split(os.environ.get("CC") or "cc")
     source = SOURCE.read_bytes()
     try:
-        version = subprocess.run([cc, "--version"], capture_output=True, text=True, timeout=60).stdout
+        version = subprocess.run([*cc, "--version"], capture_output=True, text=True, timeout=60).stdout
     except (OSError, subprocess.SubprocessError) as exc:
-        raise RuntimeError(f"the fast path's compiled kernel needs a C compiler ({cc!r}: {exc}); install one (e.g. "
-                           "apt-get install gcc) or set CC; the PyTorch search is used meanwhile") from exc
+        raise RuntimeError(f"the fast path's compiled kernel needs a C compiler ({' '.join(cc)!r}: {exc}); install one "
+                           "(e.g. apt-get install gcc) or set CC; the PyTorch search is used meanwhile") from exc
     key = hashlib.sha256(b"\0".join([source, version.encode(), " ".join(CFLAGS).encode(),
                                       _cpu_identity().encode()])).hexdigest()[:16]
     target = _cache_dir() / f"fused_kernel-{key}{'.dll' if os.name == 'nt' else '.so'}"
     with _BUILD_LOCK:
         if not target.exists():
-            target.parent.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(suffix=".so", dir=target.parent)
+            try:
+                target.parent.mkdir(parents=True, exist_ok=True)
+                fd, tmp = tempfile.mkstemp(suffix=".so", dir=target.parent)
+            except OSError as exc:
+                raise RuntimeError(f"cannot write the fast path's compiled kernel into {target.parent} ({exc}); set "
+                                   "GIIP_CACHE_DIR to a writable folder; the PyTorch search is used meanwhile") from exc
             os.close(fd)
             try:
-                res = subprocess.run([cc, *CFLAGS, "-o", tmp, str(SOURCE), "-lm"], capture_output=True, text=True,
+                res = subprocess.run([*cc, *CFLAGS, "-o", tmp, str(SOURCE), "-lm"], capture_output=True, text=True,
                                      timeout=300)
                 if res.returncode != 0:
-                    raise RuntimeError(f"compiling {SOURCE.name} with {cc!r} failed:\n{res.stderr.strip()[-2000:]}\n"
-                                       "(set CC to another compiler; the PyTorch search is used meanwhile)")
+                    raise RuntimeError(f"compiling {SOURCE.name} with {' '.join(cc)!r} failed:\n"
+                                       f"{res.stderr.strip()[-2000:]}\n(set CC to another compiler; the PyTorch "
+                                       "search is used meanwhile)")
                 os.replace(tmp, target)  # atomic: concurrent builds leave one complete file
             finally:
                 if os.path.exists(tmp):
                     os.unlink(tmp)
-    lib = ctypes.CDLL(str(target))
+    try:
+        lib = ctypes.CDLL(str(target))
+    except OSError as exc:
+        raise RuntimeError(f"cannot load the fast path's compiled kernel {target} ({exc}); delete it to rebuild it; "
+                           "the PyTorch search is used meanwhile") from exc
     lib.giip_coarse_rows.argtypes = [ctypes.POINTER(_Args), ctypes.c_int64, ctypes.c_int64, _F64P]
     lib.giip_coarse_rows.restype = ctypes.c_int
     lib.giip_exp_neg.argtypes = [ctypes.c_double]
