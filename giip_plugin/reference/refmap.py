@@ -49,7 +49,8 @@ _ROWS_PER_BATCH = 256
 # (Nystrom), so large references tolerate a cheaper search; chosen by measurement against the
 # exhaustive path (benchmarks/RESULTS.md, "fast path"; NiNb, 120 atoms, max coordinate error in % of
 # the range): 3 starts per parity, 0.07-0.18% (60 to 2,000 references); 1 start per parity and a
-# smaller pool, 0.76% with 1,000 references and 0.42% with 2,000, but beyond 1% for many atoms with 60.
+# smaller pool, 0.76% with 1,000 references and 0.42% with 2,000 (0.84% on 500 other atoms), but
+# beyond 1% for many atoms with 60.
 # The large-reference search runs on the fused CPU kernel (kernels/fused.py) where it applies. Its
 # coarse rows put the exact nearest first for 119 of 120 atoms and second for the other (2,000
 # references), so the 2 nearest are refined there, 4 with the few-start search of small references.
