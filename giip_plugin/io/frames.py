@@ -12,6 +12,7 @@ import glob
 import io
 import os
 import re
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import lru_cache
 
@@ -163,11 +164,31 @@ def _ovito_import_file():
     """OVITO's ``import_file``, or None when ovito is not installed / does not import."""
     if os.environ.get("GIIP_NO_OVITO"):
         return None
-    try:
-        from ovito.io import import_file
-    except Exception:  # noqa: BLE001 - any import failure means: use ASE
-        return None
+    with _keep_sigint():
+        try:
+            from ovito.io import import_file
+        except Exception:  # noqa: BLE001 - any import failure means: use ASE
+            return None
     return import_file
+
+
+@contextmanager
+def _keep_sigint():
+    """Keep the process's SIGINT disposition across the ``ovito`` import. Where Python does not
+    handle SIGINT (ignored, as for a background job of a script or under nohup), importing ovito
+    installs a native handler, and a SIGINT then crashed the process (segmentation fault) instead
+    of being ignored; restoring the disposition keeps it ignored. Python's own handler is left as
+    it is (ovito does not replace it)."""
+    import signal
+    import threading
+
+    main = threading.current_thread() is threading.main_thread()
+    before = signal.getsignal(signal.SIGINT) if main else None
+    try:
+        yield
+    finally:
+        if main and before in (signal.SIG_IGN, signal.SIG_DFL):
+            signal.signal(signal.SIGINT, before)
 
 
 def _expand_paths(paths) -> list:
