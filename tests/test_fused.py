@@ -123,6 +123,14 @@ def test_the_kernel_is_compiled_once_into_the_cache(fresh_build):
     assert not list(fresh_build.glob("*.so.tmp*")) and len(list(fresh_build.iterdir())) == 1
 
 
+def test_loading_the_kernel_keeps_denormals(fresh_build):
+    """The library is linked without -ffast-math, whose start-up code would flush denormal numbers
+    to zero in the whole process."""
+    fused.library()
+    tiny = np.array([1e-310])
+    assert (tiny * 1.0)[0] == 1e-310 and float(np.float64(3e-320) * 1.0) > 0
+
+
 def test_without_a_compiler_the_fast_path_keeps_pytorch(fresh_build, monkeypatch, small_case):
     """No C compiler: one warning naming the fix, and the fast path still gives the right nearest
     references (on the PyTorch search)."""

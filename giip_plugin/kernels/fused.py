@@ -57,7 +57,10 @@ from .radial import RadialBasis
 LANES = 16  # pairs side by side in the innermost loops (B in fused_kernel.c)
 B = LANES
 SOURCE = Path(__file__).with_name("fused_kernel.c")
-CFLAGS = ("-O3", "-march=native", "-ffast-math", "-fPIC", "-shared")
+CFLAGS = ("-O3", "-march=native", "-ffast-math", "-fPIC")
+# linked in a second step without -ffast-math: linking with it adds a constructor (crtfastmath) that
+# flushes denormals to zero in the loading thread, for the whole process (GCC before 13)
+LDFLAGS = ("-shared",)
 _BUILD_LOCK = threading.Lock()
 GRID_TOL = 1e-5  # relative size of the radial terms the grid neglects (it only locates basins)
 
@@ -120,7 +123,7 @@ def _build():
     except (OSError, subprocess.SubprocessError) as exc:
         raise RuntimeError(f"the fast path's compiled kernel needs a C compiler ({' '.join(cc)!r}: {exc}); install one "
                            "(e.g. apt-get install gcc) or set CC; the PyTorch search is used meanwhile") from exc
-    key = hashlib.sha256(b"\0".join([source, version.encode(), " ".join(CFLAGS).encode(),
+    key = hashlib.sha256(b"\0".join([source, version.encode(), repr((CFLAGS, LDFLAGS)).encode(),
                                       _cpu_identity().encode()])).hexdigest()[:16]
     target = _cache_dir() / f"fused_kernel-{key}{'.dll' if os.name == 'nt' else '.so'}"
     with _BUILD_LOCK:
@@ -132,17 +135,19 @@ def _build():
                 raise RuntimeError(f"cannot write the fast path's compiled kernel into {target.parent} ({exc}); set "
                                    "GIIP_CACHE_DIR to a writable folder; the PyTorch search is used meanwhile") from exc
             os.close(fd)
+            obj = tmp[:-3] + ".o"
             try:
-                res = subprocess.run([*cc, *CFLAGS, "-o", tmp, str(SOURCE), "-lm"], capture_output=True, text=True,
-                                     timeout=300)
-                if res.returncode != 0:
-                    raise RuntimeError(f"compiling {SOURCE.name} with {' '.join(cc)!r} failed:\n"
-                                       f"{res.stderr.strip()[-2000:]}\n(set CC to another compiler; the PyTorch "
-                                       "search is used meanwhile)")
+                for cmd in ([*cc, *CFLAGS, "-c", "-o", obj, str(SOURCE)], [*cc, *LDFLAGS, "-o", tmp, obj, "-lm"]):
+                    res = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+                    if res.returncode != 0:
+                        raise RuntimeError(f"compiling {SOURCE.name} with {' '.join(cc)!r} failed:\n"
+                                           f"{res.stderr.strip()[-2000:]}\n(set CC to another compiler; the PyTorch "
+                                           "search is used meanwhile)")
                 os.replace(tmp, target)  # atomic: concurrent builds leave one complete file
             finally:
-                if os.path.exists(tmp):
-                    os.unlink(tmp)
+                for path in (tmp, obj):
+                    if os.path.exists(path):
+                        os.unlink(path)
     try:
         lib = ctypes.CDLL(str(target))
     except OSError as exc:
