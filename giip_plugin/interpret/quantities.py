@@ -23,6 +23,7 @@ import warnings
 import numpy as np
 
 from ..environments import LocalEnvironments, SpeciesEncoding
+from ..io.frames import import_ovito
 
 __all__ = ["neighbour_quantities", "voronoi_sizes", "voronoi_analysis", "input_columns", "frame_quantities", "QUANTITY_HELP"]
 
@@ -75,6 +76,7 @@ def voronoi_analysis(atoms, dim: int = 3, indices: bool = False) -> dict:
     """OVITO Voronoi tessellation of ``atoms``: ``size`` (volume in 3D, area in 2D) of every atom;
     with ``indices`` (3D), also ``n5`` (number of pentagonal faces of the cell) and ``ico``
     (1.0 for a full icosahedron, Voronoi index <0,0,12,0>, else 0.0)."""
+    import_ovito()
     from ovito.io.ase import ase_to_ovito
     from ovito.modifiers import VoronoiAnalysisModifier
     from ovito.pipeline import Pipeline, StaticSource

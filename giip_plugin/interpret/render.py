@@ -10,6 +10,8 @@ import os
 
 import numpy as np
 
+from ..io.frames import import_ovito
+
 __all__ = ["render_values"]
 
 
@@ -21,6 +23,7 @@ def render_values(atoms, values, path, *, size=(900, 900), cmap: str = "Blue-Whi
     made symmetric about 0 when ``symmetric``). A 2D structure (all z equal) is viewed from the top
     with an orthographic camera. ``palette``: store the PNG with a 256-colour palette (smaller
     file); ``flat``: flat discs rather than shaded spheres. Returns ``(path, (lo, hi))``."""
+    import_ovito()
     from ovito.io.ase import ase_to_ovito
     from ovito.modifiers import ColorCodingModifier
     from ovito.pipeline import Pipeline, StaticSource

@@ -164,21 +164,28 @@ def _ovito_import_file():
     """OVITO's ``import_file``, or None when ovito is not installed / does not import."""
     if os.environ.get("GIIP_NO_OVITO"):
         return None
-    with _keep_sigint():
-        try:
-            from ovito.io import import_file
-        except Exception:  # noqa: BLE001 - any import failure means: use ASE
-            return None
+    try:
+        import_ovito()
+        from ovito.io import import_file
+    except Exception:  # noqa: BLE001 - any import failure means: use ASE
+        return None
     return import_file
+
+
+def import_ovito():
+    """Import the ``ovito`` package keeping the process's SIGINT disposition; every lazy ovito
+    import of this package goes through here first. Where Python does not handle SIGINT (ignored,
+    as for a background job of a script or under nohup), importing ovito installs a native handler,
+    and a SIGINT then crashed the process (segmentation fault) instead of being ignored; the
+    disposition is restored after the import. Python's own handler is left as it is (ovito does
+    not replace it)."""
+    with _keep_sigint():
+        import ovito
+    return ovito
 
 
 @contextmanager
 def _keep_sigint():
-    """Keep the process's SIGINT disposition across the ``ovito`` import. Where Python does not
-    handle SIGINT (ignored, as for a background job of a script or under nohup), importing ovito
-    installs a native handler, and a SIGINT then crashed the process (segmentation fault) instead
-    of being ignored; restoring the disposition keeps it ignored. Python's own handler is left as
-    it is (ovito does not replace it)."""
     import signal
     import threading
 
