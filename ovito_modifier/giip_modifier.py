@@ -178,8 +178,9 @@ class GIIPModifier(ModifierInterface):
         (1 = DC1; at most the number the reference keeps).
     device : ``"auto"`` (CUDA when available), ``"cpu"`` or ``"cuda"``.
     fast : coarse rotation searches for all distances and exact ones for the few nearest reference
-        environments of each particle (``giip apply --fast``): about 4 times faster (NiNb; about 100 with 1,500+ references and a
-        C compiler); classes as the exact path for nearly every particle, coordinates within a fraction of a percent.
+        environments of each particle (``giip apply --fast``): about 4 times faster (NiNb; about
+        100 with 1,500+ references and a C compiler); classes as the exact path for nearly every
+        particle, coordinates within a fraction of a percent.
     only_selected : analyse only the selected particles (the others get class -1); their
         environments still see every neighbour.
     not_analysed_color : colour of particles that are not analysed (other species, no neighbour,

@@ -59,8 +59,9 @@ class GIIPAnalyzer(Calculator):
     dtype : "float64" (default) or "float32".
     progress : show a progress bar while distances are computed.
     fast : coarse rotation searches for all distances, exact ones for the nearest few references
-        of each atom (:meth:`ReferenceMap.transform` ``fast=True``): about 4 times faster (NiNb; about 100 with 1,500+ references and a C
-        compiler), classes as the exact path for nearly every atom, coordinates within a fraction of a percent.
+        of each atom (:meth:`ReferenceMap.transform` ``fast=True``): about 4 times faster (NiNb;
+        about 100 with 1,500+ references and a C compiler), classes as the exact path for nearly
+        every atom, coordinates within a fraction of a percent.
 
     Use it as an ASE calculator (``atoms.calc = GIIPAnalyzer(ref)``, then
     ``atoms.calc.get_property("giip_class", atoms)``; results are cached until the atoms change),

@@ -589,9 +589,10 @@ class ReferenceMap:
         parity, 2 Newton steps; about 4 times cheaper for NiNb; from 1,500 training environments
         on, 1 start per parity, about twice as fast again: :func:`fast_settings`, and on the CPU
         compiled per pair by :mod:`giip_plugin.kernels.fused`, 15 times faster again) and refines
-        the nearest few of each row exactly (4; 2 from 1,500 training environments on). Classes and nearest distances then agree with the exact
-        path for nearly every atom and the coordinates within a fraction of a percent of their
-        range (measured: benchmarks/RESULTS.md); far distances can be slightly too large.
+        the nearest few of each row exactly (4; 2 from 1,500 training environments on). Classes
+        and nearest distances then agree with the exact path for nearly every atom and the
+        coordinates within a fraction of a percent of their range (measured:
+        benchmarks/RESULTS.md); far distances can be slightly too large.
 
         ``return_rotation=True`` adds ``rotation``: for each environment, the orthogonal matrix
         ``R`` maximising ``<new, R nearest>`` (it maps the nearest training environment onto the
