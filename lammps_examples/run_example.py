@@ -70,10 +70,13 @@ def _check_token(label: str, value: str) -> None:
 
 
 def run_example(name: str, variables: dict | None = None, out: str | os.PathLike | None = None,
-                screen: bool = False, omp: int = 0) -> dict:
+                screen: bool = False, omp: int = 0, finalize_mpi: bool = False) -> dict:
     """Run example ``name`` in-process; returns ``{"input", "outdir", "wall_s", "files"}``.
 
-    ``variables`` maps LAMMPS variable names to a value or a list of values.
+    ``variables`` maps LAMMPS variable names to a value or a list of values.  ``finalize_mpi``: end
+    MPI at the end (``lmp.finalize()``), as a script run under ``mpiexec`` must: the mpich wheel's
+    ``mpiexec`` kills the ranks still at work as soon as one rank exits without it.  No LAMMPS
+    instance can be created in the process afterwards.
     """
     lammps = load_lammps()
     path = resolve_input(name)
@@ -109,7 +112,10 @@ def run_example(name: str, variables: dict | None = None, out: str | os.PathLike
         lmp.file(str(path))
     finally:
         wall = time.perf_counter() - t0
-        lmp.close()
+        if finalize_mpi:
+            lmp.finalize()  # closes the instance; every rank waits here for the others
+        else:
+            lmp.close()
     files = sorted(str(p) for p in outdir.iterdir()
                    if p.is_file() and (p not in before or p.stat().st_mtime != before[p]))
     return {"input": str(path), "outdir": str(outdir), "wall_s": wall, "files": files,
@@ -142,7 +148,7 @@ def main(argv=None) -> int:
         cmd = [mpiexec, "-n", str(ns.np), sys.executable, str(Path(__file__).resolve()), *argv2]
         return subprocess.call(cmd, env=env)
 
-    result = run_example(ns.name, parse_vars(ns.var), ns.out, screen=ns.screen, omp=ns.omp)
+    result = run_example(ns.name, parse_vars(ns.var), ns.out, screen=ns.screen, omp=ns.omp, finalize_mpi=True)
     if result["rank"] == 0:
         print(json.dumps({k: v for k, v in result.items() if k != "rank"}, indent=1))
     return 0

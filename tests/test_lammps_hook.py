@@ -93,7 +93,7 @@ with open(f"{out}.rank{rank}.json", "w") as fh:  # (the ranks' stdout lines can 
     json.dump(rec, fh)
 lmp.command("undump d")
 hook.detach()
-lmp.close()
+lmp.finalize()  # under mpiexec: without it, the first rank to exit gets the others killed
 '''
 
 
@@ -474,3 +474,35 @@ def test_insitu_example_tiny(ljref, tmp_path):
         assert np.all(cls >= 0)  # every atom of the crystal has neighbours
         assert np.all(np.isfinite(np.asarray(props["d_giip_ref_distance"])))
     assert (out / "insitu_giip.ovito").is_file()  # session with the colour coding
+
+
+SLOW_RANK0 = r'''
+import sys, time
+sys.path.insert(0, sys.argv[1])
+import insitu_giip
+
+write = insitu_giip.write_ovito_session
+def slow_write(*args, **kwargs):  # rank 0 is still writing its files when rank 1 is done
+    time.sleep(2.0)
+    return write(*args, **kwargs)
+insitu_giip.write_ovito_session = slow_write
+sys.exit(insitu_giip.main(sys.argv[2:]))
+'''
+
+
+@pytest.mark.skipif(mpi_command() is None, reason="no mpiexec (pip install mpich)")
+def test_insitu_example_under_mpiexec_waits_for_rank0_files(ljref, tmp_path):
+    """The mpich wheel's mpiexec kills every rank as soon as one exits without finalising MPI (and
+    reports success): the example must finalise, so that rank 0 writes its files in full."""
+    script = tmp_path / "slow_rank0.py"
+    script.write_text(SLOW_RANK0)
+    out = tmp_path / "insitu"
+    env = dict(_env(), GIIP_INSITU_UNDER_MPI="1")
+    proc = subprocess.run([mpi_command(), "-n", "2", sys.executable, str(script), str(EXAMPLES), str(ljref),
+                           "--system", "lj2d", "--var", "nx=8", "--var", "ny=5", "--var", "nsteps=10",
+                           "--every", "5", "--out", str(out)],
+                          capture_output=True, text=True, timeout=180, env=env, cwd=str(tmp_path))
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    summary = json.loads((out / "insitu_giip.json").read_text())
+    assert summary["mpi_ranks"] == 2 and summary["natoms"] == 78
+    assert json.loads(proc.stdout)["dump"] == summary["dump"]  # rank 0 printed it after the files
