@@ -50,17 +50,19 @@ def test_vectorisable_exp_is_exact_to_rounding():
     np.testing.assert_allclose(y, ref, rtol=1e-13, atol=0)
 
 
-def test_fused_matches_the_pytorch_coarse_search(small_case):
+@pytest.mark.parametrize("L", [5, 6, 7])  # the generic grid, and the two specialised band limits
+def test_fused_matches_the_pytorch_coarse_search(small_case, L):
     """Same algorithm (best grid point of each parity, 2 Newton steps): upper bounds of the exact
     distances, equal to the PyTorch coarse distances for nearly every pair (rows of 21 atoms, 48
     references; 21 rows make two calls of 16, and 48 references three lanes blocks)."""
     ref, envs, exact = small_case
-    eng, torch_rows = _torch_coarse(ref, envs)
+    eng, torch_rows = _torch_coarse(ref, envs, L=L)
     assert fused.applies(eng)
     rows = fused.coarse_distance_rows(eng)
     assert rows.shape == exact.shape
     assert np.all(rows >= exact - 1e-9)
-    assert np.mean(rows - exact < 1e-3) > 0.8 and np.mean(rows - exact) < 0.02
+    if L >= 6:  # (band limit 5 misses more basins, in both implementations)
+        assert np.mean(rows - exact < 1e-3) > 0.8 and np.mean(rows - exact) < 0.02
     assert np.mean(np.abs(rows - torch_rows) < 1e-6) > 0.95
     # one worker gives the same numbers
     one = fused.coarse_distance_rows(eng, workers=1)

@@ -191,13 +191,15 @@ grid_block_impl(const Args *A, i64 i, i64 blk, float *restrict G_r, float *restr
     ST(best_i + B, bi1);
 }
 
-/* The grid of one block, specialised for the band limit of the fast settings (constant loop
- * bounds let the compiler unroll the short Fourier sums), generic otherwise. */
+/* The grid of one block, specialised for the band limits 6 and 7 (constant loop bounds let the
+ * compiler unroll the short Fourier sums), generic otherwise. */
 static void grid_block(const Args *A, i64 i, i64 blk, float *G_r, float *G_i, float *H_r, float *H_i,
                        float *U_r, float *U_i, float *Pr, float *Pi, float *Qr, float *Qi, float *best_v,
                        float *best_i, const i64 *t_start) {
     if (A->L == 6 && A->N == 14 && A->n_beta == 7)
         grid_block_impl(A, i, blk, G_r, G_i, H_r, H_i, U_r, U_i, Pr, Pi, Qr, Qi, best_v, best_i, t_start, 6, 14, 7);
+    else if (A->L == 7 && A->N == 16 && A->n_beta == 8)
+        grid_block_impl(A, i, blk, G_r, G_i, H_r, H_i, U_r, U_i, Pr, Pi, Qr, Qi, best_v, best_i, t_start, 7, 16, 8);
     else
         grid_block_impl(A, i, blk, G_r, G_i, H_r, H_i, U_r, U_i, Pr, Pi, Qr, Qi, best_v, best_i, t_start, A->L,
                         A->N, A->n_beta);
