@@ -143,7 +143,7 @@ def test_fast_settings_follow_the_reference_size(monkeypatch):
     assert (small.settings.candidates, small.grid_pool) == (3, 12)
     monkeypatch.setattr(refmap, "FAST_LARGE_REFERENCE", 40)
     large = ref.engine_for(envs, coarse=True)
-    assert (large.settings.candidates, large.grid_pool, large.L) == (1, 8, 6)
+    assert (large.settings.candidates, large.grid_pool, large.L) == (1, 8, 7)
     exact_rows = ref.distance_rows(envs)
     cheap_rows = ref.distance_rows(envs, fast=True)
     assert np.all(cheap_rows >= exact_rows - 1e-9)

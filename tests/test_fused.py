@@ -43,6 +43,15 @@ def _torch_coarse(ref, envs, L=6):
     return eng, eng.distances(ia, ib).reshape(nA, nB)
 
 
+def _assert_nearest_refined(rows, exact):
+    """The fast rows' nearest distance: never below the exact one, and equal to it where the exact
+    nearest was among the coarse nearest refined (all but about 1% of NiNb atoms; here at most 1
+    of 21 atoms)."""
+    near, true = rows.min(1), exact.min(1)
+    assert np.all(near >= true - 1e-9)
+    assert np.sum(np.abs(near - true) > 1e-9) <= 1
+
+
 def test_vectorisable_exp_is_exact_to_rounding():
     x = np.concatenate([-np.linspace(0.0, 200.0, 20001), -np.logspace(-12, 0, 50)])
     y = np.array([fused.exp_neg(v) for v in x[::50]] + [fused.exp_neg(v) for v in x[-50:]])
@@ -92,8 +101,8 @@ def test_fast_path_uses_the_fused_kernel_for_large_references(small_case, monkey
     monkeypatch.setenv("GIIP_NO_FUSED", "1")
     torch_rows = ref.distance_rows(envs, fast=True)
     assert len(calls) == 1
-    np.testing.assert_allclose(rows.min(1), exact.min(1), atol=1e-9)
-    np.testing.assert_allclose(torch_rows.min(1), exact.min(1), atol=1e-9)
+    _assert_nearest_refined(rows, exact)
+    _assert_nearest_refined(torch_rows, exact)
     assert np.mean(np.abs(rows - torch_rows) < 1e-6) > 0.95
 
 
@@ -147,7 +156,7 @@ def test_without_a_compiler_the_fast_path_keeps_pytorch(fresh_build, monkeypatch
     with pytest.raises(RuntimeError, match="install one"):
         fused.library()
     rows = ref.distance_rows(envs, fast=True)
-    np.testing.assert_allclose(rows.min(1), exact.min(1), atol=1e-9)
+    _assert_nearest_refined(rows, exact)
     assert not list(fresh_build.iterdir())
 
 

@@ -51,9 +51,12 @@ _ROWS_PER_BATCH = 256
 # the range): 3 starts per parity, 0.07-0.18% (60 to 2,000 references); 1 start per parity and a
 # smaller pool, 0.76% with 1,000 references and 0.42% with 2,000 (0.84% on 500 other atoms), but
 # beyond 1% for many atoms with 60.
-# The large-reference search runs on the fused CPU kernel (kernels/fused.py) where it applies. Its
-# coarse rows put the exact nearest first for 119 of 120 atoms and second for the other (2,000
-# references), so the 2 nearest are refined there, 4 with the few-start search of small references.
+# The large-reference search runs on the fused CPU kernel (kernels/fused.py) where it applies, at
+# band limit 7: against the exhaustive rows of all 6,750 Ni centres of a NiNb frame (2,000
+# references), band limit 6 left 3 atoms beyond 1% (max 1.71%, classes 99.73%), band limit 7 none
+# (max 0.998%, classes 99.91%) for 20-30% more time. Its coarse rows put the exact nearest first
+# for 98.9% of the atoms, so the 2 nearest are refined there, 4 with the few-start search of small
+# references.
 FAST_LARGE_REFERENCE = 1500
 
 
@@ -66,7 +69,7 @@ class FastSettings(NamedTuple):
 
 
 FAST_SETTINGS = FastSettings(l_max=6, candidates=3, max_iter=2, pool=12, refine=4)
-FAST_SETTINGS_LARGE = FastSettings(l_max=6, candidates=1, max_iter=2, pool=8, refine=2)
+FAST_SETTINGS_LARGE = FastSettings(l_max=7, candidates=1, max_iter=2, pool=8, refine=2)
 
 
 def fast_settings(n_train: int) -> FastSettings:
@@ -587,12 +590,13 @@ class ReferenceMap:
 
         ``fast=True`` computes them with a coarse rotation search (a band limit of 6, 3 starts per
         parity, 2 Newton steps; about 4 times cheaper for NiNb; from 1,500 training environments
-        on, 1 start per parity, about twice as fast again: :func:`fast_settings`, and on the CPU
-        compiled per pair by :mod:`giip_plugin.kernels.fused`, 15 times faster again) and refines
-        the nearest few of each row exactly (4; 2 from 1,500 training environments on). Classes
-        and nearest distances then agree with the exact path for nearly every atom and the
-        coordinates within a fraction of a percent of their range (measured:
-        benchmarks/RESULTS.md); far distances can be slightly too large.
+        on, 1 start per parity at a band limit of 7: :func:`fast_settings`, and on the CPU compiled
+        per pair by :mod:`giip_plugin.kernels.fused`, about 100 times faster than the exact path)
+        and refines the nearest few of each row exactly (4; 2 from 1,500 training environments on).
+        Classes then agree with the exact path for nearly every atom (99.9% of a NiNb frame) and the
+        coordinates within 1% of their range (typically 0.1%; measured: benchmarks/RESULTS.md). Far
+        distances can be slightly too large, and so can the nearest distance for about 1% of the
+        atoms, whose exact nearest was not among the coarse 2 nearest.
 
         ``return_rotation=True`` adds ``rotation``: for each environment, the orthogonal matrix
         ``R`` maximising ``<new, R nearest>`` (it maps the nearest training environment onto the
