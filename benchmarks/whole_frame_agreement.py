@@ -86,6 +86,7 @@ def main(argv=None) -> int:
     print(f"{len(ni)} centres x {ref.n_train} references; {len(chunks)} chunks of {args.chunk} in {cache}",
           flush=True)
 
+    envs = None if args.report_only else ref.compute_environments(atoms, indices=ni)
     fast_path = os.path.join(cache, "fast_rows.npy")
     if os.path.exists(fast_path):
         fast_rows = np.load(fast_path)
@@ -93,7 +94,6 @@ def main(argv=None) -> int:
         print("no fast rows yet: run without --report-only", file=sys.stderr)
         return 1
     else:
-        envs = ref.compute_environments(atoms, indices=ni)
         t0 = time.perf_counter()
         fast_rows = np.concatenate([ref.distance_rows(envs.subset(np.arange(a, min(len(ni), a + 256))), fast=True)
                                     for a in range(0, len(ni), 256)])
@@ -104,7 +104,6 @@ def main(argv=None) -> int:
         return os.path.join(cache, f"exact_{args.seed}_{args.chunk}_{k:04d}.npy")
 
     if not args.report_only:
-        envs = ref.compute_environments(atoms, indices=ni)
         todo = [k for k in range(len(chunks)) if not os.path.exists(chunk_path(k))]
         t0, done = time.perf_counter(), 0
         try:
