@@ -3,9 +3,13 @@ provides ``add_parser(subparsers)``, which registers the command and sets ``func
 from __future__ import annotations
 
 import argparse
-import os
+import contextlib
 import importlib
+import os
+import signal
 import sys
+import threading
+import warnings
 
 from .. import __version__
 
@@ -35,6 +39,49 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (``kill``, ``timeout``, SLURM) received: unwinds like Ctrl-C, so that outputs are
+    left as they were, temporary files are removed and checkpoints are kept."""
+
+
+@contextlib.contextmanager
+def _terminate_like_interrupt():
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum, frame):
+        raise Terminated()
+
+    try:
+        previous = signal.signal(signal.SIGTERM, handler)
+    except (ValueError, OSError):  # pragma: no cover - no signals here
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+@contextlib.contextmanager
+def _warnings_as_messages(command: str):
+    """Warnings printed as ``giip COMMAND: warning: ...`` (no Python source lines), each once."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("default")
+        shown = set()
+
+        def show(message, category, filename, lineno, file=None, line=None):
+            text = str(message)
+            if text in shown:
+                return
+            shown.add(text)
+            print(f"giip {command}: warning: {text}", file=sys.stderr, flush=True)
+
+        warnings.showwarning = show
+        yield
+
+
 def main(argv=None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -42,13 +89,17 @@ def main(argv=None) -> int:
         parser.print_help()
         return 2
     try:
-        return int(args.func(args) or 0)
+        with _terminate_like_interrupt(), _warnings_as_messages(args.command):
+            return int(args.func(args) or 0)
     except BrokenPipeError:  # output piped into head & co.
         try:
             sys.stdout = open(os.devnull, "w")
         except OSError:
             pass
         return 0
+    except Terminated:
+        print("giip: terminated (SIGTERM); outputs were left as they were", file=sys.stderr)
+        return 143
     except KeyboardInterrupt:
         print("giip: interrupted", file=sys.stderr)
         return 130

@@ -47,7 +47,14 @@ def add_parser(sub):
 
 
 def _analyse_frame(analyzer, frame):
-    res = analyzer.analyze(frame.atoms)
+    """The frame's results; its warnings name the frame."""
+    import warnings
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        res = analyzer.analyze(frame.atoms)
+    for w in caught:
+        warnings.warn(f"{frame.source} frame {frame.index}: {w.message}", w.category, stacklevel=2)
     return res.as_arrays()
 
 
@@ -59,23 +66,65 @@ def _check_frame(frame, ref):
         )
 
 
+def reference_type_numbers(ref) -> dict:
+    """The LAMMPS type numbers of the reference's species: its type names, else its species in
+    order (1, 2, ...), for writing a ``type`` column that a later ``giip apply`` reads back right."""
+    if ref.type_names:
+        return {int(k): str(v) for k, v in ref.type_names.items()}
+    return {i + 1: str(s) for i, s in enumerate(ref.species)}
+
+
+def check_type_names_against_reference(type_names: dict, ref) -> None:
+    """Warn when ``--type-names`` names a type otherwise than the reference does, or names
+    species that the reference does not know."""
+    import warnings
+
+    stored = {int(k): str(v) for k, v in (ref.type_names or {}).items()}
+    differ = {t: (n, stored[t]) for t, n in type_names.items() if t in stored and stored[t] != n}
+    if differ:
+        text = ", ".join(f"type {t} = {n} (the reference: {r})" for t, (n, r) in sorted(differ.items()))
+        warnings.warn(f"--type-names contradicts the reference's type names: {text}; the input's types are "
+                      "read as you named them", UserWarning, stacklevel=2)
+    enc = ref.encoding
+    if enc is not None and enc.species:
+        unknown = sorted(set(type_names.values()) - set(enc.species))
+        if unknown:
+            warnings.warn(f"--type-names names species {unknown} that the reference does not know "
+                          f"(it has {list(enc.species)})", UserWarning, stacklevel=2)
+
+
 def run(args) -> int:
     from tqdm.auto import tqdm
 
-    from ..analysis import GIIPAnalyzer
     from ..io import AnnotatedWriter, iter_frames, parse_type_names
+    from ..io.atomic import check_output
+    from ..io.frames import expand_paths
+    from ..kernels.validation import check_device
 
+    # everything that can fail is checked before the output is touched
     if not os.path.exists(args.reference):
         raise CLIError(f"reference file not found: {args.reference} (make one with 'giip build')")
     check_inputs(args.inputs)
+    inputs = expand_paths(args.inputs)
+    check_output(args.output, inputs + [args.reference])
+    check_device(args.device)
+    from ..analysis import GIIPAnalyzer
+    from ..io import writer_format
+
+    writer_format(args.output)
     analyzer = GIIPAnalyzer(args.reference, device=args.device, progress=not args.no_progress, fast=args.fast)
     ref = analyzer.reference
-    type_names = parse_type_names(args.type_names) if args.type_names else dict(ref.type_names or {})
+    if args.type_names:
+        type_names = parse_type_names(args.type_names)
+        check_type_names_against_reference(type_names, ref)
+    else:
+        type_names = dict(ref.type_names or {})
     dim = args.dim if args.dim is not None else ref.dim
-    frames = iter_frames(args.inputs, frames=args.frames, type_names=type_names or None, dim=dim)
+    frames = iter_frames(inputs, frames=args.frames, type_names=type_names or None, dim=dim)
     bar = tqdm(unit="frame", desc="giip apply", disable=args.no_progress, file=sys.stderr)
     n_frames = n_atoms = 0
-    with AnnotatedWriter(args.output, extra_prefix=args.column_prefix) as writer:
+    with AnnotatedWriter(args.output, extra_prefix=args.column_prefix,
+                         type_names=type_names or reference_type_numbers(ref)) as writer:
         if args.scheduler:
             results = _run_dask(args.scheduler, analyzer, frames, ref)
         else:
@@ -85,9 +134,9 @@ def run(args) -> int:
             n_frames += 1
             n_atoms += frame.natoms
             bar.update(1)
-    bar.close()
-    if n_frames == 0:
-        raise CLIError("no frames were selected from the inputs (check --frames)")
+        bar.close()
+        if n_frames == 0:  # raised inside the writer: the output is left as it was
+            raise CLIError(f"no frames were selected from the inputs (check --frames); {args.output} was not written")
     print(f"giip apply: wrote {n_frames} frame(s), {n_atoms} atoms, to {args.output}", file=sys.stderr)
     return 0
 

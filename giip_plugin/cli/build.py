@@ -15,7 +15,7 @@ import os
 import shlex
 import sys
 import time
-import warnings
+
 
 from . import CLIError
 
@@ -139,12 +139,32 @@ def run(args) -> int:
     from ..io import parse_type_names
     from ..reference import ReferenceMap
 
+    from ..environments.cutoff import check_cutoffs
+    from ..io.atomic import check_output
+    from ..io.frames import expand_paths
+    from ..kernels.validation import check_device, check_sigma
+
     out = args.output
     outdir = os.path.dirname(os.path.abspath(out))
     if not os.path.isdir(outdir):
         raise CLIError(f"the output folder {outdir} does not exist")
     if args.r_inner is None or args.r_outer is None:
         raise CLIError("give --r-inner and --r-outer")
+    # every option is checked before any input is read
+    for path in args.traj:
+        if not os.path.exists(path) and not any(ch in path for ch in "*?["):
+            raise CLIError(f"training trajectory not found: {path}")
+    check_output(out, expand_paths(args.traj))
+    try:
+        check_sigma(args.sigma)
+    except ValueError as e:
+        raise CLIError(f"--sigma: {e}") from None
+    check_cutoffs(args.r_inner, args.r_outer)
+    check_device(args.device)
+    if args.block_size is not None and args.block_size < 1:
+        raise CLIError(f"--block-size must be a positive number of rows, got {args.block_size}")
+    if args.workers is not None and args.workers < 1:
+        raise CLIError(f"--workers must be a positive number of threads, got {args.workers}")
     epsilon = _parse_auto(args.epsilon, float, "epsilon")
     n_coords = _parse_auto(args.n_coords, int, "n-coords")
     type_names = parse_type_names(args.type_names) if args.type_names else None
@@ -166,21 +186,19 @@ def run(args) -> int:
     checkpoint = args.checkpoint or (os.path.abspath(out) + ".partial")
     command_line = _command_line(args)
     t0 = time.time()
-    with warnings.catch_warnings():
-        warnings.simplefilter("always")
-        warnings.showwarning = lambda m, c, *a, **k: _log(f"warning: {m}")
-        ref = ReferenceMap.from_files(
-            args.traj,
-            r_inner=args.r_inner, r_outer=args.r_outer, sigma=args.sigma, species=args.species,
-            species_sigma=species_sigma,
-            positive=args.positive, centers=centers, type_names=type_names, frames=args.frames, dim=args.dim,
-            group=args.group or "auto", n_train=n_train, seed=args.seed, select_by=args.select_by,
-            select_lowest=args.select_lowest, select_highest=args.select_highest,
-            n_classes=args.classes, max_diameter=args.max_diameter, epsilon=epsilon, n_coords=n_coords,
-            n_eigenpairs=args.n_eigenpairs, checkpoint=checkpoint, restart=args.restart,
-            scheduler=args.scheduler, block_size=args.block_size, n_workers=args.workers, device=args.device,
-            progress=not args.no_progress, command_line=command_line, log=_log,
-        )
+    # warnings are printed as 'giip build: warning: ...' by giip_plugin.cli.main
+    ref = ReferenceMap.from_files(
+        args.traj,
+        r_inner=args.r_inner, r_outer=args.r_outer, sigma=args.sigma, species=args.species,
+        species_sigma=species_sigma,
+        positive=args.positive, centers=centers, type_names=type_names, frames=args.frames, dim=args.dim,
+        group=args.group or "auto", n_train=n_train, seed=args.seed, select_by=args.select_by,
+        select_lowest=args.select_lowest, select_highest=args.select_highest,
+        n_classes=args.classes, max_diameter=args.max_diameter, epsilon=epsilon, n_coords=n_coords,
+        n_eigenpairs=args.n_eigenpairs, checkpoint=checkpoint, restart=args.restart,
+        scheduler=args.scheduler, block_size=args.block_size, n_workers=args.workers, device=args.device,
+        progress=not args.no_progress, command_line=command_line, log=_log,
+    )
     info = ref.diffusion.epsilon_info
     if info.get("method") != "given":
         _log(f"epsilon = {ref.epsilon:.4g} chosen automatically ({info.get('method')}: median distance to the "

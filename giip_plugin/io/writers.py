@@ -10,7 +10,6 @@ from __future__ import annotations
 import gzip
 import io
 import os
-import tempfile
 import warnings
 from pathlib import Path
 
@@ -18,6 +17,7 @@ import numpy as np
 from ase import Atoms
 from ase.data import chemical_symbols
 
+from .atomic import open_temp, remove_stale
 from .frames import _ALL_POSITION_COLUMNS, _SCALED, LAMMPS_POSITION_COLUMNS, Frame
 
 __all__ = ["AnnotatedWriter", "writer_format", "format_lammps_dump_frame"]
@@ -148,16 +148,23 @@ def _default_columns(frame: Frame, species) -> list:
 
 
 class _TypeNumbers:
-    """Numeric types for frames without LAMMPS types, stable across the frames of one output."""
+    """Numeric types for frames without LAMMPS types, stable across the frames of one output.
 
-    def __init__(self):
+    ``type_names`` ({1: "Ni", 2: "Nb"}, e.g. a reference's) fixes the numbers of those species, so
+    that a dump written from an extxyz input numbers its types as the reference does; species not
+    named there get the next free numbers in order of appearance.
+    """
+
+    def __init__(self, type_names=None):
         self.map = {}
+        for t, name in sorted((type_names or {}).items()):
+            self.map.setdefault(str(name), int(t))
 
     def __call__(self, species) -> np.ndarray:
         uniq, inv = np.unique(np.asarray(species, dtype=str), return_inverse=True)
         for s in uniq:
             if s not in self.map:
-                self.map[s] = len(self.map) + 1
+                self.map[s] = max(self.map.values(), default=0) + 1
         return np.array([self.map[s] for s in uniq], dtype=np.int64)[inv.reshape(-1)]
 
 
@@ -306,11 +313,15 @@ class AnnotatedWriter:
     floats are written exactly (the shortest text that reads back to the same number).
     ``extra_prefix`` (dump only, e.g. ``"d_"``) goes in front of the extra columns' names: ASE's
     dump reader drops columns whose names do not start with ``c_ f_ v_ d_ i_`` (OVITO keeps all).
-    The output appears only when the writer closes without error; until then it is a hidden
-    temporary file beside the target, removed if the ``with`` block raises.
+    ``type_names`` ({1: "Ni", 2: "Nb"}) numbers the ``type`` column of frames that have no LAMMPS
+    types (read from extxyz, say) by those names, as the reference map does.
+    The output appears only when the writer closes without error after at least one frame; until
+    then it is a hidden temporary file beside the target, removed if the ``with`` block raises.
+    Temporary files of the same target left by killed processes are removed when a writer opens
+    (:func:`giip_plugin.io.atomic.remove_stale`).
     """
 
-    def __init__(self, path, fmt=None, *, float_format=None, extra_prefix: str = ""):
+    def __init__(self, path, fmt=None, *, float_format=None, extra_prefix: str = "", type_names=None):
         self.path = Path(path)
         self.format = writer_format(path, fmt)
         self.float_format = float_format
@@ -318,14 +329,17 @@ class AnnotatedWriter:
         self.n_frames = 0
         self._fh = None
         self._tmp = None
-        self._types = _TypeNumbers()
+        self._types = _TypeNumbers(type_names)
         self._open()
 
     def _open(self):
         parent = self.path.parent
         if not parent.is_dir():
             raise FileNotFoundError(f"cannot write {self.path}: the folder {parent} does not exist")
-        fd, tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=".part", dir=parent)
+        if self.path.is_dir():
+            raise IsADirectoryError(f"cannot write {self.path}: it is a directory; give a file name")
+        remove_stale(self.path, ".part")
+        fd, tmp = open_temp(self.path, ".part")
         self._tmp = tmp
         self._file = os.fdopen(fd, "wb")
         self._bin = self._file
@@ -356,9 +370,16 @@ class AnnotatedWriter:
         self.n_frames += 1
 
     def close(self) -> None:
-        """Finish: flush, then rename the temporary file onto the target."""
+        """Finish: flush, then rename the temporary file onto the target.
+
+        A writer that was given no frame writes nothing: the target is left as it was and
+        ``ValueError`` is raised.
+        """
         if self._fh is None:
             return
+        if self.n_frames == 0:
+            self.abort()
+            raise ValueError(f"no frame was written; {self.path} was left as it was")
         fh, self._fh = self._fh, None
         try:
             fh.flush()
@@ -370,13 +391,12 @@ class AnnotatedWriter:
                 fh.close()
             if not self._file.closed:
                 self._file.close()
-            umask = os.umask(0)
-            os.umask(umask)
-            os.chmod(self._tmp, 0o666 & ~umask)
             os.replace(self._tmp, self.path)
             self._tmp = None
-        except BaseException:
+        except BaseException as exc:
             self._remove_tmp()
+            if isinstance(exc, OSError):  # name the target, not the hidden temporary file
+                raise OSError(f"cannot write {self.path}: {exc.strerror or exc}") from exc
             raise
 
     def abort(self) -> None:

@@ -18,10 +18,11 @@ from .overlap import overlap_fixed, pair_terms, self_overlap
 from .radial import RadialBasis, harmonic_coefficients
 from .search import band_limit, grid_candidates_2d, grid_candidates_3d, grid_candidates_3d_coef, polish
 from .special import spherical_harmonics
-from .validation import check_environment, check_group, check_sigma
+from .validation import check_device, check_environment, check_group, check_sigma
 
 
 def _resolve_device(device):
+    device = check_device(device)
     if device is None or device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     device = torch.device(device)

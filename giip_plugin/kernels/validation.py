@@ -1,6 +1,8 @@
 """Input checks shared by the kernels: clear errors instead of silent wrong answers."""
 from __future__ import annotations
 
+import re
+
 import numpy as np
 
 GROUPS = ("O3", "SO3", "O2", "SO2", None)
@@ -41,3 +43,17 @@ def check_group(group, dim: int):
     if group is not None and int(group[-1]) != dim:
         raise ValueError(f"group {group!r} does not act on {dim}D environments")
     return group
+
+
+_DEVICE = re.compile(r"^(cpu|cuda(:\d+)?|auto)$")
+
+
+def check_device(device):
+    """``None``, ``"auto"``, ``"cpu"``, ``"cuda"`` or ``"cuda:N"`` (or a ``torch.device``); a clear
+    ``ValueError`` for anything else. Checks the spelling only (not whether a GPU is there), and
+    imports nothing heavy, so command lines can check it before reading any input."""
+    if device is None or not isinstance(device, str):
+        return device
+    if not _DEVICE.match(device.strip()):
+        raise ValueError(f"unknown compute device {device!r}; use 'cpu', 'cuda' or 'cuda:N' (or leave it unset)")
+    return device.strip()

@@ -316,7 +316,7 @@ def training_distance_matrix(
     sigma = check_sigma(sigma)
     check_group(group, envs.dim)
     settings = settings or SearchSettings()
-    bs = int(block_size) if block_size else default_block_size(n)
+    bs = int(block_size) if block_size is not None else default_block_size(n)
     if bs < 1:
         raise ValueError(f"block_size must be a positive integer, got {block_size}")
     blocks = block_layout(n, bs)
