@@ -82,6 +82,7 @@ class _Lines:
         self.offset = 0  # stream offset of buf[0]
         self.eof = False
         self._nl = None
+        self.partial = False  # the stream ended inside a line
 
     def tell(self) -> int:
         return self.offset + self.pos
@@ -139,11 +140,9 @@ class _Lines:
                 self.pos = stop
                 taken += available
             if not self._fill():
-                if self.pos < len(self.buf):  # a last line without a newline
-                    if keep:
-                        parts.append(self.buf[self.pos :])
-                    self.pos = len(self.buf)
-                    taken += 1
+                # a last line without a newline is not taken: LAMMPS ends every line with one, so
+                # the file was cut inside that line (possibly inside a number: "16.91" -> "1")
+                self.partial = self.pos < len(self.buf)
                 break
         return taken, (b"".join(parts) if keep else None)
 
@@ -152,8 +151,10 @@ def scan_dump(path, keep=None, warn_truncated: bool = True):
     """Yield a :class:`DumpHeader` for each complete frame of a LAMMPS text dump, lazily.
 
     ``keep(index) -> bool`` asks for the frame's text (``header.block``). An incomplete last frame
-    (a trajectory still being written, or cut short) is skipped with a warning; anything else that
-    is not a LAMMPS dump raises ``ValueError`` naming the file and line.
+    (a trajectory still being written, or cut short) is skipped with a warning: one with fewer atom
+    lines than its header says, or whose last line has no line end (LAMMPS ends every line with
+    one; a file cut inside a number would otherwise read as complete with a wrong last value).
+    Anything else that is not a LAMMPS dump raises ``ValueError`` naming the file and line.
     """
     path = str(path)
     with open_binary(path) as f:
@@ -238,10 +239,12 @@ def scan_dump(path, keep=None, warn_truncated: bool = True):
             lineno += taken
             if taken < natoms:
                 if warn_truncated:
+                    cut = (" and a cut last line (no line end: the file ends inside a line)"
+                           if r.partial else "")
                     warnings.warn(
                         f"{path}: frame {index} (from line {first_line}) is incomplete: "
-                        f"{taken} of {natoms} atom lines before the end of the file (still "
-                        "being written, or cut short); it is skipped",
+                        f"{taken} of {natoms} atom lines{cut} before the end of the file (still "
+                        "being written, or cut short); it is skipped, the frames before it are kept",
                         stacklevel=3,
                     )
                 return
