@@ -471,7 +471,21 @@ class GIIPHook:
                              "(types were added after attach: detach and attach again)")
         species = self._type_name_array[types]
         atoms = Atoms(positions=x, pbc=False)
-        res = self.analyzer.analyze(atoms, indices=np.arange(nlocal), species=species)
+        # not strict: a vapour or an evaporating surface is legitimate in a simulation: its
+        # warnings go to the LAMMPS log; an analyser of the user's without `strict` is called as is
+        import inspect
+        import warnings
+
+        try:
+            takes_strict = "strict" in inspect.signature(self.analyzer.analyze).parameters
+        except (TypeError, ValueError):
+            takes_strict = False
+        extra = {"strict": False} if takes_strict else {}
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            res = self.analyzer.analyze(atoms, indices=np.arange(nlocal), species=species, **extra)
+        for w in caught:
+            self._warn(f"GIIP analysis at step {step}: {w.message}")
         arrays = self._arrays(nlocal)
         arrays["class"][:] = res.classes[:nlocal]
         arrays["dc"][:] = res.coordinates[:nlocal]
@@ -513,6 +527,18 @@ class GIIPHook:
         if failed_here and self.rank > 0:
             print(f"ERROR on proc {self.rank}: {message}", file=sys.stderr, flush=True)
         lmp.set_internal_variable(self._var_halt, 1.0)
+
+    def _warn(self, message: str) -> None:
+        """A LAMMPS warning (screen and log of rank 0; ranks > 0: their standard error)."""
+        text = " ".join(str(message).split())
+        if self.world_size > 1:
+            text = f"{text} (MPI rank {self.rank})"
+        try:
+            self.lmp.lib.lammps_error(self.lmp.lmp, _LMP_ERROR_WARNING, text.encode())
+        except Exception:  # noqa: BLE001 - a warning must never stop the run
+            pass
+        if self.rank > 0:
+            print(f"WARNING on proc {self.rank}: {text}", file=sys.stderr, flush=True)
 
     # ------------------------------------------------------------------ public
     @property

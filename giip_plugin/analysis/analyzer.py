@@ -41,6 +41,91 @@ class AnalysisResult:
         return np.bincount(c, minlength=n_classes)
 
 
+#: a structure whose centres have on average more than this many times the training set's mean
+#: number of neighbours is not at the reference's length scale (nm against Angstrom, compressed)
+DENSE_FACTOR = 2.5
+#: a neighbour closer than this fraction of the closest neighbour distance of the whole training
+#: set means overlapping atoms (or lengths in other units)
+OVERLAP_FACTOR = 0.5
+
+
+def _scale_problem(message: str, strict: bool):
+    if strict:
+        raise ValueError(message)
+    warnings.warn(message, RuntimeWarning, stacklevel=3)
+
+
+def check_scale(envs, ref, strict: bool = True) -> None:
+    """Compare the environments of a structure with the reference's training set; far outside it
+    (other length units, a compressed or exploded structure, atoms on top of each other), raise
+    ``ValueError`` (``strict``) or warn.
+
+    * more than half of the centres without a neighbour inside ``r_outer`` (too sparse);
+    * a mean neighbour count above :data:`DENSE_FACTOR` times the training set's (too dense);
+    * any neighbour closer than :data:`OVERLAP_FACTOR` times the training set's closest one.
+
+    The LAMMPS hook is not strict (a vapour or an evaporating surface is legitimate there); files
+    and structures given by a user are.
+    """
+    n = len(envs)
+    if n == 0:
+        return
+    r_outer = ref.environments.r_outer
+    counts = envs.counts
+    n_empty = int(np.sum(counts == 0))
+    if n_empty > 0.5 * n and n >= 4:
+        _scale_problem(
+            f"{n_empty} of {n} centre atoms have no neighbour within the reference's cutoff "
+            f"r_outer = {r_outer:g}: the length units probably differ from the "
+            "reference's (e.g. nm or LJ units against Angstrom); convert the structure or use a "
+            "matching reference", strict)
+        return
+    train_mean = float(np.mean(ref.training.counts))
+    mean = float(np.mean(counts))
+    if train_mean > 0 and mean > DENSE_FACTOR * train_mean:
+        _scale_problem(
+            f"the centre atoms have {mean:.1f} neighbours within r_outer = {r_outer:g} on average, the "
+            f"reference's training environments {train_mean:.1f}: the length units probably differ from "
+            "the reference's (e.g. nm against Angstrom) or the structure is compressed; convert the "
+            "structure or use a matching reference", strict)
+        return
+    train_min = float(np.min(ref.training.nearest_distances()))
+    if np.isfinite(train_min) and train_min > 0:
+        near = envs.nearest_distances()
+        close = int(np.sum(near < OVERLAP_FACTOR * train_min))
+        if close:
+            _scale_problem(
+                f"{close} of {n} centre atoms have a neighbour closer than {OVERLAP_FACTOR * train_min:.3g} "
+                f"(closest: {float(np.min(near)):.3g}; the reference's training environments have none "
+                f"closer than {train_min:.3g}): overlapping atoms, or lengths in other units than the "
+                "reference's; check the structure", strict)
+
+
+def check_density(atoms, ref, strict: bool = True) -> None:
+    """Before any neighbour list: a periodic structure whose number density would give far more
+    neighbours inside ``r_outer`` than the training environments have (lengths in nm against an
+    Angstrom reference give 1,000 times more, and a neighbour list of that size would exhaust the
+    memory) raises ``ValueError`` (``strict``) or warns. Non-periodic structures are checked
+    after their environments are computed (:func:`check_scale`)."""
+    pbc = np.asarray(atoms.pbc, dtype=bool)
+    dim = ref.dim
+    if len(atoms) < 2 or not pbc[:dim].all():
+        return
+    cell = np.asarray(atoms.cell[:], dtype=float)
+    size = abs(np.linalg.det(cell)) if dim == 3 else abs(np.linalg.det(cell[:2, :2]))
+    if not size > 0:
+        return
+    r = ref.environments.r_outer
+    expected = len(atoms) / size * (4.0 / 3.0 * np.pi * r**3 if dim == 3 else np.pi * r**2)
+    train_mean = float(np.mean(ref.training.counts))
+    if train_mean > 0 and expected > 2 * DENSE_FACTOR * train_mean:
+        _scale_problem(
+            f"the structure's number density gives about {expected:.0f} neighbours within r_outer = {r:g} "
+            f"per atom, the reference's training environments have {train_mean:.1f}: the length units "
+            "probably differ from the reference's (e.g. nm against Angstrom) or the structure is "
+            "compressed; convert the structure or use a matching reference", strict)
+
+
 def load_reference(reference):
     from ..reference import ReferenceMap
 
@@ -71,13 +156,15 @@ class GIIPAnalyzer(Calculator):
     implemented_properties = list(PROPERTIES)
     name = "GIIPAnalyzer"
 
-    def __init__(self, reference, *, device=None, dtype=None, progress: bool = False, fast: bool = False, **kwargs):
+    def __init__(self, reference, *, device=None, dtype=None, progress: bool = False, fast: bool = False,
+                 strict: bool = True, **kwargs):
         super().__init__(**kwargs)
         self.reference = load_reference(reference)
         self.device = device
         self.dtype = dtype
         self.progress = progress
         self.fast = bool(fast)
+        self.strict = bool(strict)
         self.last_result: AnalysisResult | None = None
 
     # -- the analysis -------------------------------------------------------------------------
@@ -96,8 +183,11 @@ class GIIPAnalyzer(Calculator):
             return np.ones(len(atoms), dtype=bool)
         return np.isin(names, list(centers))
 
-    def analyze(self, atoms, indices=None, species=None) -> AnalysisResult:
-        """Results for every atom of ``atoms`` (only ``indices`` are analysed if given)."""
+    def analyze(self, atoms, indices=None, species=None, *, strict: bool | None = None) -> AnalysisResult:
+        """Results for every atom of ``atoms`` (only ``indices`` are analysed if given).
+
+        ``strict`` (default: the analyser's) raises on a structure far outside the reference's
+        length scale (:func:`check_scale`); ``strict=False`` warns instead."""
         ref = self.reference
         n = len(atoms)
         names = resolve_species(atoms, ref) if species is None else np.asarray(species).astype(str)
@@ -114,16 +204,12 @@ class GIIPAnalyzer(Calculator):
                 f"(it has {present}); check the type names or use a matching reference"
             )
         centers = np.flatnonzero(is_center)
+        strict = self.strict if strict is None else bool(strict)
+        check_density(atoms, ref, strict=strict)
         envs = ref.environments.compute(atoms, indices=centers, species=names)
         has_nb = envs.counts > 0
         n_empty = int((~has_nb).sum())
-        if len(centers) and n_empty > 0.5 * len(centers) and len(centers) >= 4:
-            raise ValueError(
-                f"{n_empty} of {len(centers)} centre atoms have no neighbour within the reference's cutoff "
-                f"r_outer = {ref.environments.r_outer:g}: the length units probably differ from the "
-                "reference's (e.g. nm or LJ units against Angstrom); convert the structure or use a "
-                "matching reference"
-            )
+        check_scale(envs, ref, strict=strict)
         if n_empty:
             warnings.warn(
                 f"{n_empty} centre atoms have no neighbour within r_outer = {ref.environments.r_outer:g}; "

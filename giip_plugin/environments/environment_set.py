@@ -147,6 +147,15 @@ class EnvironmentSet:
     def to_list(self):
         return [self[k] for k in range(len(self))]
 
+    def nearest_distances(self) -> np.ndarray:
+        """Distance from each centre to its nearest neighbour (``inf`` for an empty environment)."""
+        out = np.full(len(self), np.inf)
+        has = self.counts > 0
+        if has.any():
+            r = np.linalg.norm(self.positions, axis=1)
+            out[has] = np.minimum.reduceat(r, self.offsets[:-1][has])
+        return out
+
     def coordination(self) -> np.ndarray:
         """Smooth coordination number: the sum of |weights| of each environment (first channel
         for one-channel encodings, all channels for vector encodings)."""

@@ -911,6 +911,10 @@ def _make_environments(r_inner, r_outer, mode, positive, centers, species_sigma,
     unknown_centers = [c for c in (centers or ()) if c not in species]
     if centers and len(unknown_centers) == len(centers):
         raise ValueError(f"no atoms of the centre species {list(centers)}; the input has {sorted(seen)}")
+    if unknown_centers:
+        warnings.warn(f"the centre species {unknown_centers} are not in the input (it has {sorted(seen)}); "
+                      f"the environments are centred on {[c for c in centers if c not in unknown_centers]} only",
+                      UserWarning, stacklevel=3)
     if mode == "sign":
         pos = positive or (centers[0] if centers else species[0] if species else None)
         if pos not in species:
