@@ -1,10 +1,11 @@
 """The reference file: one HDF5 file with a schema version.
 
-Layout (schema version 1)::
+Layout (schema version 2)::
 
-    /                       attrs: format = "giip-reference", schema_version = 1 (int),
+    /                       attrs: format = "giip-reference", schema_version = 2 (int),
                                    package_version, created (ISO date), checksum (SHA-256 of every
-                                   dataset, see below)
+                                   dataset), attrs_checksum (SHA-256 of the attributes of every
+                                   group below, as read back)
     /parameters             attrs: r_inner, r_outer, sigma, group ("O3", "SO3", "O2", "SO2" or
                                    "none"), dim, species_mode, species, positive, centers,
                                    species_sigma, type_names, search_settings, n_eigenpairs,
@@ -24,6 +25,10 @@ Layout (schema version 1)::
 Attributes are plain numbers or strings; lists, dicts, booleans and None are stored as JSON text
 and listed in the group's ``_json`` attribute so that they come back as written.
 
+Schema 2 differs from 1 only by ``attrs_checksum``: the parameters that change results (sigma,
+cutoffs, species, epsilon, ...) are attributes, and editing one (with h5py, say) must not go
+unnoticed. Schema-1 files (no ``attrs_checksum``) still load; their datasets are checked.
+
 Writing is atomic (a temporary file in the same folder, then ``os.replace``). Loading checks the
 file and never returns a wrong map: a missing file raises ``FileNotFoundError``; a file that is not
 HDF5 or not a GIIP reference raises ``ValueError("... is not a GIIP reference file ...")``; a newer
@@ -35,12 +40,13 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
 
 import numpy as np
 
+from ..io.atomic import open_temp, remove_stale
+
 FORMAT = "giip-reference"
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 __all__ = ["FORMAT", "SCHEMA_VERSION", "write_reference", "read_reference", "ReferenceFileError"]
 
@@ -78,6 +84,12 @@ def _checksum(datasets: dict) -> str:
             h.update(f"{g}/{name}:{a.dtype.str}:{a.shape};".encode())
             h.update(a.tobytes())
     return h.hexdigest()
+
+
+def _attrs_checksum(attrs: dict) -> str:
+    """SHA-256 of every group's attributes (as read back: canonical JSON, sorted keys)."""
+    text = json.dumps({g: attrs[g] for g in sorted(attrs)}, sort_keys=True, default=_json_default)
+    return hashlib.sha256(text.encode()).hexdigest()
 
 
 def _native(v):
@@ -131,11 +143,11 @@ def write_reference(path, content: dict, root_attrs: dict | None = None) -> None
     path = os.fspath(path)
     folder = os.path.dirname(os.path.abspath(path))
     datasets = {g: {k: np.asarray(v) for k, v in content.get(g, {}).get("datasets", {}).items()} for g in GROUPS}
-    fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".", suffix=".tmp", dir=folder)
+    if not os.path.isdir(folder):
+        raise FileNotFoundError(f"cannot write {path}: the folder {folder} does not exist")
+    remove_stale(path, ".tmp")
+    fd, tmp = open_temp(path, ".tmp")  # mode 0o666 & ~umask, like any new file
     os.close(fd)
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; give the file the usual permissions
     try:
         with h5py.File(tmp, "w") as f:
             f.attrs["format"] = FORMAT
@@ -151,12 +163,15 @@ def write_reference(path, content: dict, root_attrs: dict | None = None) -> None
                     if arr.size > 65536:
                         kw = {"compression": "gzip", "compression_opts": 1, "shuffle": True}
                     grp.create_dataset(name, data=arr, **kw)
+            f.attrs["attrs_checksum"] = _attrs_checksum({g: _read_attrs(f[g]) for g in GROUPS})
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         try:
             os.unlink(tmp)
         except OSError:
             pass
+        if isinstance(exc, OSError):  # name the target, not the hidden temporary file
+            raise OSError(f"cannot write the reference file {path}: {exc.strerror or exc}") from exc
         raise
 
 
@@ -234,6 +249,15 @@ def read_reference(path) -> tuple[dict, dict]:
         raise _damaged(path, "no checksum")
     if stored != _checksum({g: content[g]["datasets"] for g in GROUPS}):
         raise _damaged(path, "checksum mismatch: the stored arrays are not those that were written")
+    if version >= 2:
+        stored_attrs = root.get("attrs_checksum")
+        if stored_attrs is None:
+            raise _damaged(path, "no attrs_checksum")
+        if stored_attrs != _attrs_checksum({g: content[g]["attrs"] for g in GROUPS}):
+            raise _damaged(
+                path, "attribute checksum mismatch: a parameter (sigma, a cutoff, the species, epsilon, ...) "
+                "was changed after the file was written"
+            )
     _check_shapes(path, content)
     return content, root
 
