@@ -33,8 +33,14 @@ cuzr, 500 for lj2d). Output in ``--out`` (default ``out/insitu_SYSTEM``):
 * ``insitu_giip.json``: summary (atoms, steps, analyses, analysis time, class counts);
 * ``log.lammps``.
 
-``--np N`` re-launches the script under the mpich wheel's ``mpiexec -n N``; the results per atom
-are the same as in serial.
+``--np N`` re-launches the script under the mpich wheel's ``mpiexec -n N``. The built-in systems
+are set up the same way on any number of ranks (vacancy sites and alloy types chosen from the
+lattice positions, velocities drawn per position with ``loop geom``, atom IDs sorted in space with
+``reset_atoms id sort yes``), so a run on N ranks gives the same atoms, IDs and per-atom results
+as in serial (tested on short runs). LAMMPS' ``delete_atoms random`` and ``velocity ... loop all``
+after ``create_atoms`` would not: they depend on the rank count. Long MD runs on different rank
+counts still drift apart by round-off, as any MD does; the analysis of a given structure does not
+depend on the ranks.
 """
 from __future__ import annotations
 
@@ -74,7 +80,10 @@ if "${data} == none" then &
   "region box block 0 ${n} 0 ${n} 0 ${n}" &
   "create_box 2 box" &
   "create_atoms 1 box" &
-  "set type 1 type/ratio 2 ${xzr} ${seed}" &
+  "set type 1 type/fraction 2 ${xzr} ${seed}" &
+  "mass 1 63.546" &
+  "mass 2 91.224" &
+  "reset_atoms id sort yes" &
 else &
   "read_data ${data}"
 pair_style      eam/fs
@@ -85,7 +94,7 @@ timestep        ${dt}
 thermo_style    custom step temp press pe vol density
 thermo          1000
 if "${data} == none" then &
-  "velocity all create ${Tmelt} ${seed} dist gaussian mom yes rot yes" &
+  "velocity all create ${Tmelt} ${seed} dist gaussian mom yes rot yes loop geom" &
   "fix npt all npt temp ${Tmelt} ${Tmelt} $(100*v_dt) iso 0.0 0.0 $(1000*v_dt)" &
   "run $(round(v_melt_ps/v_dt))" &
   "unfix npt"
@@ -109,13 +118,20 @@ lattice         hex 0.93
 region          box block 0 ${nx} 0 ${ny} -0.5 0.5
 create_box      1 box
 create_atoms    1 box
-delete_atoms    random fraction ${vacfrac} yes all NULL ${seed} compress yes
+# vacancies: the sites whose hash of the lattice position falls below vacfrac (the same sites on
+# any number of MPI ranks; LAMMPS' delete_atoms random draws per rank)
+variable        vhash atom "((floor(x*100+0.5)*7919+floor(y*100+0.5)*104729+v_seed)%65521)"
+variable        vacsite atom "((v_vhash*v_vhash*31+v_vhash*17)%1000) < 1000*v_vacfrac"
+group           vacancies variable vacsite
+delete_atoms    group vacancies compress no
+group           vacancies delete
 mass            1 1.0
+reset_atoms     id sort yes
 pair_style      lj/cut 2.5
 pair_coeff      1 1 1.0 1.0 2.5
 neigh_modify    every 1 delay 0 check yes
 timestep        ${dt}
-velocity        all create ${T} ${seed} mom yes rot yes dist gaussian
+velocity        all create ${T} ${seed} mom yes rot yes dist gaussian loop geom
 fix             nve all nve
 fix             2d all enforce2d
 thermo_style    custom step temp pe press
