@@ -35,3 +35,54 @@ def ninb_envs(ninb_frame):
         centers=("Ni",),
     )
     return le.compute(atoms, species=species)
+
+
+NINB_TYPES = {1: "Ni", 2: "Nb"}
+
+
+def ninb_cutout_atoms(path, half=4.6, shift=0.0):
+    """A small non-periodic piece of a NiNb sample (about 30 atoms), with its species."""
+    from giip_plugin.io import iter_frames
+
+    frame = next(iter_frames(str(path), type_names=NINB_TYPES))
+    at = frame.atoms
+    centre = at.cell.sum(0) / 2 + frame.origin + shift
+    keep = np.all(np.abs(at.get_positions() - centre) < half, axis=1)
+    sub = at[keep]
+    sub.pbc = False
+    return sub
+
+
+@pytest.fixture(scope="session")
+def ref_path(tmp_path_factory):
+    """A small NiNb reference file: 14 Ni-centred training environments of quench100K, the
+    paper's parameters, 3 classes, 3 coordinates."""
+    from giip_plugin.reference import ReferenceMap
+
+    ref = ReferenceMap.from_files(
+        [str(NINB_DUMP)], r_inner=3.0, r_outer=4.0, sigma=1.0, species="sign",
+        centers=["Ni"], type_names="1=Ni,2=Nb", n_train=14, epsilon=1.5, n_classes=3, n_coords=3, progress=False,
+    )
+    path = tmp_path_factory.mktemp("ref") / "ref.h5"
+    ref.save(path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def cutout():
+    """About 30 atoms cut out of the quench10M sample (not periodic)."""
+    return ninb_cutout_atoms(DATA / "ninb" / "quench10M.dump")
+
+
+@pytest.fixture(scope="session")
+def cutout_dump(tmp_path_factory, cutout):
+    """Two frames (the second slightly displaced) of the cut-out as a LAMMPS text dump."""
+    from giip_plugin.io import AnnotatedWriter, Frame
+
+    path = tmp_path_factory.mktemp("in") / "piece.dump"
+    b = cutout.copy()
+    b.positions += 0.05
+    with AnnotatedWriter(path) as w:
+        w.write(Frame.from_atoms(cutout, type_names=NINB_TYPES), {})
+        w.write(Frame.from_atoms(b, type_names=NINB_TYPES, index=1), {})
+    return path

@@ -19,45 +19,6 @@ TYPES = {1: "Ni", 2: "Nb"}
 
 
 @pytest.fixture(scope="module")
-def ref_path(tmp_path_factory):
-    ref = ReferenceMap.from_files(
-        [str(DATA / "quench100K.dump")], r_inner=3.0, r_outer=4.0, sigma=1.0, species="sign",
-        centers=["Ni"], type_names="1=Ni,2=Nb", n_train=14, epsilon=1.5, n_classes=3, n_coords=3, progress=False,
-    )
-    path = tmp_path_factory.mktemp("ref") / "ref.h5"
-    ref.save(path)
-    return path
-
-
-def _cutout(path, half=4.6, shift=0.0):
-    """A small non-periodic piece of a NiNb sample (about 30 atoms)."""
-    frame = next(iter_frames(str(path), type_names=TYPES))
-    at = frame.atoms
-    centre = at.cell.sum(0) / 2 + frame.origin + shift
-    keep = np.all(np.abs(at.get_positions() - centre) < half, axis=1)
-    sub = at[keep]
-    sub.pbc = False
-    return sub
-
-
-@pytest.fixture(scope="module")
-def cutout():
-    return _cutout(DATA / "quench10M.dump")
-
-
-@pytest.fixture(scope="module")
-def cutout_dump(tmp_path_factory, cutout):
-    """Two frames (the second slightly displaced) of the cut-out as a LAMMPS text dump."""
-    path = tmp_path_factory.mktemp("in") / "piece.dump"
-    b = cutout.copy()
-    b.positions += 0.05
-    with AnnotatedWriter(path) as w:
-        w.write(Frame.from_atoms(cutout, type_names=TYPES), {})
-        w.write(Frame.from_atoms(b, type_names=TYPES, index=1), {})
-    return path
-
-
-@pytest.fixture(scope="module")
 def analysed(ref_path, cutout):
     an = GIIPAnalyzer(ref_path)
     return an, an.analyze(cutout)

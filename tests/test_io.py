@@ -303,9 +303,12 @@ def test_extra_columns_are_preserved(tmp_path, reader):
     np.testing.assert_array_equal(a.arrays["ix"], [0, 1, -1, 0])
     for c in ("c_pe", "vx", "ix", "q", "v_x"):
         assert a.arrays[c].dtype == float
-    # type names win over the element column
-    g = next(iter_frames(p, type_names="1=Ni,2=Nb", reader=reader))
-    assert list(g.species) == ["Nb", "Ni", "Nb", "Ni"]
+    # the element column wins over numeric types; type names that agree with it are fine, type
+    # names that contradict it are an error naming the names the file has
+    g = next(iter_frames(p, type_names="1=Cu,2=Zr", reader=reader))
+    assert list(g.species) == ["Zr", "Cu", "Zr", "Cu"]
+    with pytest.raises(ValueError, match=r"contradicts the type names 1=Ni,2=Nb.*--type-names 1=Cu,2=Zr"):
+        next(iter_frames(p, type_names="1=Ni,2=Nb", reader=reader))
 
     out = tmp_path / "annotated.dump"
     cls = np.array([3, 1, 0, 2])
