@@ -43,7 +43,7 @@ def report(ref, fast_rows: np.ndarray, exact_rows: np.ndarray) -> list[str]:
     span = ref.coordinates.max(0) - ref.coordinates.min(0)
     err = np.abs(fast.coordinates - truth.coordinates) / span * 100  # (n, k) % of range
     worst = err.max(1)
-    dd = fast.distance - truth.distance
+    dd = fast.ref_distance - truth.ref_distance
     n = len(exact_rows)
     nearest = np.argmin(exact_rows, axis=1)
     rank = np.sum(fast_rows < fast_rows[np.arange(n), nearest][:, None], axis=1)
@@ -57,7 +57,7 @@ def report(ref, fast_rows: np.ndarray, exact_rows: np.ndarray) -> list[str]:
         f"coordinates, percentiles   : median {pct[0]:.3f}%, p99 {pct[1]:.3f}%, p99.9 {pct[2]:.3f}%",
         f"atoms above 1% / 0.5%      : {np.sum(worst > 1)} / {np.sum(worst > 0.5)}",
         f"ref distance, exact        : {np.mean(np.abs(dd) <= 1e-6):.3%} of atoms; "
-        f"max excess {dd.max():.4f} (distances {truth.distance.min():.3f}-{truth.distance.max():.3f})",
+        f"max excess {dd.max():.4f} (distances {truth.ref_distance.min():.3f}-{truth.ref_distance.max():.3f})",
         f"exact nearest's fast rank  : {np.bincount(rank).tolist()} atoms at rank 0, 1, ... "
         "(rank >= refine: not refined, its distance too large)",
     ]

@@ -32,3 +32,7 @@ def __getattr__(name):  # lazy imports keep `import giip_plugin` light (torch lo
     if name in _LAZY:
         return getattr(import_module(_LAZY[name]), name)
     raise AttributeError(f"module 'giip_plugin' has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(set(globals()) | set(_LAZY))

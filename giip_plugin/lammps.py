@@ -107,6 +107,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from .species import check_species, format_type_names, parse_type_names
+
 __all__ = ["attach", "GIIPHook", "GIIPHookError", "HookResult", "DEFAULT_SKIN"]
 
 #: LAMMPS' default neighbour skin per unit style (``neighbor`` command defaults).
@@ -143,24 +145,6 @@ class HookResult:
     coordinates: np.ndarray  # (n, K), NaN: not analysed
     ref_distance: np.ndarray  # NaN: not analysed
     analysed: np.ndarray = field(default=None)  # bool
-
-
-def _parse_type_names(type_names) -> dict:
-    if type_names is None:
-        return {}
-    if isinstance(type_names, str):
-        out = {}
-        for item in type_names.replace(" ", "").split(","):
-            if not item:
-                continue
-            if "=" not in item:
-                raise ValueError(f"type_names: expected TYPE=NAME items like '1=Cu,2=Zr', got {item!r}")
-            k, v = item.split("=", 1)
-            out[int(k)] = v
-        return out
-    if isinstance(type_names, (list, tuple)):  # names of types 1, 2, ...
-        return {i + 1: str(v) for i, v in enumerate(type_names)}
-    return {int(k): str(v) for k, v in dict(type_names).items()}
 
 
 def _make_analyzer(reference, device=None, dtype=None, fast=False):
@@ -266,7 +250,7 @@ class GIIPHook:
         ntypes = int(lmp.extract_global("ntypes"))
         names = {t: str(t) for t in range(1, ntypes + 1)}
         names.update({int(k): str(v) for k, v in (getattr(ref, "type_names", None) or {}).items()})
-        names.update(_parse_type_names(type_names))
+        names.update(parse_type_names(type_names))
         self.type_names = {t: names[t] for t in range(1, ntypes + 1)}
         self._type_name_array = np.array([""] + [self.type_names[t] for t in range(1, ntypes + 1)],
                                          dtype=object).astype(str)
@@ -324,14 +308,7 @@ class GIIPHook:
     def _check_species(self):
         ref = self.analyzer.reference
         names = set(self.type_names.values())
-        enc = getattr(ref, "encoding", None)
-        if enc is not None and getattr(enc, "mode", "none") != "none":
-            unknown = sorted(names - set(enc.species))
-            if unknown:
-                raise ValueError(
-                    f"LAMMPS types named {unknown} are not species of the reference (it knows "
-                    f"{list(enc.species)}); pass type_names, e.g. type_names="
-                    f"\"{','.join(f'{i + 1}={s}' for i, s in enumerate(enc.species))}\"")
+        check_species(sorted(names), ref, where=f"the LAMMPS types (named {format_type_names(self.type_names)})")
         centers = getattr(ref.environments, "centers", None)
         if centers is not None and not names & set(centers):
             raise ValueError(f"no LAMMPS type is a centre species of the reference {list(centers)} "
@@ -451,8 +428,6 @@ class GIIPHook:
             print(f"giip_plugin.lammps: error while reporting a failed analysis: {exc!r}", file=sys.stderr)
 
     def _analyse(self, step: int):
-        from ase import Atoms
-
         lmp = self.lmp
         nlocal = int(lmp.extract_setting("nlocal"))
         nghost = int(lmp.extract_setting("nghost"))
@@ -470,7 +445,8 @@ class GIIPHook:
             raise ValueError(f"atom types {sorted(set(types.tolist()))} outside 1..{len(self._type_name_array) - 1} "
                              "(types were added after attach: detach and attach again)")
         species = self._type_name_array[types]
-        atoms = Atoms(positions=x, pbc=False)
+        # local + ghost atoms, without periodicity (the ghosts are the periodic images)
+        atoms = (None, x, False, species)
         # not strict: a vapour or an evaporating surface is legitimate in a simulation: its
         # warnings go to the LAMMPS log; an analyser of the user's without `strict` is called as is
         import inspect

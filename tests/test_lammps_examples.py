@@ -132,6 +132,7 @@ def test_lj2d_dislocations_tiny(tmp_path):
     assert summary["temp_final"] < 0.1
 
 
+@pytest.mark.slow
 def test_cuzr_quench_two_rates(tmp_path):
     n, xzr = 5, 0.5
     rates = (1000, 500)

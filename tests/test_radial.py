@@ -1,4 +1,6 @@
 """Per-environment harmonic coefficients (kernels/radial.py) against the per-pair sums they replace."""
+import dataclasses
+
 import numpy as np
 import pytest
 import torch
@@ -67,9 +69,18 @@ def test_engine_with_and_without_coefficients_agree(channels):
     ia, ib = np.repeat(np.arange(9), 7), np.tile(np.arange(7), 9)
     fast = eng.distances(ia, ib)
     assert DistanceEngine(A, B, sigma=0.8)._cb is eng._cb  # coefficients of a set are computed once
-    B.positions[:3] *= 1.01  # ... unless the set was changed in place
-    assert DistanceEngine(A, B, sigma=0.8)._cb is not eng._cb
-    B.positions[:3] /= 1.01
+    # sets are immutable, so the memo cannot go stale: in-place changes are refused, and a changed
+    # copy is a new set with its own coefficients
+    with pytest.raises(ValueError, match="read-only"):
+        B.positions[:3] *= 1.01
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        B.positions = B.positions * 1.01
+    pos = B.positions.copy()
+    pos[:3] *= 1.01
+    B2 = EnvironmentSet(pos, B.weights, B.offsets)
+    assert DistanceEngine(A, B2, sigma=0.8)._cb is not eng._cb
+    perm = EnvironmentSet(B.positions[::-1], B.weights[::-1], B.offsets)  # rows permuted: another set
+    assert DistanceEngine(A, perm, sigma=0.8)._cb is not eng._cb
     eng._coef = False  # the per-pair sums over neighbour pairs
     slow = eng.distances(ia, ib)
     np.testing.assert_allclose(fast, slow, atol=1e-9)

@@ -92,7 +92,7 @@ def test_transform_training_environments_gives_their_own_coordinates(ref, frames
     k = np.array([0, 9, 17, 30])
     res = ref.transform(ref.training.subset(k))
     assert np.array_equal(res.classes, ref.labels[k])
-    assert np.all(res.distance < 1e-6)
+    assert np.all(res.ref_distance < 1e-6)
     assert np.allclose(res.coordinates, ref.coordinates[k], atol=1e-6)
     # the same from the structure itself (atoms -> environments -> map), with rotations
     sel = np.flatnonzero(ref.training_provenance["file_index"] == 0)[:2]
@@ -108,7 +108,7 @@ def test_transform_from_distances_matches_rows(ref):
     res = ref.transform_from_distances(rows)
     assert np.array_equal(res.classes, ref.labels[[1, 7]])
     assert np.allclose(res.coordinates, ref.coordinates[[1, 7]], atol=1e-10)
-    assert np.all(res.distance == 0)
+    assert np.all(res.ref_distance == 0)
     allc = ref.transform_from_distances(rows, all_coordinates=True)
     assert allc.coordinates.shape == (2, len(ref.eigenvalues))
     eng = ref.engine_for(ref.training.subset([3]))
@@ -221,6 +221,7 @@ def test_interrupted_distance_matrix_resumes(small_set, tmp_path, monkeypatch):
     assert D8.shape == (4, 4) and not ck.exists()
 
 
+@pytest.mark.slow
 def test_dask_cluster_gives_the_same_matrix(small_set, tmp_path):
     distributed = pytest.importorskip("dask.distributed")
     local = training_distance_matrix(small_set, 1.0, "O3", block_size=3, progress=False)
@@ -379,5 +380,5 @@ def test_n_train_larger_than_available_takes_all_with_a_warning():
 def test_fewer_than_two_training_environments():
     atoms = _cluster(4)
     atoms.symbols[1:] = "Kr"
-    with pytest.raises(ValueError, match="at least 2"):
+    with pytest.raises(ValueError, match="at least 2"), pytest.warns(UserWarning, match="only 1 centre atoms"):
         ReferenceMap.build([atoms], r_inner=1.5, r_outer=3.0, sigma=0.5, centers="Ar", n_train=5)

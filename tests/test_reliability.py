@@ -331,6 +331,7 @@ def test_type_names_and_centres_that_contradict_are_warned(ref_path, cutout_dump
     assert "the centre species ['Cu'] are not in the input" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_warnings_name_the_frame_and_show_no_source_lines(ref_path, cutout, tmp_path):
     from giip_plugin.io import Frame
 

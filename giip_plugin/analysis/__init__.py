@@ -1,5 +1,7 @@
 """Stage 4 of the pipeline: applying a reference map to new structures."""
-from .analyzer import PROPERTIES, AnalysisResult, GIIPAnalyzer
-from .species import check_species, resolve_species
+from ..species import check_species
+from ..species import species_of as resolve_species
+from .analyzer import PROPERTIES, AnalysisResult, GIIPAnalyzer, check_density, check_scale
 
-__all__ = ["GIIPAnalyzer", "AnalysisResult", "PROPERTIES", "check_species", "resolve_species"]
+__all__ = ["GIIPAnalyzer", "AnalysisResult", "PROPERTIES", "check_species", "resolve_species", "check_scale",
+           "check_density"]

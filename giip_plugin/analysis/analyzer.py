@@ -18,7 +18,9 @@ from dataclasses import dataclass
 import numpy as np
 from ase.calculators.calculator import Calculator, PropertyNotImplementedError, all_changes
 
-from .species import check_species, resolve_species
+from ..species import check_species, parse_type_names, species_of
+from ..systems import from_system
+from ..validation import check_device
 
 PROPERTIES = ("giip_class", "giip_dc", "giip_ref_distance")
 
@@ -29,7 +31,7 @@ class AnalysisResult:
 
     classes: np.ndarray  # int, -1 where not analysed
     coordinates: np.ndarray  # (n_atoms, k), NaN where not analysed
-    ref_distance: np.ndarray  # NaN where not analysed
+    ref_distance: np.ndarray  # distance to the nearest reference environment; NaN where not analysed
     analysed: np.ndarray  # bool: centre atoms with at least one neighbour
     n_empty: int  # centres without neighbours inside the cutoff
 
@@ -135,37 +137,100 @@ def load_reference(reference):
 
 
 class GIIPAnalyzer(Calculator):
-    """Classify and map every atom against a saved GIIP reference map.
+    """Classify and map every atom against a saved GIIP reference map (an ASE calculator).
 
     Parameters
     ----------
-    reference : a :class:`~giip_plugin.ReferenceMap` or the path of a reference file.
-    device : "cpu", "cuda" or None (CUDA when available).
-    dtype : "float64" (default) or "float32".
-    progress : show a progress bar while distances are computed.
-    fast : coarse rotation searches for all distances, exact ones for the nearest few references
-        of each atom (:meth:`ReferenceMap.transform` ``fast=True``): about 4 times faster (NiNb;
-        about 100 with 1,500+ references and a C compiler), classes as the exact path for nearly
-        every atom, coordinates within a fraction of a percent.
+    reference : ReferenceMap or str or path-like
+        The map, or the path of a reference file made by ``giip build``.
+    device : {None, "cpu", "cuda", "cuda:N"}, optional
+        Compute device (None: CUDA when available).
+    dtype : {None, "float64", "float32"}, optional
+        Precision of the distance kernels (default float64).
+    fast : bool, optional
+        Coarse rotation searches for all distances, exact ones for the nearest few references of
+        each atom (:meth:`ReferenceMap.transform` ``fast=True``; ``giip apply --fast``): about 4
+        times faster (NiNb; about 100 with 1,500+ references and a C compiler), classes as the
+        exact path for nearly every atom, coordinates within 1 % of their range.
+    strict : bool, optional
+        Refuse (``ValueError``) a structure far outside the reference's length scale (default);
+        ``False`` warns instead (the LAMMPS hook; see :func:`check_scale`).
+    progress : bool, optional
+        Show a progress bar while distances are computed.
+    type_names : dict or str, optional
+        Names of numeric LAMMPS types (``{1: "Ni", 2: "Nb"}`` or ``"1=Ni,2=Nb"``); default the
+        reference's.
+    **kwargs
+        Passed to :class:`ase.calculators.calculator.Calculator` (``label``, ``atoms``, ...).
+
+    Notes
+    -----
+    The settings are ASE calculator parameters: ``calc.parameters``, ``calc.set(fast=True)``
+    (which drops cached results when a value changes) and ``calc.todict()``. Results are cached
+    until the atoms change: positions, cell, periodicity, atomic numbers, or the ``species`` /
+    ``type`` arrays that name the species (:meth:`check_state`).
 
     Use it as an ASE calculator (``atoms.calc = GIIPAnalyzer(ref)``, then
-    ``atoms.calc.get_property("giip_class", atoms)``; results are cached until the atoms change),
-    or call :meth:`annotate` to write the results into ``atoms.arrays``, or :meth:`analyze`.
+    ``atoms.calc.get_property("giip_class", atoms)``), or call :meth:`annotate` to write the results
+    into ``atoms.arrays``, or :meth:`analyze` for an :class:`AnalysisResult` of any system that
+    :func:`giip_plugin.systems.from_system` accepts (ASE Atoms, a Frame, an OVITO DataCollection, a
+    ``(cell, positions, pbc, types)`` tuple).
     """
 
     implemented_properties = list(PROPERTIES)
     name = "GIIPAnalyzer"
+    discard_results_on_any_change = True  # set() with a new value drops cached results
+    default_parameters = {"device": None, "dtype": None, "fast": False, "strict": True, "progress": False,
+                          "type_names": None}
+    #: per-atom arrays that decide the species, compared by :meth:`check_state`
+    species_arrays = ("species", "type")
 
-    def __init__(self, reference, *, device=None, dtype=None, progress: bool = False, fast: bool = False,
-                 strict: bool = True, **kwargs):
+    def __init__(self, reference, **kwargs):
+        params = {k: kwargs.pop(k) for k in list(kwargs) if k in self.default_parameters}
         super().__init__(**kwargs)
         self.reference = load_reference(reference)
-        self.device = device
-        self.dtype = dtype
-        self.progress = progress
-        self.fast = bool(fast)
-        self.strict = bool(strict)
         self.last_result: AnalysisResult | None = None
+        self.set(**params)
+
+    def set(self, **kwargs) -> dict:
+        """Change parameters (see the class docstring); cached results are dropped when a value
+        changes. Unknown names are an error (ASE would store them silently)."""
+        unknown = sorted(set(kwargs) - set(self.default_parameters))
+        if unknown:
+            raise TypeError(f"GIIPAnalyzer has no parameter {unknown}; its parameters are "
+                            f"{sorted(self.default_parameters)}")
+        if "device" in kwargs:
+            kwargs["device"] = check_device(kwargs["device"])
+        if "type_names" in kwargs and kwargs["type_names"] is not None:
+            kwargs["type_names"] = parse_type_names(kwargs["type_names"])
+        for flag in ("fast", "strict", "progress"):
+            if flag in kwargs:
+                kwargs[flag] = bool(kwargs[flag])
+        return super().set(**kwargs)
+
+    # parameters as attributes too (``calc.fast``; assigning goes through :meth:`set`)
+    def _param(name):
+        return property(lambda self: self.parameters[name], lambda self, v: self.set(**{name: v}),
+                        doc=f"The ``{name}`` parameter (see the class docstring).")
+
+    device = _param("device")
+    dtype = _param("dtype")
+    fast = _param("fast")
+    strict = _param("strict")
+    progress = _param("progress")
+    type_names = _param("type_names")
+    del _param
+
+    def check_state(self, atoms, tol=1e-15):
+        """ASE's checks (positions, cell, pbc, numbers, ...) and the arrays that name the species."""
+        changes = super().check_state(atoms, tol=tol)
+        if self.atoms is not None:
+            for key in self.species_arrays:
+                old, new = self.atoms.arrays.get(key), atoms.arrays.get(key)
+                if (old is None) != (new is None) or (old is not None and (
+                        old.shape != new.shape or not np.array_equal(old, new))):
+                    changes.append(key)
+        return changes
 
     # -- the analysis -------------------------------------------------------------------------
     @property
@@ -176,23 +241,59 @@ class GIIPAnalyzer(Calculator):
     def n_classes(self) -> int:
         return int(self.reference.n_classes)
 
-    def center_mask(self, atoms, species=None) -> np.ndarray:
-        names = resolve_species(atoms, self.reference) if species is None else np.asarray(species).astype(str)
+    def species_of(self, system, species=None) -> np.ndarray:
+        """Species name of every atom of ``system``, matched to the reference (giip_plugin.species)."""
+        return species_of(from_system(system), species=species, type_names=self.parameters["type_names"],
+                          reference=self.reference)
+
+    def center_mask(self, system, species=None) -> np.ndarray:
+        """Which atoms are centres under the reference (all atoms when it names no centre species)."""
+        names = self.species_of(system, species)
         centers = self.reference.environments.centers
         if centers is None:
-            return np.ones(len(atoms), dtype=bool)
+            return np.ones(len(names), dtype=bool)
         return np.isin(names, list(centers))
 
-    def analyze(self, atoms, indices=None, species=None, *, strict: bool | None = None) -> AnalysisResult:
-        """Results for every atom of ``atoms`` (only ``indices`` are analysed if given).
+    def analyze(self, system, indices=None, species=None, *, strict: bool | None = None) -> AnalysisResult:
+        """Results for every atom of ``system`` (only ``indices`` are analysed if given).
 
-        ``strict`` (default: the analyser's) raises on a structure far outside the reference's
-        length scale (:func:`check_scale`); ``strict=False`` warns instead."""
+        Parameters
+        ----------
+        system : ase.Atoms, Frame, OVITO DataCollection or (cell, positions, pbc, types)
+            The structure (:func:`giip_plugin.systems.from_system`).
+        indices : array of int, optional
+            Atoms to analyse (default: every centre atom); the others get class -1 and NaN.
+        species : array of str, optional
+            Species name of every atom (default: :func:`giip_plugin.species.species_of`).
+        strict : bool, optional
+            Override the ``strict`` parameter for this call.
+
+        Returns
+        -------
+        AnalysisResult
+            Arrays of length ``n_atoms``: ``classes`` (int, -1: not analysed), ``coordinates``
+            ``(n_atoms, n_coords)`` (NaN: not analysed), ``ref_distance`` (atoms of difference; NaN:
+            not analysed), ``analysed`` (bool) and ``n_empty``.
+        """
+        steps = self.analyze_steps(system, indices, species, strict=strict, chunk=None)
+        while True:
+            try:
+                next(steps)
+            except StopIteration as stop:
+                return stop.value
+
+    def analyze_steps(self, system, indices=None, species=None, *, strict: bool | None = None,
+                      chunk: int | None = 256):
+        """:meth:`analyze` as a generator that yields its progress (floats from 0 to 1) after each
+        ``chunk`` of centre atoms and returns the :class:`AnalysisResult` (``res = yield from
+        analyzer.analyze_steps(...)``, as OVITO's modifiers do). ``chunk=None``: one step."""
         ref = self.reference
+        atoms = from_system(system)
         n = len(atoms)
-        names = resolve_species(atoms, ref) if species is None else np.asarray(species).astype(str)
+        names = self.species_of(atoms, species)
         check_species(names, ref)
-        is_center = self.center_mask(atoms, names)
+        centers_of_ref = ref.environments.centers
+        is_center = np.ones(n, dtype=bool) if centers_of_ref is None else np.isin(names, list(centers_of_ref))
         if indices is not None:
             sel = np.zeros(n, dtype=bool)
             sel[np.asarray(indices, dtype=np.int64)] = True
@@ -200,11 +301,11 @@ class GIIPAnalyzer(Calculator):
         elif not is_center.any():
             present = sorted(set(names.tolist()))
             raise ValueError(
-                f"the structure has no atoms of the reference's centre species {list(ref.environments.centers)} "
+                f"the structure has no atoms of the reference's centre species {list(centers_of_ref)} "
                 f"(it has {present}); check the type names or use a matching reference"
             )
         centers = np.flatnonzero(is_center)
-        strict = self.strict if strict is None else bool(strict)
+        strict = self.parameters["strict"] if strict is None else bool(strict)
         check_density(atoms, ref, strict=strict)
         envs = ref.environments.compute(atoms, indices=centers, species=names)
         has_nb = envs.counts > 0
@@ -215,18 +316,23 @@ class GIIPAnalyzer(Calculator):
                 f"{n_empty} centre atoms have no neighbour within r_outer = {ref.environments.r_outer:g}; "
                 "they get class -1 and NaN coordinates",
                 RuntimeWarning,
-                stacklevel=2,
+                stacklevel=3,
             )
         classes = np.full(n, -1, dtype=np.int64)
         coords = np.full((n, self.n_coords), np.nan)
         dist = np.full(n, np.nan)
         ok = centers[has_nb]
-        if len(ok):
-            res = ref.transform(envs.subset(np.flatnonzero(has_nb)), progress=self.progress, device=self.device,
-                                fast=self.fast)
-            classes[ok] = res.classes
-            coords[ok] = res.coordinates
-            dist[ok] = res.distance
+        todo = envs.subset(np.flatnonzero(has_nb))
+        step = len(ok) if not chunk else int(chunk)
+        p = self.parameters
+        yield 0.0
+        for a in range(0, len(ok), max(step, 1)):
+            part = slice(a, min(len(ok), a + step))
+            res = ref.transform(todo.subset(np.arange(part.start, part.stop)), device=p["device"], fast=p["fast"],
+                                progress=p["progress"] and step >= len(ok))
+            idx = ok[part]
+            classes[idx], coords[idx], dist[idx] = res.classes, res.coordinates, res.ref_distance
+            yield part.stop / len(ok)
         analysed = np.zeros(n, dtype=bool)
         analysed[ok] = True
         result = AnalysisResult(classes, coords, dist, analysed, n_empty)

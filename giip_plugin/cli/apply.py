@@ -66,14 +66,6 @@ def _check_frame(frame, ref):
         )
 
 
-def reference_type_numbers(ref) -> dict:
-    """The LAMMPS type numbers of the reference's species: its type names, else its species in
-    order (1, 2, ...), for writing a ``type`` column that a later ``giip apply`` reads back right."""
-    if ref.type_names:
-        return {int(k): str(v) for k, v in ref.type_names.items()}
-    return {i + 1: str(s) for i, s in enumerate(ref.species)}
-
-
 def check_type_names_against_reference(type_names: dict, ref) -> None:
     """Warn when ``--type-names`` names a type otherwise than the reference does, or names
     species that the reference does not know."""
@@ -96,10 +88,11 @@ def check_type_names_against_reference(type_names: dict, ref) -> None:
 def run(args) -> int:
     from tqdm.auto import tqdm
 
-    from ..io import AnnotatedWriter, iter_frames, parse_type_names
+    from ..io import AnnotatedWriter, iter_frames
+    from ..species import parse_type_names, reference_type_numbers
     from ..io.atomic import check_output
     from ..io.frames import expand_paths
-    from ..kernels.validation import check_device
+    from ..validation import check_device
 
     # everything that can fail is checked before the output is touched
     if not os.path.exists(args.reference):

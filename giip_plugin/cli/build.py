@@ -142,7 +142,7 @@ def run(args) -> int:
     from ..environments.cutoff import check_cutoffs
     from ..io.atomic import check_output
     from ..io.frames import expand_paths
-    from ..kernels.validation import check_device, check_sigma
+    from ..validation import check_device, check_sigma
 
     out = args.output
     outdir = os.path.dirname(os.path.abspath(out))

@@ -5,8 +5,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..validation import check_environment
 
-@dataclass
+
+@dataclass(frozen=True, eq=False)
 class EnvironmentSet:
     """Local atomic environments (LAEs) stored as flat arrays.
 
@@ -14,6 +16,10 @@ class EnvironmentSet:
     relative to the centre, shape ``(M, dim)``), ``weights`` (``(M, channels)``) and, when per-atom
     widths are used, ``sigmas`` (``(M,)``). ``centers`` are the indices of the centre atoms in the
     structure they came from (``-1`` when unknown).
+
+    A set is immutable: its arrays are read-only copies of what it was given, and its fields cannot
+    be reassigned. (The kernels keep per-set tensors, which must never go stale; make a new set,
+    e.g. with :meth:`subset`, instead of changing one.)
     """
 
     positions: np.ndarray
@@ -23,16 +29,20 @@ class EnvironmentSet:
     centers: np.ndarray | None = None
 
     def __post_init__(self):
-        self.positions = np.ascontiguousarray(self.positions, dtype=float)
-        self.weights = np.ascontiguousarray(self.weights, dtype=float)
-        if self.weights.ndim == 1:
-            self.weights = self.weights[:, None]
-        self.offsets = np.asarray(self.offsets, dtype=np.int64)
+        def frozen(a, dtype):
+            a = np.array(a, dtype=dtype, order="C")  # a copy: the caller's array stays writable
+            a.setflags(write=False)
+            return a
+
+        set_ = lambda name, value: object.__setattr__(self, name, value)
+        weights = np.asarray(self.weights, dtype=float)
+        set_("positions", frozen(self.positions, float))
+        set_("weights", frozen(weights[:, None] if weights.ndim == 1 else weights, float))
+        set_("offsets", frozen(self.offsets, np.int64))
         if self.sigmas is not None:
-            self.sigmas = np.ascontiguousarray(self.sigmas, dtype=float)
-        if self.centers is None:
-            self.centers = np.full(len(self), -1, dtype=np.int64)
-        self.centers = np.asarray(self.centers, dtype=np.int64)
+            set_("sigmas", frozen(self.sigmas, float))
+        centers = np.full(len(self.offsets) - 1, -1, dtype=np.int64) if self.centers is None else self.centers
+        set_("centers", frozen(centers, np.int64))
         if self.positions.ndim != 2 or self.positions.shape[1] not in (2, 3):
             raise ValueError(f"positions must have shape (M, 2) or (M, 3), got {self.positions.shape}")
         if len(self.weights) != len(self.positions):
@@ -44,8 +54,6 @@ class EnvironmentSet:
     @classmethod
     def from_list(cls, envs, sigma_per_atom: bool = False) -> "EnvironmentSet":
         """From a list of ``(pos, w)`` or ``(pos, w, sigmas)`` tuples (as in the functional API)."""
-        from ..kernels.validation import check_environment
-
         pos_l, w_l, s_l = [], [], []
         dims, chans = set(), set()
         for k, env in enumerate(envs):

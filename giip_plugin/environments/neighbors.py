@@ -15,16 +15,10 @@ from .species import SpeciesEncoding
 
 
 def species_names(atoms, species=None) -> np.ndarray:
-    """Species name of every atom: ``species`` if given, else an ``atoms.arrays['species']``
-    column (set by the project's readers for named LAMMPS types), else the chemical symbols."""
-    if species is not None:
-        names = np.asarray(species).astype(str)
-        if len(names) != len(atoms):
-            raise ValueError(f"{len(names)} species names for {len(atoms)} atoms")
-        return names
-    if "species" in atoms.arrays:
-        return np.asarray(atoms.arrays["species"]).astype(str)
-    return np.asarray(atoms.get_chemical_symbols()).astype(str)
+    """Species name of every atom, without a reference: :func:`giip_plugin.species.species_of`."""
+    from ..species import species_of
+
+    return species_of(atoms, species=species)
 
 
 def _box_for_search(atoms, dim: int):

@@ -99,7 +99,7 @@ def collect_samples(reference, inputs, *, frames=None, type_names=None, dim=None
     frames (all z equal), which must match the reference; 2 or 3 forces it.
     """
     from ..analysis import GIIPAnalyzer
-    from ..analysis.species import check_species, resolve_species
+    from ..species import check_species, species_of
     from ..io import Frame, iter_frames
 
     ref = reference
@@ -125,7 +125,7 @@ def collect_samples(reference, inputs, *, frames=None, type_names=None, dim=None
         if frame.dim != ref.dim:
             raise ValueError(f"{frame.source} frame {frame.index} is {frame.dim}D but the reference is {ref.dim}D")
         atoms = frame.atoms
-        names = resolve_species(atoms, ref)
+        names = species_of(atoms, reference=ref)
         check_species(names, ref, f"{frame.source} frame {frame.index}")
         ann = None if recompute else annotation_columns(atoms, ref.n_coords)
         if ann is not None:

@@ -14,15 +14,14 @@ from __future__ import annotations
 import glob
 import io
 import os
-import re
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import lru_cache
 
 import numpy as np
 from ase import Atoms
-from ase.data import atomic_numbers
 
+from ..species import check_types_match_elements, names_from_types, parse_type_names, symbols_for
 from ._dumpscan import looks_like_lammps_dump, read_block, scan_dump
 
 __all__ = ["Frame", "iter_frames", "parse_frames", "parse_type_names", "LAMMPS_POSITION_COLUMNS"]
@@ -40,50 +39,6 @@ _DUMP_SUFFIXES = (".dump", ".lammpstrj", ".lammpsdump")
 
 
 # --------------------------------------------------------------------------- text options
-
-
-def parse_type_names(text) -> dict:
-    """``"1=Ni,2=Nb"`` -> ``{1: "Ni", 2: "Nb"}`` (a dict is checked and passed through).
-
-    Pairs are separated by commas (or blanks); each is ``TYPE=NAME`` with a positive integer
-    LAMMPS type and a name without blanks. An empty text gives ``{}``.
-    """
-    if text is None:
-        return {}
-    if isinstance(text, dict):
-        items = list(text.items())
-    else:
-        if not isinstance(text, str):
-            raise ValueError(f"type names must be text like '1=Ni,2=Nb', got {text!r}")
-        items = []
-        for part in re.split(r"[,\s]+", re.sub(r"\s*=\s*", "=", text.strip())):
-            if not part:
-                continue
-            if part.count("=") != 1:
-                raise ValueError(
-                    f"malformed type names {text!r}: {part!r} is not TYPE=NAME; "
-                    "expected e.g. '1=Ni,2=Nb'"
-                )
-            items.append(tuple(s.strip() for s in part.split("=")))
-    out = {}
-    for t, name in items:
-        try:
-            ti = int(t)
-            if isinstance(t, float) and t != ti:
-                raise ValueError
-        except (TypeError, ValueError):
-            raise ValueError(
-                f"malformed type names {text!r}: type {t!r} is not an integer; expected e.g. '1=Ni,2=Nb'"
-            ) from None
-        name = str(name)
-        if ti < 1:
-            raise ValueError(f"malformed type names {text!r}: LAMMPS types start at 1, got {ti}")
-        if not name or re.search(r"\s", name):
-            raise ValueError(f"malformed type names {text!r}: type {ti} has an empty or blank name")
-        if ti in out:
-            raise ValueError(f"malformed type names {text!r}: type {ti} is named twice")
-        out[ti] = name
-    return out
 
 
 def parse_frames(text) -> slice:
@@ -244,48 +199,6 @@ def _detect_dim(positions: np.ndarray, dim) -> int:
     return 3
 
 
-def _symbols_for(species: np.ndarray) -> np.ndarray:
-    """Atomic numbers from species names that are element symbols (0, i.e. 'X', otherwise)."""
-    uniq, inv = np.unique(species, return_inverse=True)
-    nums = np.array([atomic_numbers.get(str(s), 0) for s in uniq], dtype=int)
-    return nums[inv.reshape(-1)]
-
-
-def _names_from_types(types: np.ndarray, type_names: dict | None, where: str) -> np.ndarray:
-    types = np.asarray(types).astype(np.int64)
-    uniq, inv = np.unique(types, return_inverse=True)
-    if type_names:
-        unknown = [int(t) for t in uniq if int(t) not in type_names]
-        if unknown:
-            known = ",".join(f"{k}={v}" for k, v in sorted(type_names.items()))
-            suggestion = ",".join(
-                [f"{k}={v}" for k, v in sorted(type_names.items())] + [f"{t}=NAME" for t in unknown]
-            )
-            raise ValueError(
-                f"{where}: LAMMPS type(s) {unknown} have no name in the type names given ({known}); "
-                f"add them to --type-names, e.g. --type-names {suggestion}"
-            )
-        names = np.array([type_names[int(t)] for t in uniq], dtype=str)
-    else:
-        names = np.array([str(int(t)) for t in uniq], dtype=str)
-    return names[inv.reshape(-1)] if len(uniq) else np.zeros(0, dtype=str)
-
-
-def _check_types_match_elements(types, element, type_names: dict, where: str) -> None:
-    """Raise when a numeric type is named (``type_names``) otherwise than the element column says."""
-    pairs = np.unique(np.column_stack([np.asarray(types).astype(str), np.asarray(element).astype(str)]), axis=0)
-    bad = [(int(t), e) for t, e in pairs.tolist() if int(t) in type_names and type_names[int(t)] != e]
-    if bad:
-        found = ", ".join(f"type {t} is {e}" for t, e in bad)
-        given = ",".join(f"{k}={v}" for k, v in sorted(type_names.items()))
-        in_file = ",".join(f"{t}={e}" for t, e in sorted({int(t): e for t, e in pairs.tolist()}.items()))
-        raise ValueError(
-            f"{where}: the element column contradicts the type names {given} ({found} in the file); "
-            f"the element column is what the file says: pass --type-names {in_file} (type_names=...) "
-            "to read it, or correct the file"
-        )
-
-
 def _assemble_lammps_frame(path, hdr, values, cell, origin, type_names, dim) -> Frame:
     """Build a Frame from the columns of one dump frame (``values``: column name -> array)."""
     where = f"{path} (frame {hdr.index}, timestep {hdr.timestep})"
@@ -325,16 +238,16 @@ def _assemble_lammps_frame(path, hdr, values, cell, origin, type_names, dim) -> 
         # an element column names the species itself; numeric types named otherwise contradict it
         species = element
         if numeric_types is not None and type_names:
-            _check_types_match_elements(numeric_types, element, type_names, where)
+            check_types_match_elements(numeric_types, element, type_names, where)
     elif numeric_types is not None and (type_names or labels is None):
-        species = _names_from_types(numeric_types, type_names, where)
+        species = names_from_types(numeric_types, type_names, where)
     elif labels is not None:
         species = labels
     else:
         species = np.full(n, "X")
 
     pbc = [f[0] == "p" for f in hdr.boundary]
-    atoms = Atoms(numbers=_symbols_for(species), positions=positions, cell=cell, pbc=pbc, celldisp=origin)
+    atoms = Atoms(numbers=symbols_for(species), positions=positions, cell=cell, pbc=pbc, celldisp=origin)
     if "id" in values:
         atoms.new_array("id", np.asarray(values["id"]).astype(np.int64))
     if numeric_types is not None:
@@ -547,8 +460,8 @@ def _frame_from_ase_atoms(atoms: Atoms, source, index, type_names, dim) -> Frame
     if types is not None and np.asarray(types).dtype.kind in "iu" and (
         type_names or not np.any(atoms.numbers)
     ):
-        species = _names_from_types(types, type_names, where)
-        atoms.numbers = _symbols_for(species)
+        species = names_from_types(types, type_names, where)
+        atoms.numbers = symbols_for(species)
     elif "species" in arrays and np.asarray(arrays["species"]).dtype.kind == "U":
         species = np.asarray(arrays["species"])
     else:

@@ -1,4 +1,27 @@
-"""Stage 2 of the pipeline: GIIP inner products and the exact orientation-invariant distance."""
-from .engine import DistanceEngine, SearchSettings, distance, inner_product, optimal_rotation, pairwise_distances
+"""Stage 2 of the pipeline: GIIP inner products and the exact orientation-invariant distance.
 
-__all__ = ["DistanceEngine", "SearchSettings", "distance", "inner_product", "optimal_rotation", "pairwise_distances"]
+The names below are imported on first use (PyTorch loads then), so that importing the package, or
+a module that needs only part of it, stays light.
+"""
+from importlib import import_module
+
+_LAZY = {
+    "DistanceEngine": ".engine",
+    "SearchSettings": ".settings",
+    "distance": ".engine",
+    "inner_product": ".engine",
+    "optimal_rotation": ".engine",
+    "pairwise_distances": ".engine",
+}
+
+__all__ = sorted(_LAZY)
+
+
+def __getattr__(name):
+    if name in _LAZY:
+        return getattr(import_module(_LAZY[name], __name__), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(set(globals()) | set(_LAZY))

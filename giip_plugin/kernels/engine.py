@@ -8,17 +8,18 @@ from __future__ import annotations
 
 import math
 import weakref
-from dataclasses import dataclass
 
 import numpy as np
 import torch
 
+from .. import config
 from ..environments.environment_set import EnvironmentSet
 from .overlap import overlap_fixed, pair_terms, self_overlap
 from .radial import RadialBasis, harmonic_coefficients
 from .search import band_limit, grid_candidates_2d, grid_candidates_3d, grid_candidates_3d_coef, polish
 from .special import spherical_harmonics
-from .validation import check_device, check_environment, check_group, check_sigma
+from .settings import SearchSettings
+from ..validation import check_device, check_environment, check_group, check_sigma
 
 
 def _resolve_device(device):
@@ -39,47 +40,20 @@ def _resolve_dtype(dtype):
     raise ValueError(f"dtype must be float64 or float32, got {dtype!r}")
 
 
-@dataclass
-class SearchSettings:
-    """Tuning of the rotation search (defaults are exact on the tests and benchmarks).
-
-    candidates : local maxima of the grid polished per parity.
-    oversample : grid refinement factor over the band limit.
-    band_tol : relative size of the neglected harmonics that sets the band limit.
-    """
-
-    candidates: int = 6
-    oversample: float = 1.0
-    band_tol: float = 1e-4
-    max_iter: int = 50
-
-    def __post_init__(self):
-        if int(self.candidates) < 1:
-            raise ValueError("candidates must be >= 1")
-        if not self.oversample >= 1.0:
-            raise ValueError("oversample must be >= 1 (the grid must resolve the band limit)")
-        if not 0 < self.band_tol < 1:
-            raise ValueError("band_tol must be in (0, 1)")
-
-
 _SET_CACHE: dict = {}
 
 
 def _set_cache(S) -> dict:
     """Per-set memo of device tensors (padded arrays, harmonic coefficients), so that engines built
-    again on the same set (a reference's training set, batch after batch) reuse them. Entries go
-    when the set is garbage collected, and are dropped if the set's arrays were changed in place
-    (checked by sums of its positions, weights and widths)."""
+    again on the same set (a reference's training set, batch after batch) reuse them. Sets are
+    immutable (read-only arrays, fields that cannot be reassigned), so an entry cannot go stale;
+    it goes when the set is garbage collected."""
     key = id(S)
-    stamp = (S.positions.shape, float(np.sum(S.positions)), float(np.sum(S.weights)),
-             None if S.sigmas is None else float(np.sum(S.sigmas)))
     entry = _SET_CACHE.get(key)
     if entry is None:
-        entry = _SET_CACHE[key] = [stamp, {}]
+        entry = _SET_CACHE[key] = {}
         weakref.finalize(S, _SET_CACHE.pop, key, None)
-    elif entry[0] != stamp:
-        entry[0], entry[1] = stamp, {}
-    return entry[1]
+    return entry
 
 
 def _memo(S, key, make):
@@ -230,10 +204,11 @@ class DistanceEngine:
     def distances(self, ia, ib, return_rotation=False, progress=None, workers=None):
         """Invariant distances of the pairs ``(A[ia[k]], B[ib[k]])`` as a numpy array.
 
-        On the CPU, chunks of pairs run on ``workers`` threads (default: PyTorch's thread count,
-        i.e. all cores) with one PyTorch thread each: the operations on one chunk are too small
-        for intra-op threading, whose spinning threads also collapse when other programs load the
-        cores (measured: 3.5x slower than one thread on a busy 2-core machine).
+        On the CPU, chunks of pairs run on ``workers`` threads (default: the entry point's setting,
+        :func:`giip_plugin.config.compute_threads`, else all cores); the entry point gives PyTorch
+        one intra-op thread: the operations on one chunk are too small for intra-op threading,
+        whose spinning threads also collapse when other programs load the cores (measured: 3.5x
+        slower than one thread on a busy 2-core machine).
         """
         ia = np.asarray(ia, dtype=np.int64).reshape(-1)
         ib = np.asarray(ib, dtype=np.int64).reshape(-1)
@@ -245,8 +220,8 @@ class DistanceEngine:
         order = np.lexsort((self._counts_b[ib], self._counts_a[ia])) if len(ia) > self.chunk else np.arange(len(ia))
         ia, ib = ia[order], ib[order]
         starts = list(range(0, len(ia), self.chunk))
-        if workers is None:
-            workers = torch.get_num_threads() if self.device.type == "cpu" else 1
+        if workers is None:  # set by the entry point (giip_plugin.config.compute_threads)
+            workers = config.workers() if self.device.type == "cpu" else 1
         workers = max(1, min(int(workers), len(starts)))
 
         def store(s, res):
@@ -263,21 +238,16 @@ class DistanceEngine:
             return (out, rots) if return_rotation else out
         from concurrent.futures import ThreadPoolExecutor
 
-        previous = torch.get_num_threads()
-        torch.set_num_threads(1)
-        try:
-            with ThreadPoolExecutor(max_workers=workers) as pool:
-                futures = [(s, pool.submit(self._chunk, ia[s : s + self.chunk], ib[s : s + self.chunk], return_rotation))
-                           for s in starts]
-                try:
-                    for s, fut in futures:
-                        store(s, fut.result())
-                except BaseException:  # Ctrl-C or an error: do not start the remaining chunks
-                    for _, fut in futures:
-                        fut.cancel()
-                    raise
-        finally:
-            torch.set_num_threads(previous)
+        with ThreadPoolExecutor(max_workers=workers) as pool:
+            futures = [(s, pool.submit(self._chunk, ia[s : s + self.chunk], ib[s : s + self.chunk], return_rotation))
+                       for s in starts]
+            try:
+                for s, fut in futures:
+                    store(s, fut.result())
+            except BaseException:  # Ctrl-C or an error: do not start the remaining chunks
+                for _, fut in futures:
+                    fut.cancel()
+                raise
         return (out, rots) if return_rotation else out
 
 
@@ -329,7 +299,7 @@ def inner_product(pos_a, w_a, pos_b, w_b, *, sigma, sigmas_a=None, sigmas_b=None
     if A.n_channels != B.n_channels:
         raise ValueError(f"environments have {A.n_channels} and {B.n_channels} weight channels")
     sigma = check_sigma(sigma)
-    t = lambda S: [None if x is None else torch.as_tensor(x)[None] for x in (S.positions, S.weights, S.sigmas)]
+    t = lambda S: [None if x is None else torch.tensor(x)[None] for x in (S.positions, S.weights, S.sigmas)]
     pa, wa, sa = t(A)
     pb, wb, sb = t(B)
     return float(overlap_fixed(pa, wa, sa, pb, wb, sb, sigma)[0])
@@ -358,7 +328,8 @@ def pairwise_distances(envs_a, envs_b=None, *, sigma, group="O3", device=None, d
 
         bar = tqdm(total=len(ia), unit="pair", desc="GIIP distances")
     try:
-        d = eng.distances(ia, ib, progress=bar)
+        with config.compute_threads():  # an entry point: PyTorch threads set here (config.py)
+            d = eng.distances(ia, ib, progress=bar)
     finally:
         if bar is not None:
             bar.close()

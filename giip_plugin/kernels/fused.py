@@ -52,6 +52,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .. import config
 from .radial import RadialBasis
 
 LANES = 16  # pairs side by side in the innermost loops (B in fused_kernel.c)
@@ -81,10 +82,7 @@ class _Args(ctypes.Structure):
 
 
 def _cache_dir() -> Path:
-    env = os.environ.get("GIIP_CACHE_DIR")
-    if env:
-        return Path(env)
-    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "giip-plugin"
+    return config.cache_dir()
 
 
 def _cpu_identity() -> str:
@@ -116,7 +114,7 @@ def library():
 
 
 def _build():
-    cc = shlex.split(os.environ.get("CC") or "cc")
+    cc = shlex.split(config.c_compiler())
     source = SOURCE.read_bytes()
     try:
         version = subprocess.run([*cc, "--version"], capture_output=True, text=True, timeout=60).stdout
@@ -325,7 +323,7 @@ def coarse_distance_rows(engine, *, workers=None, progress=None, rows_per_call: 
             raise MemoryError("the fused kernel could not allocate its work space")
         return e - s
 
-    threads = max(1, int(workers) if workers else torch.get_num_threads())
+    threads = max(1, int(workers) if workers else config.workers())
     chunks = [(s, min(nA, s + rows_per_call)) for s in range(0, nA, rows_per_call)]
     with ThreadPoolExecutor(max_workers=min(threads, len(chunks))) as pool:
         futures = [pool.submit(run, s, e) for s, e in chunks]
@@ -348,7 +346,7 @@ def applies(engine) -> bool:
     per parity on a grid that is not oversampled), the kernel compiled (else a warning, once), and
     ``GIIP_NO_FUSED`` unset in the environment (``GIIP_NO_FUSED=1`` keeps the PyTorch path, for
     comparisons)."""
-    if os.environ.get("GIIP_NO_FUSED"):
+    if config.fused_disabled():
         return False
     try:
         _check_covered(engine)

@@ -118,14 +118,14 @@ def euler_zyz(alpha, beta, gamma):
 
 
 def _cache_dir():
-    import os
+    from .. import config
 
-    return os.environ.get("GIIP_CACHE_DIR") or os.path.join(os.path.expanduser("~"), ".cache", "giip-plugin")
+    return str(config.cache_dir())
 
 
 @lru_cache(maxsize=16)
 def wigner_small_d_table(l_max: int, betas: tuple) -> np.ndarray:
-    """Cached (in memory, and on disk under ``$GIIP_CACHE_DIR`` or ``~/.cache/giip-plugin`` for
+    """Cached (in memory, and on disk in :func:`giip_plugin.config.cache_dir` for
     band limits above 16, whose tables take seconds to compute) :func:`_wigner_small_d_table`."""
     import hashlib
     import os

@@ -32,7 +32,6 @@ from typing import NamedTuple
 import numpy as np
 
 from ..environments import EnvironmentSet, LocalEnvironments, SpeciesEncoding
-from ..kernels import fused
 from .clustering import Clustering, ClassSummary, assign_nearest, class_summary, complete_linkage
 from .diffusion import DiffusionMap
 from .regression import local_linear_regression_r2, select_parsimonious
@@ -78,17 +77,18 @@ def fast_settings(n_train: int) -> FastSettings:
 
 
 class MapResult(NamedTuple):
-    """Result of :meth:`ReferenceMap.transform`: one entry per new environment."""
+    """Result of :meth:`ReferenceMap.transform`: one entry per new environment (the names of
+    :class:`~giip_plugin.analysis.AnalysisResult`)."""
 
     classes: np.ndarray  # class of the nearest training environment
     coordinates: np.ndarray  # (n, n_coords) selected diffusion coordinates (Nystrom)
-    distance: np.ndarray  # distance to the nearest training environment
+    ref_distance: np.ndarray  # distance to the nearest training environment (atoms of difference)
 
 
 class MapResultWithRotation(NamedTuple):
     classes: np.ndarray
     coordinates: np.ndarray
-    distance: np.ndarray
+    ref_distance: np.ndarray
     rotation: np.ndarray  # (n, dim, dim): R maximising <new, R nearest-training>
 
 
@@ -226,7 +226,7 @@ class ReferenceMap:
     ) -> "ReferenceMap":
         """Classes, diffusion map and parsimonious coordinates from a computed training matrix ``D``."""
         from ..kernels import SearchSettings
-        from ..kernels.validation import check_group, check_sigma
+        from ..validation import check_group, check_sigma
 
         sigma = check_sigma(sigma)
         group = check_group(_group_for(group, training.dim), training.dim)
@@ -552,6 +552,8 @@ class ReferenceMap:
         ia, ib = np.repeat(np.arange(nA), nB), np.tile(np.arange(nB), nA)
         if not fast:
             return self.engine_for(envs, device=device).distances(ia, ib, progress=progress).reshape(nA, nB)
+        from ..kernels import fused
+
         coarse = self.engine_for(envs, device=device, coarse=True)
         if fused.applies(coarse):  # the same search, compiled per pair (kernels/fused.py)
             rows = fused.coarse_distance_rows(coarse, progress=progress)
@@ -616,14 +618,11 @@ class ReferenceMap:
 
             extra = min(fast_settings(self.n_train).refine, self.n_train) if fast else 0
             bar = tqdm(total=n * (self.n_train + extra), unit="pair", desc="GIIP distances")
+        from .. import config
+
         try:
-            for a in range(0, n, int(batch)):
-                sub = envs.subset(np.arange(a, min(n, a + int(batch))))
-                rows = self.distance_rows(sub, progress=bar, device=device, fast=fast)
-                res = self.transform_from_distances(rows, all_coordinates=all_coordinates)
-                sl = slice(a, a + len(sub))
-                classes[sl], coords[sl], dist[sl] = res
-                nearest[sl] = np.argmin(rows, axis=1)
+            with config.compute_threads():  # an entry point: PyTorch threads set here (config.py)
+                self._transform_batches(envs, batch, bar, device, fast, all_coordinates, classes, coords, dist, nearest)
         finally:
             if bar is not None:
                 bar.close()
@@ -632,6 +631,17 @@ class ReferenceMap:
         eng = self.engine_for(envs, device=device)
         _, rot = eng.distances(np.arange(n), nearest, return_rotation=True)
         return MapResultWithRotation(classes, coords, dist, rot)
+
+    def _transform_batches(self, envs, batch, bar, device, fast, all_coordinates, classes, coords, dist, nearest):
+        """Fill the output arrays of :meth:`transform`, ``batch`` rows at a time."""
+        n = len(envs)
+        for a in range(0, n, int(batch)):
+            sub = envs.subset(np.arange(a, min(n, a + int(batch))))
+            rows = self.distance_rows(sub, progress=bar, device=device, fast=fast)
+            res = self.transform_from_distances(rows, all_coordinates=all_coordinates)
+            sl = slice(a, a + len(sub))
+            classes[sl], coords[sl], dist[sl] = res
+            nearest[sl] = np.argmin(rows, axis=1)
 
     # ------------------------------------------------------------------ file
     def save(self, path, *, remove_checkpoint: bool = True) -> None:

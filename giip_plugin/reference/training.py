@@ -37,11 +37,11 @@ import os
 import shutil
 import sys
 import threading
-from contextlib import contextmanager
 from dataclasses import asdict
 
 import numpy as np
 
+from .. import config
 from ..environments import EnvironmentSet
 
 __all__ = [
@@ -203,24 +203,6 @@ def _compute_block(engine, n: int, block_size: int, I: int, J: int, progress=Non
     return engine.distances(ia, ib, progress=progress)
 
 
-def available_cores() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except (AttributeError, OSError):  # pragma: no cover - not Linux
-        return os.cpu_count() or 1
-
-
-@contextmanager
-def _torch_threads(n):
-    import torch
-
-    old = torch.get_num_threads()
-    if n is not None:
-        torch.set_num_threads(int(n))
-    try:
-        yield
-    finally:
-        torch.set_num_threads(old)
 
 
 def _payload(envs: EnvironmentSet, sigma, group, settings, device, dtype, key) -> dict:
@@ -251,11 +233,9 @@ def _engine_from_payload(p):
 
 def _dask_block(payload, n, block_size, I, J):
     """A Dask task: one block, on one torch thread (see the module docstring)."""
-    import torch
-
-    torch.set_num_threads(1)
-    eng = _engine_from_payload(payload)
-    return I, J, _compute_block(eng, n, block_size, I, J)
+    with config.compute_threads(1):
+        eng = _engine_from_payload(payload)
+        return I, J, _compute_block(eng, n, block_size, I, J)
 
 
 def _progress_bar(progress, total, initial, desc):
@@ -311,7 +291,7 @@ def training_distance_matrix(
     if n < 2:
         raise ValueError(f"a training distance matrix needs at least 2 environments, got {n}")
     from ..kernels import DistanceEngine, SearchSettings
-    from ..kernels.validation import check_group, check_sigma
+    from ..validation import check_group, check_sigma
 
     sigma = check_sigma(sigma)
     check_group(group, envs.dim)
@@ -349,8 +329,7 @@ def training_distance_matrix(
     n_done = len(blocks) - len(todo)
     try:
         if scheduler is None:
-            threads = available_cores() if n_workers is None else int(n_workers)
-            with _torch_threads(max(1, threads)):
+            with config.compute_threads(n_workers):
                 eng = DistanceEngine(envs, sigma=sigma, group=group, device=device, dtype=dtype, settings=settings)
                 for I, J in todo:
                     vals = _compute_block(eng, n, bs, I, J, progress=bar)

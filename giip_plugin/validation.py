@@ -1,4 +1,5 @@
-"""Input checks shared by the kernels: clear errors instead of silent wrong answers."""
+"""Input checks shared by every stage (environments, kernels, reference, command line): clear errors
+instead of silent wrong answers. Imports nothing heavy."""
 from __future__ import annotations
 
 import re

@@ -1,0 +1,91 @@
+"""Every switch that changes how giip-plugin runs, in one place (documented in docs/design.md,
+section 6). Nothing else in the package reads environment variables or changes process-wide
+settings.
+
+Environment variables
+---------------------
+``GIIP_CACHE_DIR``
+    Folder of the compiled fast-path kernel and of cached tables. Default
+    ``$XDG_CACHE_HOME/giip-plugin``, else ``~/.cache/giip-plugin``.
+``GIIP_NO_FUSED``
+    ``1`` (any non-empty value): the fast path's coarse search runs on PyTorch instead of the
+    compiled C kernel (the baseline of the benchmarks).
+``CC``
+    The C compiler, with flags if needed, that builds the fused kernel at first use (default ``cc``).
+
+Threads
+-------
+The distance kernels run chunks of pairs on worker threads, each with one PyTorch thread (the
+operations on one chunk are too small for PyTorch's intra-op threads, whose spinning collapses on
+a loaded machine). PyTorch's thread count is process-wide, so it is set only at the entry points
+(the command line, :class:`~giip_plugin.GIIPAnalyzer`, :meth:`ReferenceMap.build` and
+:meth:`~ReferenceMap.transform`, :func:`~giip_plugin.pairwise_distances`) by :func:`compute_threads`,
+and restored when they return; nested entry points keep the outer setting.
+"""
+from __future__ import annotations
+
+import contextlib
+import os
+import threading
+from pathlib import Path
+
+__all__ = ["cache_dir", "fused_disabled", "c_compiler", "available_cores", "compute_threads", "workers"]
+
+
+def cache_dir() -> Path:
+    """``$GIIP_CACHE_DIR``, else ``$XDG_CACHE_HOME/giip-plugin``, else ``~/.cache/giip-plugin``."""
+    env = os.environ.get("GIIP_CACHE_DIR")
+    if env:
+        return Path(env)
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "giip-plugin"
+
+
+def fused_disabled() -> bool:
+    """``GIIP_NO_FUSED`` is set: keep the fast path's coarse search on PyTorch."""
+    return bool(os.environ.get("GIIP_NO_FUSED"))
+
+
+def c_compiler() -> str:
+    """``$CC`` or ``cc``."""
+    return os.environ.get("CC") or "cc"
+
+
+def available_cores() -> int:
+    """CPU cores this process may run on."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):  # pragma: no cover - not Linux
+        return os.cpu_count() or 1
+
+
+_STATE = threading.local()
+
+
+def workers() -> int:
+    """Worker threads of the distance kernels: the value of the innermost :func:`compute_threads`
+    of this thread, else the available cores."""
+    return getattr(_STATE, "workers", None) or available_cores()
+
+
+@contextlib.contextmanager
+def compute_threads(n: int | None = None):
+    """Entry-point context: ``n`` worker threads (default all available cores) with one PyTorch
+    intra-op thread each; PyTorch's setting is restored on exit. Nested uses keep the outer
+    setting unless they name ``n``."""
+    outer = getattr(_STATE, "workers", None)
+    if outer is not None and n is None:
+        yield outer
+        return
+    if n is not None and int(n) < 1:
+        raise ValueError(f"the number of threads must be positive, got {n}")
+    count = int(n) if n is not None else available_cores()
+    import torch
+
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    _STATE.workers = count
+    try:
+        yield count
+    finally:
+        _STATE.workers = outer
+        torch.set_num_threads(previous)
