@@ -257,7 +257,10 @@ class GIIPHook:
         self._check_species()
 
         # names of everything this hook creates
-        self.names = {"class": f"d_{p}_class", "dc": f"d2_{p}_dc", "ref_distance": f"d_{p}_ref_distance",
+        from .analysis.columns import dump_names
+
+        cols = dump_names(self.n_coords, p)  # the names giip apply writes too
+        self.names = {"class": cols["class"], "dc": cols["dc_array"], "ref_distance": cols["ref_distance"],
                       "error": f"i_{p}_error"}
         self._fix_props = f"{p}_props"
         self._fix_run = f"{p}_run"

@@ -24,5 +24,5 @@ giip apply "$OUT/lj2d.h5" "$DUMP" -o "$OUT/lj2d_giip.dump" --no-progress
 echo "== 4. OVITO: render the crystal coloured by class"
 python ovito_modifier/examples/render_classes.py "$DUMP" "$OUT/lj2d.h5" -o "$OUT/lj2d_classes.png" \
     --camera-dir 0,0,-1 --flat --no-cell
-echo "Done: $OUT/lj2d_giip.dump (per-atom giip_class, giip_dc1.., giip_ref_distance; open it in OVITO)"
+echo "Done: $OUT/lj2d_giip.dump (per-atom d_giip_class, d2_giip_dc[1..k], d_giip_ref_distance; open it in OVITO)"
 echo "      $OUT/lj2d_classes.png"

@@ -186,30 +186,32 @@ def test_cli_apply_dump(ref_path, cutout_dump, analysed, tmp_path):
     assert len(frames) == 2
     an, res = analysed
     f0 = frames[0]
-    assert f0.columns[: len(f0.columns) - 5][-3:] == ["x", "y", "z"] or "x" in f0.columns
-    for k in ("giip_class", "giip_dc1", "giip_dc3", "giip_ref_distance"):
-        assert k in f0.columns
-    np.testing.assert_array_equal(f0.atoms.arrays["giip_class"].astype(int), res.classes)
-    np.testing.assert_allclose(f0.atoms.arrays["giip_dc2"], res.coordinates[:, 1], atol=1e-6, equal_nan=True)
+    # the names of the LAMMPS hook, after the input's columns
+    assert f0.columns[-5:] == ["d_giip_class", "d2_giip_dc[1]", "d2_giip_dc[2]", "d2_giip_dc[3]", "d_giip_ref_distance"]
+    np.testing.assert_array_equal(f0.atoms.arrays["d_giip_class"].astype(int), res.classes)
+    np.testing.assert_allclose(f0.atoms.arrays["d2_giip_dc[2]"], res.coordinates[:, 1], atol=1e-6, equal_nan=True)
     # ASE's reader gets the same columns
     f0_ase = next(iter_frames(str(out), reader="ase"))
-    np.testing.assert_array_equal(f0_ase.atoms.arrays["giip_class"].astype(int), res.classes)
+    np.testing.assert_array_equal(f0_ase.atoms.arrays["d_giip_class"].astype(int), res.classes)
 
 
-def test_cli_apply_column_prefix_for_plain_ase(ref_path, cutout_dump, analysed, tmp_path):
-    """With --column-prefix d_ the added columns survive a plain ase.io.read of the dump."""
+def test_cli_apply_columns_survive_plain_ase(ref_path, cutout_dump, analysed, tmp_path):
+    """The default columns survive a plain ase.io.read of the dump (ASE keeps d_ and d2_ columns)."""
     out = tmp_path / "out_d.dump"
-    assert main(["apply", str(ref_path), str(cutout_dump), "-o", str(out), "--frames", "0:1",
-                 "--column-prefix", "d_", "--no-progress"]) == 0
+    assert main(["apply", str(ref_path), str(cutout_dump), "-o", str(out), "--frames", "0:1", "--no-progress"]) == 0
     atoms = ase.io.read(out, format="lammps-dump-text", index=0, order=False)  # keep the file's atom order
     an, res = analysed
     assert "d_giip_class" in atoms.arrays and "d_giip_ref_distance" in atoms.arrays
     np.testing.assert_array_equal(np.asarray(atoms.arrays["d_giip_class"]).reshape(-1).astype(int), res.classes)
-    np.testing.assert_allclose(np.asarray(atoms.arrays["d_giip_dc1"]).reshape(-1), res.coordinates[:, 0], atol=1e-6,
+    np.testing.assert_allclose(np.asarray(atoms.arrays["d2_giip_dc[1]"]).reshape(-1), res.coordinates[:, 0], atol=1e-6,
                                equal_nan=True)
-    # OVITO reads the prefixed columns as properties of the same names
-    f0 = next(iter_frames(str(out), reader="ovito"))
-    np.testing.assert_array_equal(f0.atoms.arrays["d_giip_class"].astype(int), res.classes)
+    # another prefix keeps the columns of two references apart
+    out2 = tmp_path / "two.dump"
+    assert main(["apply", str(ref_path), str(out), "-o", str(out2), "--prefix", "ref2", "--no-progress"]) == 0
+    f = next(iter_frames(out2))
+    assert "d_giip_class" in f.columns and "d_ref2_class" in f.columns and "d2_ref2_dc[3]" in f.columns
+    np.testing.assert_array_equal(f.atoms.arrays["d_ref2_class"], f.atoms.arrays["d_giip_class"])
+    assert main(["apply", str(ref_path), str(out), "-o", str(tmp_path / "x.dump"), "--prefix", "a b"]) == 1
 
 
 def test_cli_apply_fast(ref_path, cutout_dump, analysed, tmp_path):
@@ -218,8 +220,8 @@ def test_cli_apply_fast(ref_path, cutout_dump, analysed, tmp_path):
                  "--no-progress"]) == 0
     f0 = next(iter_frames(str(out), reader="ovito"))
     an, res = analysed
-    np.testing.assert_array_equal(f0.atoms.arrays["giip_class"].astype(int), res.classes)
-    np.testing.assert_allclose(f0.atoms.arrays["giip_ref_distance"], res.ref_distance, atol=1e-6, equal_nan=True)
+    np.testing.assert_array_equal(f0.atoms.arrays["d_giip_class"].astype(int), res.classes)
+    np.testing.assert_allclose(f0.atoms.arrays["d_giip_ref_distance"], res.ref_distance, atol=1e-6, equal_nan=True)
 
 
 def test_cli_apply_frames_and_extxyz(ref_path, cutout_dump, analysed, tmp_path):

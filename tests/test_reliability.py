@@ -86,10 +86,10 @@ def test_extxyz_to_dump_round_trip_keeps_every_species(ref_path, cutout, tmp_pat
     re_ = tmp_path / "re.dump"
     assert main(["apply", str(ref_path), str(c), "-o", str(re_), "--no-progress"]) == 0
     g = next(iter_frames(re_, reader="ase"))
-    np.testing.assert_array_equal(g.atoms.arrays["giip_class"], f.atoms.arrays["giip_class"])
-    np.testing.assert_array_equal(g.atoms.arrays["giip_ref_distance"], f.atoms.arrays["giip_ref_distance"])
+    np.testing.assert_array_equal(g.atoms.arrays["d_giip_class"], f.atoms.arrays["d_giip_class"])
+    np.testing.assert_array_equal(g.atoms.arrays["d_giip_ref_distance"], f.atoms.arrays["d_giip_ref_distance"])
     expected = GIIPAnalyzer(ref_path).analyze(cutout)
-    np.testing.assert_array_equal(f.atoms.arrays["giip_class"].astype(int), expected.classes)
+    np.testing.assert_array_equal(f.atoms.arrays["d_giip_class"].astype(int), expected.classes)
 
 
 def test_an_element_column_wins_over_types_and_a_contradiction_is_an_error(ref_path, cutout, tmp_path, capsys):

@@ -35,8 +35,19 @@ class AnalysisResult:
     analysed: np.ndarray  # bool: centre atoms with at least one neighbour
     n_empty: int  # centres without neighbours inside the cutoff
 
-    def as_arrays(self) -> dict:
-        return {"giip_class": self.classes, "giip_dc": self.coordinates, "giip_ref_distance": self.ref_distance}
+    def as_arrays(self, prefix: str = "giip") -> dict:
+        """``giip_class``, ``giip_dc`` (n, k), ``giip_ref_distance``: names for ``atoms.arrays`` and
+        extxyz (:func:`giip_plugin.analysis.columns.array_columns`)."""
+        from .columns import array_columns
+
+        return array_columns(self, prefix)
+
+    def dump_columns(self, prefix: str = "giip") -> dict:
+        """``d_giip_class``, ``d2_giip_dc[1..k]``, ``d_giip_ref_distance``: the columns of a dump
+        (:func:`giip_plugin.analysis.columns.dump_columns`), as the LAMMPS hook writes them."""
+        from .columns import dump_columns
+
+        return dump_columns(self, prefix)
 
     def class_counts(self, n_classes: int) -> np.ndarray:
         c = self.classes[self.classes >= 0]

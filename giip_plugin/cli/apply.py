@@ -1,9 +1,12 @@
 """``giip apply REF.h5 INPUT... -o OUTPUT``: annotate every atom of saved trajectories.
 
 Frames are streamed (one in memory at a time, or a bounded window with ``--scheduler``), each
-atom gets ``giip_class``, ``giip_dc1 .. giip_dck`` and ``giip_ref_distance``, and the frames are
-written with their input columns plus these to a LAMMPS text dump or an extxyz file (chosen by
-the output's extension). The output is written atomically: an interrupted or failed run leaves
+atom gets its class, diffusion coordinates and distance to the nearest reference environment,
+and the frames are written with their input columns plus these to a LAMMPS text dump or an
+extxyz file (chosen by the output's extension). Dump columns: ``d_giip_class``,
+``d2_giip_dc[1] .. d2_giip_dc[k]``, ``d_giip_ref_distance`` (the names the LAMMPS hook writes, kept
+by OVITO, ASE's dump reader and LAMMPS' read_dump); extxyz: ``giip_class``, ``giip_dc`` (n x k),
+``giip_ref_distance``. The output is written atomically: an interrupted or failed run leaves
 no partial file.
 """
 from __future__ import annotations
@@ -34,10 +37,9 @@ def add_parser(sub):
                         "of each atom: about 4 times faster (NiNb), about 100 times with 1,500+ reference environments "
                         "(compiled CPU kernel, needs a C compiler); classes as the exact path for nearly "
                         "every atom, coordinates within a fraction of a percent of their range (see benchmarks/RESULTS.md)")
-    p.add_argument("--column-prefix", default="", metavar="PREFIX",
-                   help="text in front of the added dump columns' names; 'd_' (d_giip_class ...) makes plain "
-                        "ase.io.read(..., format='lammps-dump-text') keep them: ASE's dump reader drops columns "
-                        "whose names do not start with c_, f_, v_, d_ or i_ (OVITO and giip read both)")
+    p.add_argument("--prefix", default="giip", metavar="NAME",
+                   help="name in the added columns (d_NAME_class, d2_NAME_dc[k], d_NAME_ref_distance; default giip), "
+                        "to keep the columns of several references apart")
     p.add_argument("--scheduler", default=None, metavar="ADDRESS",
                    help="Dask scheduler address: spread frames over a Dask cluster")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
@@ -47,7 +49,7 @@ def add_parser(sub):
 
 
 def _analyse_frame(analyzer, frame):
-    """The frame's results; its warnings name the frame."""
+    """The frame's :class:`AnalysisResult`; its warnings name the frame."""
     import warnings
 
     with warnings.catch_warnings(record=True) as caught:
@@ -55,7 +57,7 @@ def _analyse_frame(analyzer, frame):
         res = analyzer.analyze(frame.atoms)
     for w in caught:
         warnings.warn(f"{frame.source} frame {frame.index}: {w.message}", w.category, stacklevel=2)
-    return res.as_arrays()
+    return res
 
 
 def _check_frame(frame, ref):
@@ -102,6 +104,9 @@ def run(args) -> int:
     check_output(args.output, inputs + [args.reference])
     check_device(args.device)
     from ..analysis import GIIPAnalyzer
+    from ..analysis.columns import dump_names
+
+    dump_names(1, args.prefix)  # a valid prefix
     from ..io import writer_format
 
     writer_format(args.output)
@@ -116,14 +121,16 @@ def run(args) -> int:
     frames = iter_frames(inputs, frames=args.frames, type_names=type_names or None, dim=dim)
     bar = tqdm(unit="frame", desc="giip apply", disable=args.no_progress, file=sys.stderr)
     n_frames = n_atoms = 0
-    with AnnotatedWriter(args.output, extra_prefix=args.column_prefix,
-                         type_names=type_names or reference_type_numbers(ref)) as writer:
+    from ..analysis.columns import array_columns, dump_columns
+
+    with AnnotatedWriter(args.output, type_names=type_names or reference_type_numbers(ref)) as writer:
+        columns = dump_columns if writer.format == "lammps-dump" else array_columns
         if args.scheduler:
             results = _run_dask(args.scheduler, analyzer, frames, ref)
         else:
             results = ((f, _analyse_frame(analyzer, f)) for f in _checked(frames, ref))
-        for frame, arrays in results:
-            writer.write(frame, arrays)
+        for frame, res in results:
+            writer.write(frame, columns(res, args.prefix))
             n_frames += 1
             n_atoms += frame.natoms
             bar.update(1)
@@ -169,4 +176,4 @@ def _run_dask(address, analyzer, frames, ref, window: int | None = None):
 def _remote_analyse(reference, atoms, fast=False):
     from ..analysis import GIIPAnalyzer
 
-    return GIIPAnalyzer(reference, fast=fast).analyze(atoms).as_arrays()
+    return GIIPAnalyzer(reference, fast=fast).analyze(atoms)

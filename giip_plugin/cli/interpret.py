@@ -12,7 +12,7 @@ squared correlation) is printed:
   voronoi_icosahedral  (3D) 1 for a full icosahedron <0,0,12,0>, else 0
   <column>          every numeric per-atom column of the input, e.g. c_pe
 
-Inputs written by 'giip apply' (columns giip_class, giip_dc1..k) are read as they are, so the
+Inputs written by 'giip apply' (columns d_giip_class, d2_giip_dc[1..k]) are read as they are, so the
 expensive step is done once; other inputs are analysed here (--max-atoms N: a random subset of
 N centre atoms per frame, to save time: each atom costs one exact distance per training
 environment).

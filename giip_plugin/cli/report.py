@@ -7,7 +7,7 @@
 * ``cluster_error.png``: largest class diameter against the number of classes, the chosen one marked;
 * ``exemplars.png``: the medoid environment of each class, drawn in 3D (in the plane for 2D maps).
 
-Coordinates are numbered as the ``giip_dc1 .. giip_dck`` columns of ``giip apply``: dcJ is the J-th
+Coordinates are numbered as the ``d2_giip_dc[1..k]`` columns of ``giip apply``: dcJ is the J-th
 selected (parsimonious) coordinate; the figures also give its eigenvector number (psiI).
 """
 from __future__ import annotations

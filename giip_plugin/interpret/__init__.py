@@ -1,4 +1,4 @@
-"""Interpreting GIIP reference maps and analysed frames (step 6 of the method, DESIGN.md).
+"""Interpreting GIIP reference maps and analysed frames (step 6 of the method; docs/design.md).
 
 * :mod:`.quantities` -- per-atom physical quantities: smooth coordination, neighbour species
   fractions, Voronoi volume (OVITO), input columns;

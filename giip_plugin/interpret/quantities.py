@@ -1,4 +1,4 @@
-"""Per-atom physical quantities to interpret diffusion coordinates with (step 6, DESIGN.md).
+"""Per-atom physical quantities to interpret diffusion coordinates with (step 6; docs/design.md).
 
 * ``coordination``: the smooth coordination number, the sum of the cutoff weights ``f(r)`` of the
   neighbours (weight 1 below ``r_inner``, cubic spline to 0 at ``r_outer``): the reference's own

@@ -3,8 +3,8 @@
 :func:`collect_samples` reads frames and gives every analysed atom (a centre atom of the
 reference with at least one neighbour)
 
-* its class and selected diffusion coordinates: read from the ``giip_class`` and
-  ``giip_dc1 .. giip_dck`` columns when the input was written by ``giip apply`` (so the
+* its class and selected diffusion coordinates: read from the result columns when the input was
+  written by ``giip apply`` or the LAMMPS hook (``d_giip_class``, ``d2_giip_dc[1..k]``; so the
   expensive step is done once), computed with :class:`~giip_plugin.analysis.GIIPAnalyzer`
   otherwise (optionally for a random subset of the centre atoms: ``max_atoms`` per frame);
 * the quantities of :mod:`.quantities` (coordination, neighbour species fractions, Voronoi
@@ -62,29 +62,21 @@ class Samples:
 
 
 def annotation_columns(atoms, n_coords: int | None = None):
-    """``(classes, coordinates, distance)`` from ``giip apply`` columns of ``atoms``, or None when
-    the atoms carry none. Raises when the number of ``giip_dc`` columns differs from ``n_coords``."""
-    arrays = atoms.arrays
-    if "giip_class" not in arrays:
+    """``(classes, coordinates, distance)`` from the result columns of ``atoms`` (those of
+    ``giip apply`` or the LAMMPS hook: :func:`giip_plugin.analysis.columns.read_columns`), or None
+    when the atoms carry none. Raises when the number of coordinates differs from ``n_coords``."""
+    from ..analysis.columns import read_columns
+
+    got = read_columns(atoms.arrays, len(atoms))
+    if got is None:
         return None
-    k = 0
-    while f"giip_dc{k + 1}" in arrays:
-        k += 1
-    if k == 0 and "giip_dc" in arrays:  # annotate() in memory: one (n, k) array
-        dc = np.asarray(arrays["giip_dc"], dtype=float).reshape(len(atoms), -1)
-    else:
-        dc = np.column_stack([np.asarray(arrays[f"giip_dc{j + 1}"], dtype=float) for j in range(k)]) if k else \
-            np.zeros((len(atoms), 0))
+    cls, dc, dist = got
     if n_coords is not None and dc.shape[1] != n_coords:
         raise ValueError(
-            f"the input has {dc.shape[1]} giip_dc columns but the reference has {n_coords} diffusion "
-            "coordinates: it was annotated with another reference (use --recompute, or the reference "
-            "it was made with)"
+            f"the input has {dc.shape[1]} diffusion-coordinate columns but the reference has {n_coords} "
+            "diffusion coordinates: it was annotated with another reference (use --recompute, or the "
+            "reference it was made with)"
         )
-    cls = np.asarray(arrays["giip_class"], dtype=float)
-    cls = np.where(np.isfinite(cls), cls, -1).astype(np.int64)
-    dist = np.asarray(arrays["giip_ref_distance"], dtype=float) if "giip_ref_distance" in arrays else \
-        np.full(len(atoms), np.nan)
     return cls, dc, dist
 
 

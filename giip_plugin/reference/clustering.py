@@ -1,6 +1,6 @@
 """Complete-linkage (diameter-minimising) classes of training environments, and class assignment.
 
-Step 2 of the pipeline (DESIGN.md): agglomerative clustering of the training set on the raw
+Step 2 of the pipeline (docs/design.md, section 3): agglomerative clustering of the training set on the raw
 orientation-invariant distances with the *complete linkage* criterion, i.e. the distance between two
 clusters is the largest distance between a member of one and a member of the other. scipy's
 implementation (``scipy.cluster.hierarchy.linkage(..., method="complete")``) does the work.

@@ -1,4 +1,4 @@
-"""Diffusion map of the training set and Nystrom extension of new points (steps 3 and 5 of DESIGN.md).
+"""Diffusion map of the training set and Nystrom extension of new points (steps 3 and 5 of docs/design.md, section 3).
 
 Given the symmetric matrix ``D`` of orientation-invariant distances between training points:
 

@@ -10,7 +10,7 @@ or :meth:`ReferenceMap.build` from structures or an
 * its selected (parsimonious) diffusion coordinates by Nystrom extension,
 * its distance to the nearest training environment (how well the reference covers it).
 
-Pipeline (DESIGN.md section 1): training distances (:mod:`.training`), complete-linkage classes
+Pipeline (docs/design.md, section 3): training distances (:mod:`.training`), complete-linkage classes
 (:mod:`.clustering`), diffusion map (:mod:`.diffusion`), local-linear-regression parsimony
 (:mod:`.regression`).
 

@@ -1,4 +1,4 @@
-"""Parsimonious (non-harmonic) diffusion coordinates by local linear regression (step 4, DESIGN.md).
+"""Parsimonious (non-harmonic) diffusion coordinates by local linear regression (step 4, docs/design.md section 3).
 
 Method of Dsilva, Talmon, Coifman and Kevrekidis, "Parsimonious representation of nonlinear
 dynamical systems through manifold learning: a chemotaxis case study" (Appl. Comput. Harmon. Anal.
