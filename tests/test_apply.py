@@ -89,7 +89,7 @@ def test_fast_path_agrees_with_exhaustive():
 def test_fast_settings_follow_the_reference_size(monkeypatch):
     """Large references get the cheaper coarse search (1 start per parity): still upper bounds,
     still exact for the nearest reference; small ones keep 3 starts per parity."""
-    from giip_plugin.reference import refmap
+    from giip_plugin.reference import metric as refmap  # where the fast settings live
 
     assert refmap.fast_settings(60) == refmap.FAST_SETTINGS
     assert refmap.fast_settings(refmap.FAST_LARGE_REFERENCE) == refmap.FAST_SETTINGS_LARGE

@@ -89,7 +89,7 @@ def test_fused_proper_rotations_only(small_case):
 def test_fast_path_uses_the_fused_kernel_for_large_references(small_case, monkeypatch):
     """With the large-reference settings the fast path runs the fused kernel; GIIP_NO_FUSED=1 gives
     the PyTorch path; both refine the nearest few exactly."""
-    from giip_plugin.reference import refmap
+    from giip_plugin.reference import metric as refmap  # where the fast settings live
 
     ref, envs, exact = small_case
     monkeypatch.setattr(refmap, "FAST_LARGE_REFERENCE", 40)

@@ -206,23 +206,31 @@ def test_example_renders_class_colours(cube, reference, tmp_path):
     _, _, data = cube
     out = tmp_path / "classes.png"
     assert example.main([str(DUMP), str(reference), "-o", str(out), "--keep", CUBE, "--flat", "--device", "cpu",
-                         "--size", "400x300", "--fast"]) == str(out)
+                         "--size", "400x300", "--fast", "--no-legend"]) == str(out)
     img = mpimg.imread(out)
     assert img.shape[:2] == (300, 400)
     px = np.round(img[..., :3].reshape(-1, 3) * 255).astype(int)
     fg = px[(px < 250).any(axis=1)]  # not the white background
     assert len(fg) > 0.05 * len(px)
-    palette = np.round(np.vstack([class_colors(N_CLASSES), [(0.7, 0.7, 0.7)]]) * 255).astype(int)
+    counts = [data.attributes[f"GIIP.count.Class{k}"] for k in range(N_CLASSES)]
+    colors = class_colors(N_CLASSES)
+    colors[int(np.argmax(counts))] = (0.82, 0.85, 0.9)  # the most populous class in the pale bulk colour
+    palette = np.round(np.vstack([colors, [(0.7, 0.7, 0.7)]]) * 255).astype(int)
     nearest = np.abs(fg[:, None, :] - palette[None]).max(axis=2)
     match = nearest.min(axis=1) <= 2
     assert match.mean() > 0.97, f"{(~match).sum()} of {len(fg)} particle pixels have no class colour"
     shown = np.bincount(nearest.argmin(axis=1)[match], minlength=len(palette))
-    counts = [data.attributes[f"GIIP.count.Class{k}"] for k in range(N_CLASSES)]
     top = int(np.argmax(counts))
     assert shown[top] > 0.05 * len(fg) and shown[-1] > 0.05 * len(fg)  # main class and grey Nb
     for k in range(N_CLASSES):
         if counts[k] == 0:
             assert shown[k] == 0
+    # the default adds a legend of the classes (with their atom counts) in the top right corner
+    legend = tmp_path / "legend.png"
+    example.main([str(DUMP), str(reference), "-o", str(legend), "--keep", CUBE, "--flat", "--device", "cpu",
+                  "--size", "400x300", "--fast"])
+    corner = lambda im: (np.round(im[:100, 300:, :3] * 255) < 250).any(axis=2).mean()
+    assert corner(mpimg.imread(legend)) > corner(img) + 0.02
 
 
 # ------------------------------------------------------------------------------- caching

@@ -6,7 +6,6 @@ orientation). Units are "atoms of difference": one missing atom gives about 1.
 """
 from __future__ import annotations
 
-import math
 import weakref
 
 import numpy as np
@@ -263,20 +262,33 @@ def _single_env(pos, w, sig, name):
     return EnvironmentSet.from_list([env])
 
 
-def distance(pos_a, w_a, pos_b, w_b, *, sigma, group="O3", sigmas_a=None, sigmas_b=None,
-             return_rotation=False, device=None, dtype=None):
-    """Orientation-invariant GIIP distance between two local environments.
+def distance(pos_a: np.ndarray, w_a: np.ndarray, pos_b: np.ndarray, w_b: np.ndarray, *, sigma: float,
+             group: str | None = "O3", sigmas_a: np.ndarray | None = None, sigmas_b: np.ndarray | None = None,
+             return_rotation: bool = False, device=None, dtype=None) -> float | tuple[float, np.ndarray]:
+    """Orientation-invariant GIIP distance between two local environments (design.md, section 2).
 
     Parameters
     ----------
-    pos_a, pos_b : (n, d) neighbour positions relative to the centre (d = 2 or 3).
-    w_a, w_b : (n,) or (n, channels) weights (channels for vector species encodings).
-    sigma : common Gaussian width (and the width of atoms without a per-atom sigma).
-    group : "O3" (default), "SO3", "O2", "SO2", or None for a fixed orientation.
-    sigmas_a, sigmas_b : optional per-atom widths.
-    return_rotation : also return the orthogonal matrix ``R`` with ``<A, R B>`` maximal.
+    pos_a, pos_b : array, shape (n, d)
+        Neighbour positions relative to the centre (d = 2 or 3), in length units.
+    w_a, w_b : array, shape (n,) or (n, channels)
+        Weights (channels for vector species encodings).
+    sigma : float
+        Common Gaussian width, in the units of the positions (and the width of atoms without a
+        per-atom sigma).
+    group : {"O3", "SO3", "O2", "SO2", None}
+        Orientations searched (None: fixed orientation).
+    sigmas_a, sigmas_b : array, shape (n,), optional
+        Per-atom widths.
+    return_rotation : bool
+        Also return the orthogonal matrix ``R`` with ``<A, R B>`` maximal.
+    device, dtype
+        PyTorch device ("cpu", "cuda") and precision ("float64", "float32").
 
-    Returns the distance (float), or ``(distance, R)``.
+    Returns
+    -------
+    float or (float, array of shape (d, d))
+        The distance in atoms of difference (one missing atom ~ 1), or ``(distance, R)``.
     """
     A = _single_env(pos_a, w_a, sigmas_a, "environment A")
     B = _single_env(pos_b, w_b, sigmas_b, "environment B")
@@ -305,13 +317,30 @@ def inner_product(pos_a, w_a, pos_b, w_b, *, sigma, sigmas_a=None, sigmas_b=None
     return float(overlap_fixed(pa, wa, sa, pb, wb, sb, sigma)[0])
 
 
-def pairwise_distances(envs_a, envs_b=None, *, sigma, group="O3", device=None, dtype=None,
-                       progress=False, settings: SearchSettings | None = None):
-    """Matrix of invariant distances, shape ``(len(envs_a), len(envs_b))``.
+def pairwise_distances(envs_a, envs_b=None, *, sigma: float, group: str | None = "O3", device=None, dtype=None,
+                       progress: bool = False, settings: SearchSettings | None = None) -> np.ndarray:
+    """Matrix of invariant distances (the batched path).
 
-    ``envs_*`` are lists of ``(pos, w)`` (or ``(pos, w, sigmas)``) tuples or an
-    :class:`~giip_plugin.environments.EnvironmentSet`. With ``envs_b=None`` the symmetric matrix of
-    ``envs_a`` with itself is computed from its upper triangle (zero diagonal).
+    Parameters
+    ----------
+    envs_a, envs_b : EnvironmentSet or list of (pos, w) / (pos, w, sigmas) tuples
+        With ``envs_b=None`` the symmetric matrix of ``envs_a`` with itself is computed from its
+        upper triangle (zero diagonal).
+    sigma : float
+        Gaussian width, in the units of the positions.
+    group : {"O3", "SO3", "O2", "SO2", None}
+        Orientations searched.
+    device, dtype
+        PyTorch device and precision.
+    progress : bool
+        A progress bar.
+    settings : SearchSettings, optional
+        Tuning of the rotation search (the defaults are exact on the tests and benchmarks).
+
+    Returns
+    -------
+    array, shape (len(envs_a), len(envs_b))
+        Distances in atoms of difference.
     """
     A = _as_set(envs_a)
     symmetric = envs_b is None

@@ -286,10 +286,9 @@ def coarse_distance_rows(engine, *, workers=None, progress=None, rows_per_call: 
     exact distances. The engine's padded tensors, self overlaps and harmonic coefficients are used
     as they are.
 
-    ``workers``: threads (default: all of PyTorch's); ``progress``: a tqdm bar, advanced by pairs.
-    Work goes in calls of ``rows_per_call`` atoms; Ctrl-C stops it after the calls under way."""
-    import torch
-
+    ``workers``: threads (default: the entry point's, :func:`giip_plugin.config.workers`);
+    ``progress``: a tqdm bar, advanced by pairs. Work goes in calls of ``rows_per_call`` atoms;
+    Ctrl-C stops it after the calls under way."""
     _check_covered(engine)
     nA, nB = len(engine.A), len(engine.B)
     out = np.empty((nA, nB))

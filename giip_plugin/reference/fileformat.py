@@ -48,7 +48,8 @@ from ..io.atomic import open_temp, remove_stale
 FORMAT = "giip-reference"
 SCHEMA_VERSION = 2
 
-__all__ = ["FORMAT", "SCHEMA_VERSION", "write_reference", "read_reference", "ReferenceFileError"]
+__all__ = ["FORMAT", "SCHEMA_VERSION", "write_reference", "read_reference", "ReferenceFileError", "map_to_content",
+           "map_from_content"]
 
 # datasets every schema-1 file has (the optional ones: training/sigmas)
 REQUIRED = {
@@ -297,3 +298,118 @@ def _check_shapes(path, c):
     need(sel.ndim == 1 and len(sel) >= 1 and sel.min() >= 0 and sel.max() < k, "selected coordinates out of range")
     for name, arr in (("distances", d["matrix"]), ("eigenvectors", df["eigenvectors"]), ("P", df["P"])):
         need(np.all(np.isfinite(arr)), f"{name} contain non-finite values")
+
+
+# --------------------------------------------------------------------------- a map <-> its content
+def map_to_content(ref) -> dict:
+    """The groups, datasets and attributes of a map's file (layout in the module docstring)."""
+    from dataclasses import asdict
+
+    env = ref.environments
+    enc = env.encoding if env is not None else None
+    t = ref.training
+    ks, err = ref.clustering.error_curve()
+    tds = {"positions": t.positions, "weights": t.weights, "offsets": t.offsets, "centers": t.centers,
+           "classes": ref.labels}
+    if t.sigmas is not None:
+        tds["sigmas"] = t.sigmas
+    for k in ("file_index", "frame_index", "atom_index", "atom_id", "timestep"):
+        tds[k] = np.asarray(ref.training_provenance.get(k, np.full(ref.n_train, -1)), dtype=np.int64)
+    params = {
+        "r_inner": float(env.r_inner) if env is not None else float("nan"),
+        "r_outer": float(env.r_outer) if env is not None else float("nan"),
+        "sigma": float(ref.sigma),
+        "group": ref.group if ref.group is not None else "none",
+        "dim": int(ref.dim),
+        "species_mode": enc.mode if enc is not None else "unknown",
+        "species": list(enc.species) if enc is not None else [],
+        "positive": (enc.positive or "") if enc is not None else "",
+        "centers": list(env.centers) if env is not None and env.centers is not None else None,
+        "species_sigma": dict(env.species_sigma) if env is not None and env.species_sigma else None,
+        "has_environments": env is not None,
+        "type_names": {str(k): v for k, v in ref.type_names.items()},
+        "search_settings": asdict(ref.search_settings),
+        "n_eigenpairs": int(ref.diffusion.n_eigenpairs),
+        "epsilon": float(ref.diffusion.epsilon),
+        "epsilon_info": ref.diffusion.epsilon_info,
+        "class_selection": ref.class_selection,
+        "n_coords_request": ref.n_coords_request,
+        "n_channels": int(t.n_channels),
+    }
+    d = ref.diffusion
+    return {
+        "parameters": {"attrs": params},
+        "training": {"datasets": tds},
+        "distances": {"datasets": {"matrix": ref.distances}},
+        "classes": {"datasets": {
+            "labels": ref.labels, "linkage": ref.clustering.linkage, "error_curve_classes": ks,
+            "error_curve": err, "sizes": ref.classes.sizes, "diameters": ref.classes.diameters,
+            "medoids": ref.classes.medoids, "radii": ref.classes.radii},
+            "attrs": dict(ref.class_selection)},
+        "diffusion": {"datasets": {
+            "eigenvalues": d.eigenvalues, "eigenvectors": d.eigenvectors, "P": d.P, "Dvec": d.Dvec,
+            "selected": ref.selected, "residuals": ref.residuals, "r2": ref.r2, "bandwidths": ref.bandwidths},
+            "attrs": {"epsilon": float(d.epsilon), "n_negative": int(d.n_negative),
+                      "trivial_eigenvalue": float(d.trivial_eigenvalue), "eig_residual": float(d.eig_residual),
+                      "solver": d.solver, "epsilon_info": d.epsilon_info}},
+        "provenance": {"attrs": dict(ref.provenance)},
+    }
+
+
+def map_from_content(c):
+    """The :class:`~giip_plugin.reference.ReferenceMap` of a file's content (:func:`read_reference`)."""
+    from ..environments import EnvironmentSet, LocalEnvironments, SpeciesEncoding
+    from .clustering import ClassSummary, Clustering
+    from .diffusion import DiffusionMap
+    from .refmap import ReferenceMap
+    from ..kernels import SearchSettings
+
+    p = c["parameters"]["attrs"]
+    t = c["training"]["datasets"]
+    training = EnvironmentSet(t["positions"], t["weights"], t["offsets"], t.get("sigmas"), t["centers"])
+    env = None
+    if p.get("has_environments", True):
+        enc = SpeciesEncoding(mode=p["species_mode"], species=tuple(p["species"]), positive=p.get("positive") or None)
+        env = LocalEnvironments(
+            r_inner=float(p["r_inner"]), r_outer=float(p["r_outer"]), encoding=enc,
+            centers=tuple(p["centers"]) if p.get("centers") else None, dim=int(p["dim"]),
+            species_sigma=p.get("species_sigma") or None,
+        )
+    if env is not None and env.encoding.n_channels != training.n_channels:
+        raise ValueError("the species encoding does not match the weight channels of the training set")
+    D = c["distances"]["datasets"]["matrix"]
+    cl = c["classes"]["datasets"]
+    n = len(training)
+    clustering = Clustering(np.asarray(cl["linkage"], dtype=float).reshape(-1, 4), n)
+    summary = ClassSummary(cl["sizes"].astype(np.int64), cl["diameters"].astype(float),
+                           cl["medoids"].astype(np.int64), cl["radii"].astype(float))
+    df = c["diffusion"]["datasets"]
+    da = c["diffusion"]["attrs"]
+    dmap = DiffusionMap(
+        epsilon=float(da["epsilon"]), eigenvalues=df["eigenvalues"], eigenvectors=df["eigenvectors"],
+        P=df["P"], Dvec=df["Dvec"], epsilon_info=da.get("epsilon_info") or p.get("epsilon_info") or {},
+        trivial_eigenvalue=float(da.get("trivial_eigenvalue", 1.0)),
+        eig_residual=float(da.get("eig_residual", float("nan"))), solver=str(da.get("solver", "")),
+    )
+    group = p["group"]
+    return ReferenceMap(
+        environments=env,
+        sigma=float(p["sigma"]),
+        group=None if group == "none" else group,
+        training=training,
+        distances=np.asarray(D, dtype=float),
+        clustering=clustering,
+        labels=cl["labels"].astype(np.int64),
+        classes=summary,
+        class_selection=dict(p.get("class_selection") or c["classes"].get("attrs", {})),
+        diffusion=dmap,
+        residuals=df["residuals"].astype(float),
+        bandwidths=df["bandwidths"].astype(float),
+        selected=df["selected"].astype(np.int64),
+        n_coords_request=p.get("n_coords_request", "auto"),
+        training_provenance={k: t[k].astype(np.int64) for k in
+                             ("file_index", "frame_index", "atom_index", "atom_id", "timestep")},
+        provenance=dict(c["provenance"]["attrs"]),
+        type_names={int(k): v for k, v in (p.get("type_names") or {}).items()},
+        search_settings=SearchSettings(**p["search_settings"]) if p.get("search_settings") else SearchSettings(),
+    )

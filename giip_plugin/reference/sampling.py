@@ -173,8 +173,9 @@ def even_quotas(counts, n_total: int, rng: np.random.Generator) -> np.ndarray:
     return q
 
 
-def choose_even(scan: FrameScan, n_train: int | None, seed: int = 0) -> TrainingSample:
-    """Evenly over frames, random within a frame (see the module docstring)."""
+def choose_even(scan: FrameScan, n_train: int | None, seed: int = 0, warn: bool = True) -> TrainingSample:
+    """Evenly over frames, random within a frame (see the module docstring). ``n_train=None``:
+    every centre; more than there are: all of them (with a warning, unless ``warn=False``)."""
     total = scan.total_centers
     rng = np.random.default_rng(seed)
     if n_train is None:
@@ -182,13 +183,14 @@ def choose_even(scan: FrameScan, n_train: int | None, seed: int = 0) -> Training
     n_train = int(n_train)
     if n_train < 1:
         raise ValueError(f"n_train must be a positive integer, got {n_train}")
-    if n_train > total:
+    if n_train > total and warn:
         warnings.warn(
             f"asked for {n_train} training environments but the input has only {total} centre atoms; "
             "taking all of them",
             UserWarning,
             stacklevel=3,
         )
+    n_train = min(n_train, total) if not warn else n_train
     q = even_quotas(scan.n_centers, n_train, rng)
     per_frame = {}
     for seq, (c, k) in enumerate(zip(scan.n_centers, q)):

@@ -51,6 +51,10 @@ def _vector(text):
     return v
 
 
+def _color_or_none(text):
+    return None if text.strip().lower() == "none" else _vector(text)
+
+
 def build_parser():
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -73,13 +77,55 @@ def build_parser():
     p.add_argument("--flat", action="store_true",
                    help="flat discs without shading: every pixel of a particle has exactly its colour")
     p.add_argument("--no-cell", action="store_true", help="do not draw the simulation cell")
+    p.add_argument("--radius", type=float, default=None, metavar="R",
+                   help="particle radius (default: 0.3 x the median nearest-neighbour distance, so that "
+                        "neighbours do not overlap and vacancies show as holes)")
+    p.add_argument("--no-legend", action="store_true", help="no colour legend of the classes")
+    p.add_argument("--bulk-color", type=_color_or_none, default=(0.82, 0.85, 0.9), metavar="R,G,B",
+                   help="colour of the most populous class with --color-by class, so that the rarer "
+                        "environments (defects) stand out (default a pale grey-blue; 'none': its own colour)")
     return p
 
 
+def nearest_neighbour_distance(data) -> float:
+    """Median distance from a particle to its nearest neighbour (minimum image, OVITO's finder)."""
+    import numpy as np
+    from ovito.data import NearestNeighborFinder
+
+    finder = NearestNeighborFinder(1, data)
+    n = data.particles.count
+    sample = np.linspace(0, n - 1, min(n, 2000)).astype(int)
+    d = [next(iter(finder.find(int(i)))).distance for i in sample]
+    return float(np.median(d))
+
+
+def label_classes(bulk_color=None):
+    """A pipeline function: the legend names each class with its atom count, and the most populous
+    class gets ``bulk_color`` (its particles and its legend entry)."""
+    import numpy as np
+
+    def modify(frame, data):
+        cls = data.particles_["GIIP Class_"]
+        values = np.asarray(cls[...])
+        counts = {t.id: int(np.sum(values == t.id)) for t in cls.types}
+        bulk = max((i for i in counts if i >= 0), key=lambda i: counts[i], default=None)
+        for t in list(cls.types):
+            mt = cls.make_mutable(t)
+            mt.name = f"{t.name} ({counts[t.id]} atoms)"
+            if bulk_color is not None and t.id == bulk:
+                mt.color = tuple(bulk_color)
+        if bulk_color is not None and bulk is not None and "Color" in data.particles:
+            col = data.particles_["Color_"]
+            col[values == bulk] = bulk_color
+
+    return modify
+
+
 def render(pipeline, output, *, size=(800, 600), camera_dir=(1.0, 1.0, -0.6), frame=0, flat=False,
-           show_cell=True):
-    """Render ``pipeline`` at ``frame`` to ``output`` (PNG) with the Tachyon renderer."""
-    from ovito.vis import ParticlesVis, TachyonRenderer, Viewport
+           show_cell=True, legend=True):
+    """Render ``pipeline`` at ``frame`` to ``output`` (PNG) with the Tachyon renderer; ``legend``
+    draws the classes' colours (the ``GIIP Class`` types) in a corner."""
+    from ovito.vis import ColorLegendOverlay, ParticlesVis, TachyonRenderer, Viewport
 
     data = pipeline.compute(frame)
     if data.particles is not None and data.particles.vis is not None and flat:
@@ -89,7 +135,14 @@ def render(pipeline, output, *, size=(800, 600), camera_dir=(1.0, 1.0, -0.6), fr
     pipeline.add_to_scene()
     try:
         vp = Viewport(type=Viewport.Type.Perspective, camera_dir=camera_dir)
-        vp.zoom_all(size=size)
+        if legend and "GIIP Class" in data.particles:
+            from ovito.qt_compat import QtCore
+
+            vp.overlays.append(ColorLegendOverlay(
+                property="particles/GIIP Class", title="GIIP class", orientation=QtCore.Qt.Orientation.Vertical,
+                alignment=QtCore.Qt.AlignmentFlag.AlignRight | QtCore.Qt.AlignmentFlag.AlignTop,
+                font_size=0.05, legend_size=0.45, background_enabled=True, background_color=(1.0, 1.0, 1.0)))
+        vp.zoom_all(size=(int(size[0] * 0.7), size[1]) if legend else size)  # room for the legend
         renderer = TachyonRenderer(ambient_occlusion=not flat, shadows=not flat, antialiasing=not flat)
         vp.render_image(size=size, filename=os.fspath(output), background=(1.0, 1.0, 1.0),
                         frame=frame, renderer=renderer)
@@ -112,6 +165,12 @@ def main(argv=None):
         pipeline.modifiers.append(DeleteSelectedModifier())
     pipeline.modifiers.append(GIIPModifier(reference_file=args.reference, color_by=args.color_by,
                                            coordinate=args.coordinate, device=args.device, fast=args.fast))
+    from ovito.modifiers import ComputePropertyModifier, PythonScriptModifier
+
+    radius = args.radius if args.radius is not None else 0.3 * nearest_neighbour_distance(pipeline.compute(args.frame))
+    pipeline.modifiers.append(ComputePropertyModifier(output_property="Radius", expressions=[repr(float(radius))]))
+    if args.color_by == "class":
+        pipeline.modifiers.append(PythonScriptModifier(function=label_classes(args.bulk_color)))
     t0 = time.time()
     data = pipeline.compute(args.frame)
     n_classes = int(data.attributes["GIIP.n_classes"])
@@ -119,7 +178,8 @@ def main(argv=None):
     print(f"GIIP: {data.attributes['GIIP.n_analysed']} of {data.particles.count} particles analysed in "
           f"{time.time() - t0:.1f} s; class counts {counts}")
     render(pipeline, args.output, size=args.size, camera_dir=args.camera_dir, frame=args.frame,
-           flat=args.flat, show_cell=not (args.no_cell or args.keep))
+           flat=args.flat, show_cell=not (args.no_cell or args.keep),
+           legend=args.color_by == "class" and not args.no_legend)
     print(f"wrote {args.output}")
     return args.output
 
