@@ -61,7 +61,7 @@ def main(argv=None):
     else:
         t0 = time.perf_counter()
         ref = ReferenceMap.from_files([os.path.join(DATA, "quench100K.dump")], r_inner=3.0, r_outer=4.0, sigma=1.0,
-                                      species="sign", centers=["Ni"], type_names="1=Ni,2=Nb", n_train=args.n_train,
+                                      encoding="sign", centers=["Ni"], type_names="1=Ni,2=Nb", n_train=args.n_train,
                                       epsilon=1.5, progress=True)
         t_build = time.perf_counter() - t0
     frame = next(iter_frames(args.frame, type_names=ref.type_names or {1: "Ni", 2: "Nb"}))

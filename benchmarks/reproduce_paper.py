@@ -175,7 +175,7 @@ def ninb_reference(args, work):
         return str(path)
     paths = [str(Path(args.ninb_data) / f"{s}.dump") for s in NINB_SAMPLES]
     log(f"NiNb: building a reference of {args.ninb_train} environments from {len(paths)} samples")
-    ref = ReferenceMap.from_files(paths, r_inner=3.0, r_outer=4.0, sigma=1.0, species="sign", positive="Ni",
+    ref = ReferenceMap.from_files(paths, r_inner=3.0, r_outer=4.0, sigma=1.0, encoding="sign", positive="Ni",
                                   centers=["Ni"], type_names="1=Ni,2=Nb", group="O3", epsilon=1.5,
                                   n_train=args.ninb_train, seed=args.seed, progress=True,
                                   checkpoint=str(path) + ".partial")
@@ -370,7 +370,7 @@ def lj_reference(args, work, dump):
                   checkpoint=str(path) + ".partial")
     if args.lj_select_lowest is not None or args.lj_select_highest is not None:
         log("LJ: building the reference (lowest/highest c_pe)")
-        ref = ReferenceMap.from_files([dump], r_inner=1.3, r_outer=1.75, species="none", select_by="c_pe",
+        ref = ReferenceMap.from_files([dump], r_inner=1.3, r_outer=1.75, encoding="none", select_by="c_pe",
                                       select_lowest=args.lj_select_lowest or 0,
                                       select_highest=args.lj_select_highest or 0, **common)
     else:
@@ -381,7 +381,7 @@ def lj_reference(args, work, dump):
         n2 = int(round(args.lj_highest_frac * n))
     if args.lj_select_lowest is None and args.lj_select_highest is None and not args.lj_train:
         log(f"LJ: building the reference from the {n1} lowest + {n2} highest c_pe of {n} atoms")
-        ref = ReferenceMap.from_files([dump], r_inner=1.3, r_outer=1.75, species="none", select_by="c_pe",
+        ref = ReferenceMap.from_files([dump], r_inner=1.3, r_outer=1.75, encoding="none", select_by="c_pe",
                                       select_lowest=n1, select_highest=n2, **common)
     elif args.lj_select_lowest is None and args.lj_select_highest is None:
         order = np.argsort(pe, kind="stable")

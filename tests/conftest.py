@@ -60,7 +60,7 @@ def ref_path(tmp_path_factory):
     from giip_plugin.reference import ReferenceMap
 
     ref = ReferenceMap.from_files(
-        [str(NINB_DUMP)], r_inner=3.0, r_outer=4.0, sigma=1.0, species="sign",
+        [str(NINB_DUMP)], r_inner=3.0, r_outer=4.0, sigma=1.0, encoding="sign",
         centers=["Ni"], type_names="1=Ni,2=Nb", n_train=14, epsilon=1.5, n_classes=3, n_coords=3, progress=False,
     )
     path = tmp_path_factory.mktemp("ref") / "ref.h5"

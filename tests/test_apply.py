@@ -60,7 +60,7 @@ def test_fast_path_agrees_with_exhaustive():
     reference and its distance are exact; classes agree for >= 99.5% of atoms and the coordinates
     within 1% of their range."""
     ref = ReferenceMap.from_files(
-        [str(DATA / "quench100K.dump")], r_inner=3.0, r_outer=4.0, sigma=1.0, species="sign",
+        [str(DATA / "quench100K.dump")], r_inner=3.0, r_outer=4.0, sigma=1.0, encoding="sign",
         centers=["Ni"], type_names="1=Ni,2=Nb", n_train=60, epsilon=1.5, n_classes=4, n_coords=3, progress=False,
     )
     atoms = next(iter_frames(str(DATA / "quench500K.dump"), type_names=TYPES)).atoms
@@ -95,7 +95,7 @@ def test_fast_settings_follow_the_reference_size(monkeypatch):
     assert refmap.fast_settings(refmap.FAST_LARGE_REFERENCE) == refmap.FAST_SETTINGS_LARGE
     assert refmap.FAST_SETTINGS_LARGE.candidates < refmap.FAST_SETTINGS.candidates
     ref = ReferenceMap.from_files(
-        [str(DATA / "quench100K.dump")], r_inner=3.0, r_outer=4.0, sigma=1.0, species="sign",
+        [str(DATA / "quench100K.dump")], r_inner=3.0, r_outer=4.0, sigma=1.0, encoding="sign",
         centers=["Ni"], type_names="1=Ni,2=Nb", n_train=40, epsilon=1.5, n_classes=3, n_coords=2, progress=False,
     )
     atoms = next(iter_frames(str(DATA / "quench500K.dump"), type_names=TYPES)).atoms

@@ -21,7 +21,7 @@ TYPES = "1=Ni,2=Nb"
 @pytest.fixture(scope="module")
 def small_case():
     ref = ReferenceMap.from_files(
-        [str(DATA / "quench100K.dump")], r_inner=3.0, r_outer=4.0, sigma=1.0, species="sign",
+        [str(DATA / "quench100K.dump")], r_inner=3.0, r_outer=4.0, sigma=1.0, encoding="sign",
         centers=["Ni"], type_names=TYPES, n_train=48, epsilon=1.5, n_classes=3, n_coords=2, progress=False,
     )
     atoms = next(iter_frames(str(DATA / "quench1M.dump"), type_names=TYPES)).atoms

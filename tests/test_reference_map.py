@@ -29,7 +29,7 @@ from giip_plugin.reference.fileformat import SCHEMA_VERSION
 
 NINB = Path(__file__).parent / "data" / "ninb"
 FILES = [NINB / "quench100K.dump", NINB / "quench10M.dump"]
-PAPER = dict(r_inner=3.0, r_outer=4.0, sigma=1.0, species="sign", centers=("Ni",), type_names="1=Ni,2=Nb")
+PAPER = dict(r_inner=3.0, r_outer=4.0, sigma=1.0, encoding="sign", centers=("Ni",), type_names="1=Ni,2=Nb")
 
 
 @pytest.fixture(scope="module")

@@ -189,7 +189,7 @@ def run(args) -> int:
     # warnings are printed as 'giip build: warning: ...' by giip_plugin.cli.main
     ref = ReferenceMap.from_files(
         args.traj,
-        r_inner=args.r_inner, r_outer=args.r_outer, sigma=args.sigma, species=args.species,
+        r_inner=args.r_inner, r_outer=args.r_outer, sigma=args.sigma, encoding=args.species,
         species_sigma=species_sigma,
         positive=args.positive, centers=centers, type_names=type_names, frames=args.frames, dim=args.dim,
         group=args.group or "auto", n_train=n_train, seed=args.seed, select_by=args.select_by,

@@ -265,14 +265,15 @@ class ReferenceMap:
 
     @classmethod
     def build(cls, data, *, sigma: float, environments: LocalEnvironments | None = None,
-              r_inner: float | None = None, r_outer: float | None = None, species: str = "none",
+              r_inner: float | None = None, r_outer: float | None = None, encoding: str = "none",
               positive: str | None = None, centers=None, species_sigma: dict | None = None, type_names=None,
               frames=None, dim: int | None = None, group="auto", n_train: int | str | None = None, seed: int = 0,
               select_by: str | None = None, select_lowest: int = 0, select_highest: int = 0,
               n_classes: int | None = None, max_diameter: float | None = None, epsilon="auto", n_coords="auto",
               n_eigenpairs: int = 20, checkpoint=None, restart: bool = False, scheduler=None,
               block_size: int | None = None, n_workers: int | None = None, device=None, search_settings=None,
-              progress: bool = False, command_line: str | None = None, log=None) -> "ReferenceMap":
+              progress: bool = False, command_line: str | None = None, log=None,
+              species: str | None = None) -> "ReferenceMap":
         """Build a reference map: :class:`~giip_plugin.reference.builder.MapBuilder` with its settings
         given as keywords.
 
@@ -280,9 +281,9 @@ class ReferenceMap:
         ----------
         data : EnvironmentSet, path(s), ase.Atoms, Frame or list of them
             The training input (see :meth:`MapBuilder.fit`).
-        sigma, environments, r_inner, r_outer, positive, centers, species_sigma, type_names, dim, group
-            :class:`~giip_plugin.reference.builder.EnvironmentSettings` (``species`` is its
-            ``encoding``: "none", "sign" or "vector"). Lengths in the units of the positions.
+        sigma, environments, r_inner, r_outer, encoding, positive, centers, species_sigma, type_names, dim, group
+            :class:`~giip_plugin.reference.builder.EnvironmentSettings` (``encoding``: "none",
+            "sign" or "vector"). Lengths in the units of the positions.
         n_train, seed, select_by, select_lowest, select_highest, frames
             :class:`~giip_plugin.reference.builder.TrainingSelection` (``n_train`` default 1,000;
             ``"all"`` for every centre).
@@ -294,6 +295,8 @@ class ReferenceMap:
             :class:`~giip_plugin.reference.builder.ComputeSettings`.
         command_line : str, optional
             Stored in the provenance.
+        species : str, optional
+            Deprecated name of ``encoding`` (``species=`` means names of atoms everywhere else).
 
         Returns
         -------
@@ -302,8 +305,14 @@ class ReferenceMap:
         from .builder import (ClassSettings, ComputeSettings, DiffusionSettings, EnvironmentSettings, MapBuilder,
                               TrainingSelection)
 
+        if species is not None:
+            import warnings
+
+            warnings.warn("ReferenceMap.build(species=...) is now encoding=...", DeprecationWarning, stacklevel=2)
+            encoding = species
+
         return MapBuilder(
-            EnvironmentSettings(sigma=sigma, r_inner=r_inner, r_outer=r_outer, encoding=species, positive=positive,
+            EnvironmentSettings(sigma=sigma, r_inner=r_inner, r_outer=r_outer, encoding=encoding, positive=positive,
                                 centers=centers, species_sigma=species_sigma, type_names=type_names, dim=dim,
                                 group=group, environments=environments),
             TrainingSelection(n_train=n_train, seed=seed, select_by=select_by, lowest=select_lowest,
@@ -318,7 +327,7 @@ class ReferenceMap:
     @classmethod
     def from_files(cls, paths, **kwargs) -> "ReferenceMap":
         """Build from trajectory files (LAMMPS dumps, extxyz, ASE .traj, what ase.io / OVITO read):
-        ``ReferenceMap.from_files(["a.dump"], r_inner=3, r_outer=4, sigma=1, species="sign",
+        ``ReferenceMap.from_files(["a.dump"], r_inner=3, r_outer=4, sigma=1, encoding="sign",
         centers=["Ni"], type_names="1=Ni,2=Nb", n_train=1000)``. Options as :meth:`build`."""
         if isinstance(paths, (str, os.PathLike)):
             paths = [paths]
