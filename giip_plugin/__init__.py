@@ -8,6 +8,10 @@ The pipeline, one sub-package per stage:
 * :mod:`giip_plugin.analysis` -- applying a reference to new structures (ASE analyser);
 * :mod:`giip_plugin.io` -- reading trajectories and writing annotated frames;
 * :mod:`giip_plugin.cli` -- the ``giip`` command line.
+
+Shared by every stage and integration: :mod:`giip_plugin.species` (which species an atom has),
+:mod:`giip_plugin.systems` (a user's system to atoms), :mod:`giip_plugin.config` (every switch,
+threads), :mod:`giip_plugin.validation` (input checks). The method as implemented: docs/design.md.
 """
 from importlib import import_module
 
@@ -22,7 +26,10 @@ _LAZY = {
     "LocalEnvironments": "giip_plugin.environments",
     "SpeciesEncoding": "giip_plugin.environments",
     "ReferenceMap": "giip_plugin.reference",
+    "MapBuilder": "giip_plugin.reference.builder",
     "GIIPAnalyzer": "giip_plugin.analysis",
+    "from_system": "giip_plugin.systems",
+    "species_of": "giip_plugin.species",
 }
 
 __all__ = sorted(_LAZY) + ["__version__"]

@@ -155,9 +155,10 @@ def _make_analyzer(reference, device=None, dtype=None, fast=False):
     return GIIPAnalyzer(reference, device=device, dtype=dtype, fast=fast)
 
 
-def attach(lmp, reference, every: int = 100, *, prefix: str = "giip", type_names=None,
-           comm_cutoff="auto", skin: float | None = None, mode: str = "external", device=None,
-           dtype=None, wrap_commands: bool = True, fast: bool = False) -> "GIIPHook":
+def attach(lmp, reference, every: int = 100, *, prefix: str = "giip", type_names: dict | str | list | None = None,
+           comm_cutoff: str | float | bool = "auto", skin: float | None = None, mode: str = "external",
+           device: str | None = None, dtype: str | None = None, wrap_commands: bool = True,
+           fast: bool = False) -> "GIIPHook":
     """Analyse the atoms of LAMMPS instance ``lmp`` every ``every`` steps against ``reference``.
 
     Parameters
