@@ -73,6 +73,15 @@ def add_parser(subparsers):
                    help="write PNG figures: each quantity against its best coordinate, the best direction")
     p.add_argument("--render", default=None, metavar="PNG",
                    help="with --plane: render the first frame coloured by the orthogonal direction (OVITO)")
+    g = p.add_argument_group("conformal autoencoder (which part of the map the named quantities do not explain)")
+    g.add_argument("--conformal", default=None, metavar="Q1,Q2",
+                   help="train conformal autoencoders on the coordinates with these named quantities (any "
+                        "quantity of the table, e.g. frac_Ni,voronoi_volume) and 0 .. --max-rest remainder dimensions")
+    g.add_argument("--max-rest", type=int, default=3, metavar="K", help="most remainder dimensions tried (default 3)")
+    g.add_argument("--conformal-output", default=None, metavar="OUT.dump",
+                   help="the frames with the remainder of every analysed atom as columns d2_giip_rest[1..k] "
+                        "(.dump or .extxyz), for OVITO's Color coding")
+    g.add_argument("--epochs", type=int, default=300, help="most training epochs per autoencoder (default 300)")
     add_json_option(p)
     p.add_argument("--debug", action="store_true", help="show tracebacks")
     p.set_defaults(func=run)
@@ -179,9 +188,77 @@ def run(args) -> int:
         print(f"wrote {path} (first frame, colour = projection on the orthogonal direction, "
               f"{lim[0]:.3g} .. {lim[1]:.3g}; grey: not analysed)", file=sys.stderr)
         result["render"] = path
+    if args.conformal:
+        result["conformal"] = run_conformal(args, ref, samples, echo)
     if args.json:
         write_json(args.json, result)
     return 0
+
+
+def run_conformal(args, ref, samples, echo) -> dict:
+    """``--conformal``: the scan of remainder dimensions, its report, figures and per-atom output."""
+    from ..interpret.conformal import MIN_ATOMS, conformal_scan
+
+    named = [q.strip() for q in args.conformal.split(",") if q.strip()]
+    unknown = [q for q in named if q not in samples.quantities]
+    if not named or unknown:
+        raise CLIError(f"--conformal: unknown quantities {unknown}; available: {', '.join(samples.quantities)}")
+    if args.max_rest < 0 or args.max_rest > 10:
+        raise CLIError("--max-rest must be between 0 and 10")
+    if len(samples) < MIN_ATOMS:
+        raise CLIError(f"--conformal needs at least {MIN_ATOMS} analysed atoms, got {len(samples)}")
+    p = np.column_stack([samples.quantities[q] for q in named])
+    try:
+        scan = conformal_scan(samples.coordinates, p, named, args.max_rest, seed=args.seed, epochs=args.epochs,
+                              progress=not args.no_progress)
+    except ValueError as e:
+        raise CLIError(f"--conformal: {e}") from None
+    others = {k: v for k, v in samples.quantities.items() if k not in named}
+    rest_r2 = scan.remainder_r2(others)
+    echo(f"conformal autoencoder on {samples.coordinates.shape[1]} coordinates with the named quantities "
+         f"{', '.join(named)}:")
+    echo("  remainder dims   held-out reconstruction error (fraction of the variance)   r^2 of p_hat")
+    for r in scan.results:
+        echo(f"  {r.n_rest:14d}   {r.reconstruction_error:10.4f}   "
+             + ", ".join(f"{k} {v:.3f}" for k, v in r.r2.items()))
+    echo(f"  unexplained parameters beyond the named quantities: {scan.n_unexplained}")
+    for dim, row in rest_r2.items():
+        top = sorted(((v, k) for k, v in row.items() if np.isfinite(v)), reverse=True)[:5]
+        echo(f"  {dim}: r^2 with " + (", ".join(f"{k} {v:.3f}" for v, k in top) or "no other quantity"))
+    out = {**scan.to_dict(), "remainder_r2": rest_r2}
+    if args.figures:
+        from ..interpret.figures import fig_conformal
+
+        files = fig_conformal(scan, rest_r2, args.figures)
+        for f in files:
+            print(f"wrote {f}", file=sys.stderr)
+        out["figures"] = files
+    if args.conformal_output:
+        out["output"] = write_remainder(args, ref, samples, scan.chosen.remainder, args.conformal_output)
+        print(f"wrote {args.conformal_output} (columns d2_giip_rest[1..{scan.chosen.n_rest}])", file=sys.stderr)
+    return out
+
+
+def write_remainder(args, ref, samples, remainder, path):
+    """The frames read, with the remainder of every analysed atom (NaN elsewhere) as d2_giip_rest[j]."""
+    from ..io import AnnotatedWriter, iter_frames
+    from ..io.atomic import check_output
+    from ..species import parse_type_names, reference_type_numbers
+
+    check_output(path, list(args.inputs) + [args.reference])
+    tn = parse_type_names(args.type_names) if args.type_names else (dict(ref.type_names) or None)
+    frames = iter_frames(args.inputs, frames=args.frames, type_names=tn, dim=args.dim or ref.dim)
+    with AnnotatedWriter(path, type_names=tn or reference_type_numbers(ref)) as w:
+        for k, frame in enumerate(frames):
+            vals = np.full((len(frame.atoms), remainder.shape[1]), np.nan)
+            m = samples.frame == k
+            vals[samples.atom_index[m]] = remainder[m]
+            if w.format == "lammps-dump":
+                cols = {f"d2_giip_rest[{j + 1}]": vals[:, j] for j in range(vals.shape[1])}
+            else:
+                cols = {"giip_rest": vals}
+            w.write(frame, cols)
+    return path
 
 
 def add_json_option(p):

@@ -25,7 +25,7 @@ import numpy as np
 __all__ = [
     "coordinate_labels", "fig_eigenvalues_r2", "fig_training_plane", "fig_cluster_error", "fig_exemplars",
     "write_report", "fig_quantity_scatter", "fig_direction", "fig_density_difference", "fig_populations",
-    "REPORT_FILES",
+    "REPORT_FILES", "fig_conformal",
 ]
 
 REPORT_FILES = ("eigenvalues_r2.png", "training_plane.png", "cluster_error.png", "exemplars.png")
@@ -377,3 +377,41 @@ def fig_populations(pops, path, *, title="Class populations"):
     ax.legend(fontsize=8)
     ax.grid(alpha=0.3, axis="y")
     return _save(fig, path)
+
+
+# --------------------------------------------------------------------------- conformal autoencoder
+
+
+def fig_conformal(scan, remainder_r2: dict, folder) -> list:
+    """Two figures of a :class:`~giip_plugin.interpret.conformal.ConformalScan`: the held-out
+    reconstruction error against the number of remainder dimensions, and the r^2 of each
+    remainder dimension of the chosen model against the other quantities."""
+    plt = _plt()
+    files = []
+    fig, ax = plt.subplots(figsize=(5.0, 3.6))
+    ks = [r.n_rest for r in scan.results]
+    ax.plot(ks, scan.errors, "o-")
+    ax.axvline(scan.n_unexplained, color="tab:red", lw=1, ls="--", label=f"chosen: {scan.n_unexplained}")
+    ax.set_xlabel("remainder dimensions")
+    ax.set_ylabel("held-out reconstruction error\n(fraction of the variance)")
+    ax.set_yscale("log")
+    ax.set_xticks(ks)
+    ax.set_title("named: " + ", ".join(scan.results[0].named), fontsize=10)
+    ax.legend(fontsize=8)
+    ax.grid(alpha=0.3)
+    files.append(_save(fig, os.path.join(os.fspath(folder), "conformal_error.png")))
+    if remainder_r2:
+        names = sorted({q for row in remainder_r2.values() for q in row})
+        fig, ax = plt.subplots(figsize=(max(5.0, 0.35 * len(names) + 2), 3.6))
+        width = 0.8 / len(remainder_r2)
+        for j, (dim, row) in enumerate(remainder_r2.items()):
+            vals = [row.get(q, np.nan) for q in names]
+            ax.bar(np.arange(len(names)) + j * width, vals, width, label=dim)
+        ax.set_xticks(np.arange(len(names)) + 0.4 - width / 2)
+        ax.set_xticklabels(names, rotation=60, ha="right", fontsize=8)
+        ax.set_ylabel("$r^2$ with the remainder")
+        ax.set_ylim(0, 1)
+        ax.legend(fontsize=8)
+        ax.grid(alpha=0.3, axis="y")
+        files.append(_save(fig, os.path.join(os.fspath(folder), "conformal_remainder.png")))
+    return files
