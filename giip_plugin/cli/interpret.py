@@ -221,11 +221,14 @@ def run_conformal(args, ref, samples, echo) -> dict:
     for r in scan.results:
         echo(f"  {r.n_rest:14d}   {r.reconstruction_error:10.4f}   "
              + ", ".join(f"{k} {v:.3f}" for k, v in r.r2.items()))
-    echo(f"  unexplained parameters beyond the named quantities: {scan.n_unexplained}")
+    at_limit = scan.n_unexplained == args.max_rest and scan.chosen.reconstruction_error > scan.tolerance
+    echo(f"  unexplained parameters beyond the named quantities: {scan.n_unexplained}"
+         + (f" or more (the most tried, still above {scan.tolerance:g} of the variance; raise --max-rest)"
+            if at_limit else ""))
     for dim, row in rest_r2.items():
         top = sorted(((v, k) for k, v in row.items() if np.isfinite(v)), reverse=True)[:5]
         echo(f"  {dim}: r^2 with " + (", ".join(f"{k} {v:.3f}" for v, k in top) or "no other quantity"))
-    out = {**scan.to_dict(), "remainder_r2": rest_r2}
+    out = {**scan.to_dict(), "remainder_r2": rest_r2, "at_limit": bool(at_limit)}
     if args.figures:
         from ..interpret.figures import fig_conformal
 
