@@ -450,7 +450,9 @@ class GIIPHook:
                              "(types were added after attach: detach and attach again)")
         species = self._type_name_array[types]
         # local + ghost atoms, without periodicity (the ghosts are the periodic images)
-        atoms = (None, x, False, species)
+        from .systems import from_system
+
+        atoms = from_system((None, x, False, species))
         # not strict: a vapour or an evaporating surface is legitimate in a simulation: its
         # warnings go to the LAMMPS log; an analyser of the user's without `strict` is called as is
         import inspect
