@@ -133,10 +133,23 @@ class MapBuilder:
         self.compute = compute or ComputeSettings()
         self.command_line = command_line
 
-    def fit(self, data):
-        """The fitted map of ``data``: an :class:`~giip_plugin.environments.EnvironmentSet` (the
-        training set, or a pool to draw ``n_train`` from), trajectory path(s), an ``ase.Atoms``, a
-        :class:`giip_plugin.io.Frame`, or a list of them."""
+    def fit(self, data) -> "ReferenceMap":  # noqa: F821
+        """Fit the reference map of ``data``.
+
+        Parameters
+        ----------
+        data : EnvironmentSet, str or path-like, list of paths, ase.Atoms, Frame, or list of them
+            An :class:`~giip_plugin.environments.EnvironmentSet` (the training set, or a pool to
+            draw ``n_train`` from), trajectory file(s) (LAMMPS dumps, extxyz, what ``ase.io``
+            reads), or structures.
+
+        Returns
+        -------
+        ReferenceMap
+            Training environments, the ``(n_train, n_train)`` distance matrix (atoms of
+            difference), complete-linkage classes, the diffusion map and its kept coordinates.
+            The distance checkpoint stays until :meth:`ReferenceMap.save` has written the file.
+        """
         from .refmap import ReferenceMap, _empty_prov, _group_for, _now
 
         e, t, c, d, k = self.environments, self.training, self.classes, self.diffusion, self.compute
