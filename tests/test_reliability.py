@@ -361,3 +361,27 @@ def test_a_dump_read_and_written_back_keeps_every_digit(tmp_path):
     with AnnotatedWriter(back) as w:
         w.write(next(iter_frames(src)), {})
     assert back.read_text().splitlines()[9:] == src.read_text().splitlines()[9:]
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="POSIX signals")
+def test_sigterm_during_a_build_keeps_the_checkpoint_and_the_rerun_resumes(tmp_path):
+    out = tmp_path / "ref.h5"
+    cmd = [sys.executable, "-m", "giip_plugin.cli", "build", str(DATA / "quench10M.dump"), "-o", str(out),
+           "--type-names", "1=Ni,2=Nb", "--centers", "Ni", "--species", "sign", "--r-inner", "3", "--r-outer", "4",
+           "--sigma", "1", "--n-train", "120", "--block-size", "8", "--classes", "3", "--epsilon", "1.5",
+           "--no-progress", "--workers", "1"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_env())
+    ck = Path(str(out) + ".partial")
+    deadline = time.time() + 120
+    while time.time() < deadline and not (ck.is_dir() and len(list(ck.glob("b*.npy"))) >= 2):
+        time.sleep(0.1)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 143, err
+    assert "blocks of the training distance matrix are saved" in err and not out.exists()
+    saved = len(list(ck.glob("b*.npy")))
+    assert saved >= 2
+    res = subprocess.run(cmd, capture_output=True, text=True, env=_env(), timeout=300)
+    assert res.returncode == 0, res.stderr
+    assert "resuming from" in res.stderr and out.exists() and not ck.exists()
