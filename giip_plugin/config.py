@@ -19,8 +19,11 @@ The distance kernels run chunks of pairs on worker threads, each with one PyTorc
 operations on one chunk are too small for PyTorch's intra-op threads, whose spinning collapses on
 a loaded machine). PyTorch's thread count is process-wide, so it is set only at the entry points
 (the command line, :class:`~giip_plugin.GIIPAnalyzer`, :meth:`ReferenceMap.build` and
-:meth:`~ReferenceMap.transform`, :func:`~giip_plugin.pairwise_distances`) by :func:`compute_threads`,
-and restored when they return; nested entry points keep the outer setting.
+:meth:`~ReferenceMap.transform`, :func:`~giip_plugin.pairwise_distances`, and
+:meth:`DistanceEngine.distances <giip_plugin.kernels.DistanceEngine.distances>` when it is called
+directly) by :func:`compute_threads`, and restored when they return; nested entry points keep the
+outer setting. Outside any entry point the number of worker threads is PyTorch's thread count, so
+``torch.set_num_threads(n)`` before a call chooses it.
 """
 from __future__ import annotations
 
@@ -63,25 +66,35 @@ _STATE = threading.local()
 
 def workers() -> int:
     """Worker threads of the distance kernels: the value of the innermost :func:`compute_threads`
-    of this thread, else the available cores."""
-    return getattr(_STATE, "workers", None) or available_cores()
+    of this thread, else PyTorch's thread count (the caller's own setting)."""
+    n = getattr(_STATE, "workers", None)
+    if n:
+        return int(n)
+    import torch
+
+    return max(1, int(torch.get_num_threads()))
+
+
+def inside_compute_threads() -> bool:
+    """Whether an entry point of this thread has set the threads (:func:`compute_threads`)."""
+    return getattr(_STATE, "workers", None) is not None
 
 
 @contextlib.contextmanager
 def compute_threads(n: int | None = None):
-    """Entry-point context: ``n`` worker threads (default all available cores) with one PyTorch
-    intra-op thread each; PyTorch's setting is restored on exit. Nested uses keep the outer
-    setting unless they name ``n``."""
+    """Entry-point context: ``n`` worker threads (default PyTorch's thread count, i.e. all cores
+    unless the caller chose otherwise) with one PyTorch intra-op thread each; PyTorch's setting is
+    restored on exit. Nested uses keep the outer setting unless they name ``n``."""
     outer = getattr(_STATE, "workers", None)
     if outer is not None and n is None:
         yield outer
         return
     if n is not None and int(n) < 1:
         raise ValueError(f"the number of threads must be positive, got {n}")
-    count = int(n) if n is not None else available_cores()
     import torch
 
     previous = torch.get_num_threads()
+    count = int(n) if n is not None else max(1, int(previous))
     torch.set_num_threads(1)
     _STATE.workers = count
     try:

@@ -6,6 +6,7 @@ orientation). Units are "atoms of difference": one missing atom gives about 1.
 """
 from __future__ import annotations
 
+import contextlib
 import weakref
 
 import numpy as np
@@ -237,7 +238,9 @@ class DistanceEngine:
             return (out, rots) if return_rotation else out
         from concurrent.futures import ThreadPoolExecutor
 
-        with ThreadPoolExecutor(max_workers=workers) as pool:
+        # called directly (not from an entry point), this call is its own entry point
+        threads = config.compute_threads(workers) if not config.inside_compute_threads() else _nothing()
+        with threads, ThreadPoolExecutor(max_workers=workers) as pool:
             futures = [(s, pool.submit(self._chunk, ia[s : s + self.chunk], ib[s : s + self.chunk], return_rotation))
                        for s in starts]
             try:
@@ -248,6 +251,11 @@ class DistanceEngine:
                     fut.cancel()
                 raise
         return (out, rots) if return_rotation else out
+
+
+@contextlib.contextmanager
+def _nothing():
+    yield
 
 
 def _as_set(envs) -> EnvironmentSet:

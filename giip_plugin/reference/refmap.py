@@ -456,13 +456,14 @@ class ReferenceMap:
         try:
             with config.compute_threads():  # an entry point: PyTorch threads set here (config.py)
                 self._transform_batches(envs, batch, bar, device, fast, all_coordinates, classes, coords, dist, nearest)
+                if return_rotation:
+                    eng = self.engine_for(envs, device=device)
+                    _, rot = eng.distances(np.arange(n), nearest, return_rotation=True)
         finally:
             if bar is not None:
                 bar.close()
         if not return_rotation:
             return MapResult(classes, coords, dist)
-        eng = self.engine_for(envs, device=device)
-        _, rot = eng.distances(np.arange(n), nearest, return_rotation=True)
         return MapResultWithRotation(classes, coords, dist, rot)
 
     def _transform_batches(self, envs, batch, bar, device, fast, all_coordinates, classes, coords, dist, nearest):

@@ -329,7 +329,7 @@ def training_distance_matrix(
     n_done = len(blocks) - len(todo)
     try:
         if scheduler is None:
-            with config.compute_threads(n_workers):
+            with config.compute_threads(n_workers if n_workers is not None else config.available_cores()):
                 eng = DistanceEngine(envs, sigma=sigma, group=group, device=device, dtype=dtype, settings=settings)
                 for I, J in todo:
                     vals = _compute_block(eng, n, bs, I, J, progress=bar)
