@@ -218,6 +218,14 @@ class GIIPHook:
         self.prefix = p = str(prefix)
         self.mode = mode
         self.analyzer = _make_analyzer(reference, device=device, dtype=dtype, fast=fast)
+        # an analyser of the user's without `strict` is called as it is
+        import inspect
+
+        try:
+            takes_strict = "strict" in inspect.signature(self.analyzer.analyze).parameters
+        except (TypeError, ValueError):
+            takes_strict = False
+        self._analyze_extra = {"strict": False} if takes_strict else {}
         ref = self.analyzer.reference
         if getattr(ref, "environments", None) is None:
             raise ValueError("the reference has no environment settings (it was built from an "
@@ -454,18 +462,12 @@ class GIIPHook:
 
         atoms = from_system((None, x, False, species))
         # not strict: a vapour or an evaporating surface is legitimate in a simulation: its
-        # warnings go to the LAMMPS log; an analyser of the user's without `strict` is called as is
-        import inspect
+        # warnings go to the LAMMPS log
         import warnings
 
-        try:
-            takes_strict = "strict" in inspect.signature(self.analyzer.analyze).parameters
-        except (TypeError, ValueError):
-            takes_strict = False
-        extra = {"strict": False} if takes_strict else {}
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
-            res = self.analyzer.analyze(atoms, indices=np.arange(nlocal), species=species, **extra)
+            res = self.analyzer.analyze(atoms, indices=np.arange(nlocal), species=species, **self._analyze_extra)
         for w in caught:
             self._warn(f"GIIP analysis at step {step}: {w.message}")
         arrays = self._arrays(nlocal)

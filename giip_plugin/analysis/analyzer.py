@@ -259,7 +259,9 @@ class GIIPAnalyzer(Calculator):
 
     def center_mask(self, system, species=None) -> np.ndarray:
         """Which atoms are centres under the reference (all atoms when it names no centre species)."""
-        names = self.species_of(system, species)
+        return self._centres_among(self.species_of(system, species))
+
+    def _centres_among(self, names) -> np.ndarray:
         centers = self.reference.environments.centers
         if centers is None:
             return np.ones(len(names), dtype=bool)
@@ -303,8 +305,7 @@ class GIIPAnalyzer(Calculator):
         n = len(atoms)
         names = self.species_of(atoms, species)
         check_species(names, ref)
-        centers_of_ref = ref.environments.centers
-        is_center = np.ones(n, dtype=bool) if centers_of_ref is None else np.isin(names, list(centers_of_ref))
+        is_center = self._centres_among(names)
         if indices is not None:
             sel = np.zeros(n, dtype=bool)
             sel[np.asarray(indices, dtype=np.int64)] = True
@@ -312,7 +313,7 @@ class GIIPAnalyzer(Calculator):
         elif not is_center.any():
             present = sorted(set(names.tolist()))
             raise ValueError(
-                f"the structure has no atoms of the reference's centre species {list(centers_of_ref)} "
+                f"the structure has no atoms of the reference's centre species {list(ref.environments.centers)} "
                 f"(it has {present}); check the type names or use a matching reference"
             )
         centers = np.flatnonzero(is_center)

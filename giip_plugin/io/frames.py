@@ -199,6 +199,11 @@ def _detect_dim(positions: np.ndarray, dim) -> int:
     return 3
 
 
+def _no_positions(where: str, columns) -> ValueError:
+    return ValueError(f"{where}: no atom positions among the columns {list(columns)}; a dump needs x y z, "
+                      "xu yu zu, xs ys zs or xsu ysu zsu")
+
+
 def _assemble_lammps_frame(path, hdr, values, cell, origin, type_names, dim) -> Frame:
     """Build a Frame from the columns of one dump frame (``values``: column name -> array)."""
     where = f"{path} (frame {hdr.index}, timestep {hdr.timestep})"
@@ -209,10 +214,7 @@ def _assemble_lammps_frame(path, hdr, values, cell, origin, type_names, dim) -> 
 
     triplet = next((t for t in LAMMPS_POSITION_COLUMNS if all(c in values for c in t)), None)
     if triplet is None:
-        raise ValueError(
-            f"{where}: no atom positions among the columns {cols}; a dump needs x y z, xu yu zu, "
-            "xs ys zs or xsu ysu zsu"
-        )
+        raise _no_positions(where, cols)
     coords = np.column_stack([np.asarray(values[c], dtype=float) for c in triplet]).reshape(n, 3)
     raw = {}
     if triplet[0] in _SCALED:
@@ -374,10 +376,7 @@ def _ase_dump_frame(path, hdr, block: bytes, type_names, dim) -> Frame:
     import ase.io
 
     if not any(all(c in hdr.columns for c in t) for t in LAMMPS_POSITION_COLUMNS):
-        raise ValueError(
-            f"{path} (frame {hdr.index}, timestep {hdr.timestep}): no atom positions among the columns "
-            f"{list(hdr.columns)}; a dump needs x y z, xu yu zu, xs ys zs or xsu ysu zsu"
-        )
+        raise _no_positions(f"{path} (frame {hdr.index}, timestep {hdr.timestep})", list(hdr.columns))
     text = block.decode()
     try:
         a = ase.io.read(io.StringIO(text), format="lammps-dump-text", order=False)
