@@ -99,7 +99,6 @@ atoms; set ``OMP_NUM_THREADS=1`` (PyTorch threads) when the ranks fill the cores
 from __future__ import annotations
 
 import functools
-import re
 import sys
 import time
 import traceback
@@ -209,8 +208,9 @@ class GIIPHook:
             raise ValueError(f"every must be a positive integer, got {every!r}") from None
         if every < 1:
             raise ValueError(f"every must be a positive integer, got {every}")
-        if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", str(prefix)):
-            raise ValueError(f"prefix must be letters, digits and underscores, got {prefix!r}")
+        from .analysis.columns import check_prefix
+
+        check_prefix(prefix)
         if mode not in ("external", "python"):
             raise ValueError(f"mode must be 'external' or 'python', got {mode!r}")
         self.lmp = lmp

@@ -17,12 +17,14 @@ import re
 
 import numpy as np
 
-__all__ = ["dump_names", "dump_columns", "array_columns", "read_columns", "DEFAULT_PREFIX"]
+__all__ = ["dump_names", "dump_columns", "array_columns", "read_columns", "check_prefix", "DEFAULT_PREFIX"]
 
 DEFAULT_PREFIX = "giip"
 
 
-def _check_prefix(prefix: str) -> str:
+def check_prefix(prefix: str) -> str:
+    """The prefix of the result columns (and of the LAMMPS hook's fixes): letters, digits and
+    underscores, not starting with a digit; else ``ValueError``."""
     prefix = str(prefix)
     if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", prefix):
         raise ValueError(f"the column prefix must be letters, digits and underscores, got {prefix!r}")
@@ -32,7 +34,7 @@ def _check_prefix(prefix: str) -> str:
 def dump_names(n_coords: int, prefix: str = DEFAULT_PREFIX) -> dict:
     """``{"class": "d_P_class", "dc": ["d2_P_dc[1]", ...], "ref_distance": "d_P_ref_distance",
     "dc_array": "d2_P_dc"}`` for prefix ``P``."""
-    p = _check_prefix(prefix)
+    p = check_prefix(prefix)
     return {"class": f"d_{p}_class", "dc": [f"d2_{p}_dc[{i + 1}]" for i in range(int(n_coords))],
             "ref_distance": f"d_{p}_ref_distance", "dc_array": f"d2_{p}_dc"}
 
@@ -50,7 +52,7 @@ def dump_columns(result, prefix: str = DEFAULT_PREFIX) -> dict:
 
 def array_columns(result, prefix: str = DEFAULT_PREFIX) -> dict:
     """``{name: values}`` for extxyz and ``atoms.arrays``: ``P_class``, ``P_dc`` (n, k), ``P_ref_distance``."""
-    p = _check_prefix(prefix)
+    p = check_prefix(prefix)
     return {f"{p}_class": np.asarray(result.classes), f"{p}_dc": np.asarray(result.coordinates, dtype=float),
             f"{p}_ref_distance": np.asarray(result.ref_distance, dtype=float)}
 
@@ -58,7 +60,7 @@ def array_columns(result, prefix: str = DEFAULT_PREFIX) -> dict:
 def read_columns(arrays: dict, n: int, prefix: str = DEFAULT_PREFIX):
     """``(classes, coordinates (n, k), ref_distance)`` from result columns in ``arrays`` (any of the
     namings above), or None when there are none."""
-    p = _check_prefix(prefix)
+    p = check_prefix(prefix)
     for cls_name, dist_name, dc_names in (
         (f"d_{p}_class", f"d_{p}_ref_distance", lambda j: f"d2_{p}_dc[{j}]"),
         (f"{p}_class", f"{p}_ref_distance", lambda j: f"{p}_dc{j}"),  # dumps of earlier versions

@@ -90,10 +90,12 @@ def check_type_names_against_reference(type_names: dict, ref) -> None:
 def run(args) -> int:
     from tqdm.auto import tqdm
 
-    from ..io import AnnotatedWriter, iter_frames
-    from ..species import parse_type_names, reference_type_numbers
+    from ..analysis import GIIPAnalyzer
+    from ..analysis.columns import array_columns, check_prefix, dump_columns
+    from ..io import AnnotatedWriter, iter_frames, writer_format
     from ..io.atomic import check_output
     from ..io.frames import expand_paths
+    from ..species import parse_type_names, reference_type_numbers
     from ..validation import check_device
 
     # everything that can fail is checked before the output is touched
@@ -103,12 +105,7 @@ def run(args) -> int:
     inputs = expand_paths(args.inputs)
     check_output(args.output, inputs + [args.reference])
     check_device(args.device)
-    from ..analysis import GIIPAnalyzer
-    from ..analysis.columns import dump_names
-
-    dump_names(1, args.prefix)  # a valid prefix
-    from ..io import writer_format
-
+    check_prefix(args.prefix)
     writer_format(args.output)
     analyzer = GIIPAnalyzer(args.reference, device=args.device, progress=not args.no_progress, fast=args.fast)
     ref = analyzer.reference
@@ -121,8 +118,6 @@ def run(args) -> int:
     frames = iter_frames(inputs, frames=args.frames, type_names=type_names or None, dim=dim)
     bar = tqdm(unit="frame", desc="giip apply", disable=args.no_progress, file=sys.stderr)
     n_frames = n_atoms = 0
-    from ..analysis.columns import array_columns, dump_columns
-
     with AnnotatedWriter(args.output, type_names=type_names or reference_type_numbers(ref)) as writer:
         columns = dump_columns if writer.format == "lammps-dump" else array_columns
         if args.scheduler:

@@ -239,7 +239,7 @@ class DistanceEngine:
         from concurrent.futures import ThreadPoolExecutor
 
         # called directly (not from an entry point), this call is its own entry point
-        threads = config.compute_threads(workers) if not config.inside_compute_threads() else _nothing()
+        threads = config.compute_threads(workers) if not config.inside_compute_threads() else contextlib.nullcontext()
         with threads, ThreadPoolExecutor(max_workers=workers) as pool:
             futures = [(s, pool.submit(self._chunk, ia[s : s + self.chunk], ib[s : s + self.chunk], return_rotation))
                        for s in starts]
@@ -251,11 +251,6 @@ class DistanceEngine:
                     fut.cancel()
                 raise
         return (out, rots) if return_rotation else out
-
-
-@contextlib.contextmanager
-def _nothing():
-    yield
 
 
 def _as_set(envs) -> EnvironmentSet:
