@@ -78,7 +78,7 @@ class _Args(ctypes.Structure):
                 ("D", ctypes.c_int64), ("n_beta", ctypes.c_int64), ("N", ctypes.c_int64), ("g_offa", _I64P),
                 ("g_offb", _I64P), ("g_w", _I64P), ("g_k", _I64P), ("g_t", _I64P), ("dval", _F32P), ("cw", _F32P),
                 ("sw", _F32P), ("cal", _F32P), ("sal", _F32P), ("rgrid", _F64P), ("parities", ctypes.c_int64),
-                ("n_iter", ctypes.c_int64)]
+                ("max_iter", ctypes.c_int64), ("K", ctypes.c_int64), ("pool", ctypes.c_int64), ("tol", ctypes.c_double)]
 
 
 def _cache_dir() -> Path:
@@ -151,8 +151,8 @@ def _build():
     except OSError as exc:
         raise RuntimeError(f"cannot load the fast path's compiled kernel {target} ({exc}); delete it to rebuild it; "
                            "the PyTorch search is used meanwhile") from exc
-    lib.giip_coarse_rows.argtypes = [ctypes.POINTER(_Args), ctypes.c_int64, ctypes.c_int64, _F64P]
-    lib.giip_coarse_rows.restype = ctypes.c_int
+    lib.giip_search.argtypes = [ctypes.POINTER(_Args), ctypes.c_int64, _I64P, _I64P, _F64P, _F64P]
+    lib.giip_search.restype = ctypes.c_int
     lib.giip_exp_neg.argtypes = [ctypes.c_double]
     lib.giip_exp_neg.restype = ctypes.c_double
     return lib
@@ -224,52 +224,39 @@ def _coupling_index(L: int, sizes, tables, used=None):
             np.ascontiguousarray(np.stack(dv, 1)[:, order], dtype=np.float32))
 
 
-def _side(tensors, coefficients, counts, order=None):
+def _side(tensors, coefficients, counts):
     """Numpy views of one side of an engine (its memoised padded tensors, self overlaps and
-    harmonic coefficients), rows in ``order``; the coefficients flattened to real and imaginary
-    single-precision parts."""
+    harmonic coefficients); the coefficients flattened to real and imaginary single-precision parts."""
     import torch
 
     flat = torch.cat([c.reshape(len(c), -1) for c in coefficients], 1)
     side = {"p": tensors["p"].cpu().numpy(), "w": tensors["w"].cpu().numpy(), "n": np.asarray(counts, np.int64),
             "self": tensors["self"].cpu().numpy(), "re": flat.real.cpu().numpy(), "im": flat.imag.cpu().numpy()}
-    if order is not None:
-        side = {k: v[order] for k, v in side.items()}
     side = {k: np.ascontiguousarray(v, dtype=np.float32 if k in ("re", "im") else v.dtype) for k, v in side.items()}
     side["sizes"] = [c.shape[1] for c in coefficients]
     return side
 
 
-def _reference_side(engine):
-    """The engine's side B sorted by neighbour count (lanes of a block pad to similar sizes), its
-    coefficients laid out per block of LANES environments; memoised per set."""
+def _sides(engine):
+    """Both sides of an engine as numpy arrays (:func:`_side`), memoised per set and band limit."""
     from .engine import _memo
 
-    def make():
-        order = np.argsort(engine._counts_b, kind="stable")
-        side = _side(engine._pb, engine._cb, engine._counts_b, order)
-        n = len(order)
-        nblk = (n + B - 1) // B
-        for key in ("re", "im"):
-            x = np.zeros((nblk * B, side[key].shape[1]), np.float32)
-            x[:n] = side[key]
-            side[key] = np.ascontiguousarray(x.reshape(nblk, B, -1).transpose(0, 2, 1))
-        side["order"] = order
-        return side
-
     b = engine.basis
-    return _memo(engine.B, ("fused", engine.sigma, b.kappa, b.r_max, b.L, b.tol), make)
+    key = ("compiled", engine.sigma, b.kappa, b.r_max, b.L, b.tol)
+    A = _memo(engine.A, key, lambda: _side(engine._pa, engine._ca, engine._counts_a))
+    B_ = A if engine.B is engine.A else _memo(engine.B, key, lambda: _side(engine._pb, engine._cb, engine._counts_b))
+    return A, B_
 
 
 def _check_covered(engine):
-    """Raise ValueError unless the fused kernel covers the engine's search (RuntimeError when the
+    """Raise ValueError unless the compiled kernel covers the engine's search (RuntimeError when the
     kernel cannot be compiled)."""
     if engine.group not in ("O3", "SO3"):
-        raise ValueError(f"the fused kernel covers the groups O3 and SO3, not {engine.group!r}")
-    if engine.device.type != "cpu" or not engine._coef:
-        raise ValueError("the fused kernel covers 3D environments with one common sigma, on the CPU")
-    if engine.settings.candidates != 1 or engine.settings.oversample != 1.0:
-        raise ValueError("the fused kernel polishes one start per parity on a grid that is not oversampled")
+        raise ValueError(f"the compiled search covers the groups O3 and SO3, not {engine.group!r}")
+    if engine.device.type != "cpu" or not engine._coef or str(engine.dtype) != "torch.float64":
+        raise ValueError("the compiled search covers 3D environments with one common sigma, on the CPU in double precision")
+    if engine.settings.oversample != 1.0:
+        raise ValueError("the compiled search runs on a grid that is not oversampled")
     library()
 
 
@@ -279,70 +266,102 @@ def _pointer(keep, x, dtype, ptype):
     return x.ctypes.data_as(ptype)
 
 
-def coarse_distance_rows(engine, *, workers=None, progress=None, rows_per_call: int = 4) -> np.ndarray:
-    """Coarse distances ``(len(engine.A), len(engine.B))`` of every pair: the search of ``engine``
-    (a :class:`~giip_plugin.kernels.DistanceEngine` with ``candidates=1``: the best grid point of
-    each parity, one for SO(3), and ``settings.max_iter`` Newton steps), fused. Upper bounds of the
-    exact distances. The engine's padded tensors, self overlaps and harmonic coefficients are used
-    as they are.
+def search_pairs(engine, ia, ib, *, exact: bool, workers=None, progress=None, return_rotation=False,
+                 pairs_per_call: int = 256):
+    """Distances of the pairs ``(engine.A[ia[k]], engine.B[ib[k]])`` by the compiled search.
+
+    ``exact=True``: the engine's search to convergence (``settings.candidates`` starts per parity
+    among the ``grid_pool`` largest grid values, Newton steps until a step is below 1e-7 rad or the
+    start cannot beat the best value of its pair; the same algorithm and tolerances as
+    :func:`.search.polish`). ``exact=False``: the coarse search of the fast path (``max_iter``
+    Newton steps from each start; the grid sums only the radial terms above :data:`GRID_TOL`).
+    Every value is an overlap at an actual rotation, so distances are never below the exact ones.
 
     ``workers``: threads (default: the entry point's, :func:`giip_plugin.config.workers`);
-    ``progress``: a tqdm bar, advanced by pairs. Work goes in calls of ``rows_per_call`` atoms;
-    Ctrl-C stops it after the calls under way."""
+    ``progress``: a tqdm bar, advanced by pairs. Ctrl-C stops it after the calls under way.
+    Returns distances (and rotations ``(n, 3, 3)`` mapping B onto A with ``return_rotation``)."""
     _check_covered(engine)
-    nA, nB = len(engine.A), len(engine.B)
-    out = np.empty((nA, nB))
-    if nA == 0 or nB == 0:
-        return out
+    ia = np.asarray(ia, dtype=np.int64).reshape(-1)
+    ib = np.asarray(ib, dtype=np.int64).reshape(-1)
+    n = len(ia)
+    out = np.empty(n)
+    rots = np.empty((n, 3, 3)) if return_rotation else None
+    if n == 0:
+        return (out, rots) if return_rotation else out
     L = engine.L
-    ref = _reference_side(engine)
-    atoms = _side(engine._pa, engine._ca, engine._counts_a)
+    atoms, ref = _sides(engine)
     tables = _grid_tables(L)
     b = engine.basis
-    used = RadialBasis.get(b.kappa, b.r_max, b.L, GRID_TOL).sizes
+    used = RadialBasis.get(b.kappa, b.r_max, b.L, GRID_TOL).sizes if not exact else None
     ga, gb, gw, gk, gt, dval = _coupling_index(L, ref["sizes"], tables, used)
+    # pairs sorted by neighbour counts (lanes side by side pad to similar sizes), those of one atom together
+    order = np.lexsort((ref["n"][ib], ia, atoms["n"][ia]))
+    ia_s, ib_s = np.ascontiguousarray(ia[order]), np.ascontiguousarray(ib[order])
+    threads = max(1, int(workers) if workers else config.workers())
     keep = []
     f64 = lambda x: _pointer(keep, x, np.float64, _F64P)
     f32 = lambda x: _pointer(keep, x, np.float32, _F32P)
     i64 = lambda x: _pointer(keep, x, np.int64, _I64P)
+    st = engine.settings
     args = _Args(atoms["p"].shape[1], atoms["w"].shape[2], atoms["re"].shape[1], f64(atoms["p"]), f64(atoms["w"]),
-                 f64(atoms["self"]), i64(atoms["n"]), f32(atoms["re"]), f32(atoms["im"]), nB, ref["p"].shape[1],
-                 f64(ref["p"]), f64(ref["w"]), f64(ref["self"]), i64(ref["n"]), f32(ref["re"]), f32(ref["im"]),
-                 1.0 / (2.0 * engine.sigma * engine.sigma), L, len(ga), dval.shape[0], tables["cw"].shape[1],
-                 i64(ga), i64(gb), i64(gw), i64(gk), i64(gt), f32(dval), f32(tables["cw"]), f32(tables["sw"]),
-                 f32(tables["cal"]), f32(tables["sal"]), f64(tables["rgrid"]), 2 if engine.group == "O3" else 1,
-                 int(engine.settings.max_iter))
-    assert args.N % 2 == 0 and atoms["w"].shape[2] == ref["w"].shape[2]
+                 f64(atoms["self"]), i64(atoms["n"]), f32(atoms["re"]), f32(atoms["im"]), len(ref["n"]),
+                 ref["p"].shape[1], f64(ref["p"]), f64(ref["w"]), f64(ref["self"]), i64(ref["n"]), f32(ref["re"]),
+                 f32(ref["im"]), 1.0 / (2.0 * engine.sigma * engine.sigma), L, len(ga), dval.shape[0],
+                 tables["cw"].shape[1], i64(ga), i64(gb), i64(gw), i64(gk), i64(gt), f32(dval), f32(tables["cw"]),
+                 f32(tables["sw"]), f32(tables["cal"]), f32(tables["sal"]), f64(tables["rgrid"]),
+                 2 if engine.group == "O3" else 1, int(st.max_iter), int(st.candidates), int(engine.grid_pool),
+                 1e-7 if exact else 0.0)
+    assert args.N % 2 == 0 and atoms["w"].shape[2] == ref["w"].shape[2] and atoms["re"].shape[1] == ref["re"].shape[1]
     lib = library()
-    sorted_rows = np.empty((nA, nB))
+    res = np.empty(n)
+    res_rot = np.empty((n, 9)) if return_rotation else None
 
     def run(s, e):
-        status = lib.giip_coarse_rows(ctypes.byref(args), s, e, sorted_rows[s:e].ctypes.data_as(_F64P))
+        status = lib.giip_search(ctypes.byref(args), e - s, ia_s[s:].ctypes.data_as(_I64P),
+                                 ib_s[s:].ctypes.data_as(_I64P), res[s:].ctypes.data_as(_F64P),
+                                 res_rot[s:].ctypes.data_as(_F64P) if return_rotation else None)
         if status != 0:
-            raise MemoryError("the fused kernel could not allocate its work space")
+            raise MemoryError("the compiled search could not allocate its work space")
         return e - s
 
-    threads = max(1, int(workers) if workers else config.workers())
-    chunks = [(s, min(nA, s + rows_per_call)) for s in range(0, nA, rows_per_call)]
-    with ThreadPoolExecutor(max_workers=min(threads, len(chunks))) as pool:
-        futures = [pool.submit(run, s, e) for s, e in chunks]
-        try:
-            for fut in futures:
-                done = fut.result()
-                if progress is not None:
-                    progress.update(done * nB)
-        except BaseException:
-            for fut in futures:
-                fut.cancel()
-            raise
-    out[:, ref["order"]] = sorted_rows
+    size = int(max(16, min(pairs_per_call, -(-n // (4 * threads)))))
+    calls = [(s, min(n, s + size)) for s in range(0, n, size)]
+    if threads == 1 or len(calls) == 1:
+        for s, e in calls:
+            done = run(s, e)
+            if progress is not None:
+                progress.update(done)
+    else:
+        with ThreadPoolExecutor(max_workers=min(threads, len(calls))) as pool:
+            futures = [pool.submit(run, s, e) for s, e in calls]
+            try:
+                for fut in futures:
+                    done = fut.result()
+                    if progress is not None:
+                        progress.update(done)
+            except BaseException:
+                for fut in futures:
+                    fut.cancel()
+                raise
+    out[order] = res
+    if return_rotation:
+        rots[order] = res_rot.reshape(n, 3, 3)
+        return out, rots
     return out
 
 
+def coarse_distance_rows(engine, *, workers=None, progress=None) -> np.ndarray:
+    """Coarse distances ``(len(engine.A), len(engine.B))`` of every pair (:func:`search_pairs` with
+    ``exact=False``): upper bounds of the exact distances."""
+    nA, nB = len(engine.A), len(engine.B)
+    ia, ib = np.repeat(np.arange(nA), nB), np.tile(np.arange(nB), nA)
+    return search_pairs(engine, ia, ib, exact=False, workers=workers, progress=progress).reshape(nA, nB)
+
+
 def applies(engine) -> bool:
-    """Whether the coarse search of ``engine`` (a :class:`~giip_plugin.kernels.DistanceEngine`) runs
-    on the fused kernel: a search it covers (CPU, 3D with one common sigma, O(3) or SO(3), one start
-    per parity on a grid that is not oversampled), the kernel compiled (else a warning, once), and
+    """Whether the search of ``engine`` (a :class:`~giip_plugin.kernels.DistanceEngine`) runs
+    compiled: a search it covers (CPU in double precision, 3D with one common sigma, O(3) or SO(3),
+    a grid that is not oversampled), the kernel compiled (else a warning, once), and
     ``GIIP_NO_FUSED`` unset in the environment (``GIIP_NO_FUSED=1`` keeps the PyTorch path, for
     comparisons)."""
     if config.fused_disabled():

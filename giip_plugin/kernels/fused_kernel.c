@@ -1,13 +1,16 @@
-/* Fused coarse rotation search of the fast path (see fused.py for the method and the host side).
+/* Compiled rotation search (see fused.py for the method and the host side).
  *
- * One call maps a range of atoms (side A) against every reference (side B): for each atom, the
- * band-limited grid in single precision over blocks of B references side by side (SIMD lanes), then
- * the Newton polish of the best grid point of each parity on the exact sum of Gaussians in double
- * precision, B starts at a time. The grid works on vectors of B lanes (GCC/Clang vector extension);
- * the polish's loops over lanes have the compile-time trip count B on restrict-qualified scratch
- * arrays, which the compiler vectorises as well (built with -O3 -march=native -ffast-math by
- * fused.py). Compiled at first use and loaded with ctypes; a call holds no Python state, so
- * several threads run calls on disjoint atom ranges at once.
+ * One call maps a range of atoms (side A), each against its own list of references (side B, CSR:
+ * cols[rowptr[i] .. rowptr[i+1]) ): for each atom, the band-limited grid in single precision over
+ * blocks of B references side by side (SIMD lanes), the best K local maxima of each parity among
+ * the pool largest grid values, then the Newton polish of those starts on the exact sum of Gaussians
+ * in double precision, B starts at a time (a lane whose start is finished takes the next one). With
+ * tol > 0 a start runs to convergence (step below tol) or until it provably cannot beat the best
+ * value of its pair; with tol <= 0 it runs max_iter steps (the coarse search). The grid works on
+ * vectors of B lanes (GCC/Clang vector extension); the polish's loops over lanes have the
+ * compile-time trip count B on restrict-qualified scratch arrays, which the compiler vectorises as
+ * well (built with -O3 -march=native -ffast-math). A call holds no Python state, so several threads
+ * run calls on disjoint atom ranges at once.
  */
 #include <math.h>
 #include <stdint.h>
@@ -52,7 +55,7 @@ typedef struct {
     const double *pa, *wa, *self_a;
     const i64 *cnt_a;
     const float *ca_r, *ca_i;
-    /* side B, sorted by neighbour count; coefficients (nblk, Kc, B) */
+    /* side B, sorted by neighbour count; coefficients (nB, Kc) */
     i64 nB, qb;
     const double *pb, *wb, *self_b;
     const i64 *cnt_b;
@@ -63,7 +66,10 @@ typedef struct {
     const i64 *g_offa, *g_offb, *g_w, *g_k, *g_t;
     const float *dval, *cw, *sw, *cal, *sal;
     const double *rgrid;
-    i64 parities, n_iter;
+    i64 parities, max_iter;
+    /* search: K starts per parity from the pool largest grid values; convergence tolerance (rad) */
+    i64 K, pool;
+    double tol;
 } Args;
 
 /* B single-precision lanes as one vector (GCC/Clang vector extension: one AVX-512 register, two
@@ -75,23 +81,21 @@ typedef int32_t vi __attribute__((vector_size(4 * B), aligned(4)));
 
 static inline vf select_vf(vi mask, vf a, vf b) { return (vf)(((vi)a & mask) | ((vi)b & ~mask)); }
 
-/* Best grid value and flat index per lane and parity (best_v, best_i: [2][B]) of atom i against
- * the block blk of B references. */
+/* Best grid value and flat index per lane and parity (best_v, best_i: [2][B]) of B pairs, from
+ * their harmonic coefficients side by side (ca, cb: [Kc][B]); with Fbuf, every grid value too. */
 static inline __attribute__((always_inline)) void
-grid_block_impl(const Args *A, i64 i, i64 blk, float *restrict G_r, float *restrict G_i, float *restrict H_r,
+grid_block_impl(const Args *A, const float *restrict ca_r, const float *restrict ca_i, const float *restrict cb_r, const float *restrict cb_i, float *restrict Fbuf, float *restrict G_r, float *restrict G_i, float *restrict H_r,
                 float *restrict H_i, float *restrict U_r, float *restrict U_i, float *restrict Pr,
                 float *restrict Pi, float *restrict Qr, float *restrict Qi, float *restrict best_v,
                 float *restrict best_i, const i64 *restrict t_start, const i64 L, const i64 N, const i64 n_beta) {
     const i64 M = 2 * L + 1, L1 = L + 1, D = A->D;
-    const float *ca_r = A->ca_r + i * A->Kc, *ca_i = A->ca_i + i * A->Kc;
-    const float *cb_r = A->cb_r + blk * A->Kc * B, *cb_i = A->cb_i + blk * A->Kc * B;
     const vf zero = {0};
     /* coupling G = C_A^T conj(C_B), entry by entry (l, m, m' >= 0) */
     for (i64 d = 0; d < D; d++) {
         vf gr = zero, gi = zero;
         const i64 oa = A->g_offa[d], ob = A->g_offb[d], w = A->g_w[d];
         for (i64 n = 0; n < A->g_k[d]; n++) {
-            const float xr = ca_r[oa + n * w], xi = ca_i[oa + n * w];
+            const vf xr = LD(ca_r + (oa + n * w) * B), xi = LD(ca_i + (oa + n * w) * B);
             const vf yr = LD(cb_r + (ob + n * w) * B), yi = LD(cb_i + (ob + n * w) * B);
             gr += xr * yr + xi * yi;
             gi += xi * yr - xr * yi;
@@ -176,6 +180,11 @@ grid_block_impl(const Args *A, i64 i, i64 blk, float *restrict G_r, float *restr
                 for (int v = 0; v < 4; v++) {
                     const vf idx = zero + (float)((bb * N + as[v]) * N + g);
                     const vf vp = fe[v] + fo[v], vm = fe[v] - fo[v];
+                    if (Fbuf) {
+                        const i64 nG = N * N * n_beta, at = (bb * N + as[v]) * N + g;
+                        ST(Fbuf + at * B, vp);
+                        ST(Fbuf + (nG + at) * B, vm);
+                    }
                     const vi up = vp > bv0, um = vm > bv1;
                     bi0 = select_vf(up, idx, bi0);
                     bv0 = select_vf(up, vp, bv0);
@@ -193,24 +202,26 @@ grid_block_impl(const Args *A, i64 i, i64 blk, float *restrict G_r, float *restr
 
 /* The grid of one block, specialised for the band limits 6 and 7 (constant loop bounds let the
  * compiler unroll the short Fourier sums), generic otherwise. */
-static void grid_block(const Args *A, i64 i, i64 blk, float *G_r, float *G_i, float *H_r, float *H_i,
+static void grid_block(const Args *A, const float *ca_r, const float *ca_i, const float *cb_r, const float *cb_i, float *Fbuf, float *G_r, float *G_i, float *H_r, float *H_i,
                        float *U_r, float *U_i, float *Pr, float *Pi, float *Qr, float *Qi, float *best_v,
                        float *best_i, const i64 *t_start) {
     if (A->L == 6 && A->N == 14 && A->n_beta == 7)
-        grid_block_impl(A, i, blk, G_r, G_i, H_r, H_i, U_r, U_i, Pr, Pi, Qr, Qi, best_v, best_i, t_start, 6, 14, 7);
+        grid_block_impl(A, ca_r, ca_i, cb_r, cb_i, Fbuf, G_r, G_i, H_r, H_i, U_r, U_i, Pr, Pi, Qr, Qi, best_v, best_i, t_start, 6, 14, 7);
     else if (A->L == 7 && A->N == 16 && A->n_beta == 8)
-        grid_block_impl(A, i, blk, G_r, G_i, H_r, H_i, U_r, U_i, Pr, Pi, Qr, Qi, best_v, best_i, t_start, 7, 16, 8);
+        grid_block_impl(A, ca_r, ca_i, cb_r, cb_i, Fbuf, G_r, G_i, H_r, H_i, U_r, U_i, Pr, Pi, Qr, Qi, best_v, best_i, t_start, 7, 16, 8);
     else
-        grid_block_impl(A, i, blk, G_r, G_i, H_r, H_i, U_r, U_i, Pr, Pi, Qr, Qi, best_v, best_i, t_start, A->L,
+        grid_block_impl(A, ca_r, ca_i, cb_r, cb_i, Fbuf, G_r, G_i, H_r, H_i, U_r, U_i, Pr, Pi, Qr, Qi, best_v, best_i, t_start, A->L,
                         A->N, A->n_beta);
 }
 
-/* Overlap f[B] of the atom's neighbours a (na x 3) with B rotated environments bq (nq x 3 x B),
- * weights W (na x nq x B), rotations R (9 x B, row-major); with want, gradient and Hessian in gH
- * (18 x B): rows 0-2 gradient, 3-8 Hessian (00 01 02 11 12 22), 9-17 work space. */
-static void eval_lanes(const double *restrict a, i64 na, const double *restrict bq, i64 nq,
-                       const double *restrict W, double kap, const double *restrict R,
-                       double *restrict cq, int want, double *restrict f, double *restrict gH) {
+/* Overlap f[B] of B pairs: neighbours aq (na x 3 x B) of A, rotated neighbours of B, bq (nq x 3 x
+ * B) (padding: zero weights), weights W (qa x qs x B, p < na and q < nq used), rotations R (9 x B,
+ * row-major); with want, gradient and Hessian in gH (18 x B): rows 0-2 gradient, 3-8 Hessian (00
+ * 01 02 11 12 22), 9-17 work space. */
+static __attribute__((noinline)) void eval_lanes(const double *restrict aq, i64 na, const double *restrict bq,
+                                                 i64 nq, i64 qs, const double *restrict W, double kap,
+                                                 const double *restrict R, double *restrict cq, int want,
+                                                 double *restrict f, double *restrict gH) {
     for (i64 q = 0; q < nq; q++) {
         const double *bx = bq + (q * 3 + 0) * B, *by = bq + (q * 3 + 1) * B, *bz = bq + (q * 3 + 2) * B;
         double *cx = cq + (q * 3 + 0) * B, *cy = cq + (q * 3 + 1) * B, *cz = cq + (q * 3 + 2) * B;
@@ -226,10 +237,10 @@ static void eval_lanes(const double *restrict a, i64 na, const double *restrict 
         for (i64 q = 0; q < nq; q++) {
             const double *cx = cq + (q * 3 + 0) * B, *cy = cq + (q * 3 + 1) * B, *cz = cq + (q * 3 + 2) * B;
             for (i64 p = 0; p < na; p++) {
-                const double ax = a[p * 3], ay = a[p * 3 + 1], az = a[p * 3 + 2];
-                const double *w = W + (p * nq + q) * B;
+                const double *ax = aq + (p * 3 + 0) * B, *ay = aq + (p * 3 + 1) * B, *az = aq + (p * 3 + 2) * B;
+                const double *w = W + (p * qs + q) * B;
                 for (int k = 0; k < B; k++) {
-                    const double dx = ax - cx[k], dy = ay - cy[k], dz = az - cz[k];
+                    const double dx = ax[k] - cx[k], dy = ay[k] - cy[k], dz = az[k] - cz[k];
                     f[k] += w[k] * exp_neg(h * (dx * dx + dy * dy + dz * dz));
                 }
             }
@@ -242,22 +253,22 @@ static void eval_lanes(const double *restrict a, i64 na, const double *restrict 
         double acc[10][B];
         memset(acc, 0, sizeof(acc));
         for (i64 p = 0; p < na; p++) {
-            const double ax = a[p * 3], ay = a[p * 3 + 1], az = a[p * 3 + 2];
-            const double axx = ax * ax, axy = ax * ay, axz = ax * az, ayy = ay * ay, ayz = ay * az, azz = az * az;
-            const double *w = W + (p * nq + q) * B;
+            const double *pax = aq + (p * 3 + 0) * B, *pay = aq + (p * 3 + 1) * B, *paz = aq + (p * 3 + 2) * B;
+            const double *w = W + (p * qs + q) * B;
             for (int k = 0; k < B; k++) {
+                const double ax = pax[k], ay = pay[k], az = paz[k];
                 const double dx = ax - cx[k], dy = ay - cy[k], dz = az - cz[k];
                 const double e = w[k] * exp_neg(h * (dx * dx + dy * dy + dz * dz));
                 acc[0][k] += e;
                 acc[1][k] += e * ax;
                 acc[2][k] += e * ay;
                 acc[3][k] += e * az;
-                acc[4][k] += e * axx;
-                acc[5][k] += e * axy;
-                acc[6][k] += e * axz;
-                acc[7][k] += e * ayy;
-                acc[8][k] += e * ayz;
-                acc[9][k] += e * azz;
+                acc[4][k] += e * ax * ax;
+                acc[5][k] += e * ax * ay;
+                acc[6][k] += e * ax * az;
+                acc[7][k] += e * ay * ay;
+                acc[8][k] += e * ay * az;
+                acc[9][k] += e * az * az;
             }
         }
         for (int k = 0; k < B; k++) {
@@ -307,33 +318,68 @@ static void eval_lanes(const double *restrict a, i64 na, const double *restrict 
     }
 }
 
-/* Newton ascent steps (Cholesky of -H where H is negative definite, else a gradient step), scaled
- * by damp and clipped to the trust radius; step (3 x B). */
-static void newton_lanes(const double *restrict gH, const double *restrict damp, double *restrict step) {
+/* Eigenvalues lam and eigenvectors (columns of V) of the symmetric 3 x 3 matrix S (cyclic Jacobi). */
+static void eig3(double S[3][3], double lam[3], double V[3][3]) {
+    for (int r = 0; r < 3; r++)
+        for (int c = 0; c < 3; c++) V[r][c] = r == c;
+    for (int sweep = 0; sweep < 12; sweep++) {
+        const double off = S[0][1] * S[0][1] + S[0][2] * S[0][2] + S[1][2] * S[1][2];
+        const double dia = S[0][0] * S[0][0] + S[1][1] * S[1][1] + S[2][2] * S[2][2];
+        if (off <= 1e-32 * dia || off == 0.0) break;
+        for (int p = 0; p < 2; p++)
+            for (int q = p + 1; q < 3; q++) {
+                if (S[p][q] == 0.0) continue;
+                const double th = (S[q][q] - S[p][p]) / (2.0 * S[p][q]);
+                const double t = (th >= 0 ? 1.0 : -1.0) / (fabs(th) + sqrt(th * th + 1.0));
+                const double c = 1.0 / sqrt(t * t + 1.0), s = t * c;
+                for (int k = 0; k < 3; k++) { /* S <- S J */
+                    const double kp = S[k][p], kq = S[k][q];
+                    S[k][p] = c * kp - s * kq;
+                    S[k][q] = s * kp + c * kq;
+                }
+                for (int k = 0; k < 3; k++) { /* S <- J^T S */
+                    const double pk = S[p][k], qk = S[q][k];
+                    S[p][k] = c * pk - s * qk;
+                    S[q][k] = s * pk + c * qk;
+                }
+                for (int k = 0; k < 3; k++) {
+                    const double kp = V[k][p], kq = V[k][q];
+                    V[k][p] = c * kp - s * kq;
+                    V[k][q] = s * kp + c * kq;
+                }
+            }
+    }
+    for (int r = 0; r < 3; r++) lam[r] = S[r][r];
+}
+
+/* Saddle-free Newton ascent steps, as in search.py: step = V |Lam|^-1 V^T g from the
+ * eigendecomposition of the Hessian (|eigenvalues| clamped to 1e-12 of the largest), scaled by damp
+ * and clipped to the trust radius; step (3 x B). gain: 0.5 g.|H|^-1 g, the increase the quadratic
+ * model predicts; concave: all eigenvalues negative and the unclipped step inside the trust radius. */
+static void newton_lanes(const double *restrict gH, const double *restrict damp, double *restrict step,
+                         double *restrict gain, int *restrict concave) {
     for (int k = 0; k < B; k++) {
-        const double g0 = gH[0 * B + k], g1 = gH[1 * B + k], g2 = gH[2 * B + k];
-        const double a00 = -gH[3 * B + k], a01 = -gH[4 * B + k], a02 = -gH[5 * B + k];
-        const double a11 = -gH[6 * B + k], a12 = -gH[7 * B + k], a22 = -gH[8 * B + k];
-        const double scale = fabs(a00) + fabs(a11) + fabs(a22) + 2.0 * (fabs(a01) + fabs(a02) + fabs(a12)) + 1e-300;
-        const double tiny = 1e-12 * scale;
-        const double l00 = sqrt(fmax(a00, tiny));
-        const double l10 = a01 / l00, l20 = a02 / l00;
-        const double t1 = a11 - l10 * l10;
-        const double l11 = sqrt(fmax(t1, tiny));
-        const double l21 = (a12 - l20 * l10) / l11;
-        const double t2 = a22 - l20 * l20 - l21 * l21;
-        const double l22 = sqrt(fmax(t2, tiny));
-        const double y0 = g0 / l00, y1 = (g1 - l10 * y0) / l11, y2 = (g2 - l20 * y0 - l21 * y1) / l22;
-        const double x2 = y2 / l22, x1 = (y1 - l21 * x2) / l11, x0 = (y0 - l10 * x1 - l20 * x2) / l00;
-        const int ok = (a00 > tiny) && (t1 > tiny) && (t2 > tiny);
-        const double gn = sqrt(g0 * g0 + g1 * g1 + g2 * g2) + 1e-300;
-        const double sg = fmin(TRUST / gn, 1.0 / scale);
-        const double s0 = ok ? x0 : g0 * sg, s1 = ok ? x1 : g1 * sg, s2 = ok ? x2 : g2 * sg;
-        const double n = sqrt(s0 * s0 + s1 * s1 + s2 * s2) + 1e-300;
+        const double g[3] = {gH[0 * B + k], gH[1 * B + k], gH[2 * B + k]};
+        double S[3][3] = {{gH[3 * B + k], gH[4 * B + k], gH[5 * B + k]},
+                          {gH[4 * B + k], gH[6 * B + k], gH[7 * B + k]},
+                          {gH[5 * B + k], gH[7 * B + k], gH[8 * B + k]}};
+        double lam[3], V[3][3];
+        eig3(S, lam, V);
+        const double big = fmax(fabs(lam[0]), fmax(fabs(lam[1]), fabs(lam[2])));
+        double x[3] = {0.0, 0.0, 0.0}, gn = 0.0;
+        for (int e = 0; e < 3; e++) {
+            const double ge = V[0][e] * g[0] + V[1][e] * g[1] + V[2][e] * g[2];
+            const double sc = fmax(fabs(lam[e]), 1e-12 * (big + 1e-300));
+            gn += ge * ge / sc;
+            for (int r = 0; r < 3; r++) x[r] += V[r][e] * ge / sc;
+        }
+        const double n = sqrt(x[0] * x[0] + x[1] * x[1] + x[2] * x[2]) + 1e-300;
         const double c = fmin(1.0, TRUST / n) * damp[k];
-        step[0 * B + k] = s0 * c;
-        step[1 * B + k] = s1 * c;
-        step[2 * B + k] = s2 * c;
+        step[0 * B + k] = x[0] * c;
+        step[1 * B + k] = x[1] * c;
+        step[2 * B + k] = x[2] * c;
+        gain[k] = 0.5 * gn;
+        concave[k] = lam[0] < 0 && lam[1] < 0 && lam[2] < 0 && n <= TRUST;
     }
 }
 
@@ -358,23 +404,158 @@ static void rotate_lanes(const double *restrict step, const double *restrict R, 
     }
 }
 
-/* Coarse distances out (i1 - i0, nB) of atoms i0 .. i1-1 to every reference (sorted order).
- * Returns 0, or -1 when scratch memory could not be allocated. */
-int giip_coarse_rows(const Args *A, i64 i0, i64 i1, double *out) {
-    const i64 L = A->L, M = 2 * L + 1, L1 = L + 1, N = A->N, D = A->D, nB = A->nB, qb = A->qb;
-    const i64 nblk = (nB + B - 1) / B;
-    const size_t fsz = sizeof(float);
+/* Rearranges v[0..n) (and idx with it, when not NULL) so that its k largest values come first. */
+static void largest_first(float *restrict v, int32_t *restrict idx, i64 n, i64 k) {
+    i64 lo = 0, hi = n - 1;
+    while (lo < hi) {
+        const float pivot = v[lo + (hi - lo) / 2];
+        i64 i = lo, j = hi;
+        while (i <= j) {
+            while (v[i] > pivot) i++;
+            while (v[j] < pivot) j--;
+            if (i <= j) {
+                const float tv = v[i]; v[i] = v[j]; v[j] = tv;
+                if (idx) { const int32_t ti = idx[i]; idx[i] = idx[j]; idx[j] = ti; }
+                i++;
+                j--;
+            }
+        }
+        if (k - 1 <= j) hi = j;
+        else if (k - 1 >= i) lo = i;
+        else break;
+    }
+}
+
+/* The (at most) K best starts of every lane for one parity of the stored grid F (B lanes per
+ * point, flat index (beta * N + alpha) * N + gamma): among the pool largest values, the local maxima
+ * (values not below any of their 26 neighbours, circular in alpha and gamma, not in beta) best
+ * first, then the other values best first. The pool: the maxima of the rows of N values give a
+ * threshold that the pool-th largest value reaches (pool rows have a value at or above it), the
+ * values at or above it are gathered on whole vectors of lanes, and the pool largest of them are
+ * kept. Work space: gmax [n_beta N B], cv / ci [B nG]. Writes sel / selv [B][K], ns [B]. */
+static __attribute__((noinline)) void select_starts(const float *restrict F, i64 N, i64 n_beta, i64 pool, i64 K,
+                                                    float *restrict gmax, float *restrict cv, int32_t *restrict ci,
+                                                    i64 *restrict pidx, float *restrict pval, int *restrict pmax,
+                                                    i64 *restrict sel, float *restrict selv, i64 *restrict ns) {
+    const i64 nG = N * N * n_beta, nrow = N * n_beta;
+    for (i64 r = 0; r < nrow; r++) {
+        vf m = LD(F + r * N * B);
+        for (i64 g = 1; g < N; g++) {
+            const vf x = LD(F + (r * N + g) * B);
+            m = select_vf(x > m, x, m);
+        }
+        ST(gmax + r * B, m);
+    }
+    vf thr;
+    float tmp[nrow];
+    for (int k = 0; k < B; k++) {
+        for (i64 r = 0; r < nrow; r++) tmp[r] = gmax[r * B + k];
+        if (nrow > pool) {
+            largest_first(tmp, NULL, nrow, pool);
+            float lo = tmp[0];
+            for (i64 r = 1; r < pool; r++) lo = tmp[r] < lo ? tmp[r] : lo;
+            thr[k] = lo;
+        } else {
+            thr[k] = -3e38f;
+        }
+    }
+    i64 cnt[B];
+    for (int k = 0; k < B; k++) cnt[k] = 0;
+    for (i64 r = 0; r < nrow; r++) {
+        const vi hit = LD(gmax + r * B) >= thr; /* lanes with a value at or above the threshold in this row */
+        for (int k = 0; k < B; k++) {
+            if (!hit[k]) continue;
+            for (i64 t = r * N; t < (r + 1) * N; t++) {
+                const float v = F[t * B + k];
+                if (v >= thr[k]) {
+                    cv[k * nG + cnt[k]] = v;
+                    ci[k * nG + cnt[k]] = (int32_t)t;
+                    cnt[k]++;
+                }
+            }
+        }
+    }
+    for (int k = 0; k < B; k++) {
+        float *v = cv + k * nG, *pv = pval + k * pool;
+        int32_t *ix = ci + k * nG;
+        i64 *pi = pidx + k * pool;
+        if (cnt[k] > pool) {
+            largest_first(v, ix, cnt[k], pool);
+            cnt[k] = pool;
+        }
+        for (i64 x = 0; x < cnt[k]; x++) { /* best first */
+            i64 y = x;
+            while (y > 0 && pv[y - 1] < v[x]) {
+                pv[y] = pv[y - 1];
+                pi[y] = pi[y - 1];
+                y--;
+            }
+            pv[y] = v[x];
+            pi[y] = ix[x];
+        }
+    }
+    for (int k = 0; k < B; k++) {
+        const float *pv = pval + k * pool;
+        const i64 *pi = pidx + k * pool;
+        for (i64 r = 0; r < cnt[k]; r++) {
+            const i64 t = pi[r], bb = t / (N * N), a = (t / N) % N, g = t % N;
+            int is_max = 1;
+            for (i64 db = -1; db <= 1 && is_max; db++) {
+                const i64 b2 = bb + db;
+                if (b2 < 0 || b2 >= n_beta) continue;
+                for (i64 da = -1; da <= 1 && is_max; da++)
+                    for (i64 dg = -1; dg <= 1; dg++) {
+                        if (!db && !da && !dg) continue;
+                        const i64 t2 = (b2 * N + (a + da + N) % N) * N + (g + dg + N) % N;
+                        if (F[t2 * B + k] > pv[r]) { is_max = 0; break; }
+                    }
+            }
+            pmax[r] = is_max;
+        }
+        i64 n = 0;
+        for (int pass = 0; pass < 2; pass++)
+            for (i64 r = 0; r < cnt[k] && n < K; r++)
+                if (pmax[r] == (pass == 0)) {
+                    sel[k * K + n] = pi[r];
+                    selv[k * K + n] = pv[r];
+                    n++;
+                }
+        ns[k] = n;
+    }
+}
+
+/* Pairs (ia[t], ib[t]), t < n (indices of side A and of side B), best sorted by neighbour counts:
+ * writes the distance of each to out[t] and, when rot is not NULL, the rotation of its best start
+ * (row-major, mapping B onto A) to rot[9 t]. Returns 0, or -1 when scratch memory could not be
+ * allocated. */
+int giip_search(const Args *A, i64 n, const i64 *ia, const i64 *ib, double *out, double *rot) {
+    const i64 L = A->L, M = 2 * L + 1, L1 = L + 1, N = A->N, D = A->D, qa = A->qa, qb = A->qb, Kc = A->Kc;
+    const i64 n_beta = A->n_beta, nG = N * N * n_beta, C = A->C, par_n = A->parities;
+    const i64 K = A->K, pool = A->pool > K ? A->pool : K;
+    const int store = K > 1;
+    if (n <= 0) return 0;
+    const size_t fsz = sizeof(float), dsz = sizeof(double), isz = sizeof(i64);
+    const i64 maxc = n * par_n * K;
     float *G_r = malloc(fsz * D * B), *G_i = malloc(fsz * D * B);
     float *H_r = malloc(fsz * 2 * M * L1 * B), *H_i = malloc(fsz * 2 * M * L1 * B);
     float *U_r = malloc(fsz * 2 * L1 * N * B), *U_i = malloc(fsz * 2 * L1 * N * B);
-    float *PQ = malloc(fsz * 4 * L1 * B);
-    i64 *cand_j = malloc(sizeof(i64) * 2 * nB), *cand_g = malloc(sizeof(i64) * 2 * nB);
-    double *bq = malloc(sizeof(double) * qb * 3 * B), *cq = malloc(sizeof(double) * qb * 3 * B);
-    double *W = malloc(sizeof(double) * A->qa * qb * B), *fbest = malloc(sizeof(double) * nB);
-    double *wq = malloc(sizeof(double) * A->C * qb * B);
-    i64 *t_start = malloc(sizeof(i64) * (2 * M * L1 + 1));
+    float *PQ = malloc(fsz * 4 * L1 * B), *Cb_r = malloc(fsz * Kc * B), *Cb_i = malloc(fsz * Kc * B);
+    float *Ca_r = malloc(fsz * Kc * B), *Ca_i = malloc(fsz * Kc * B);
+    float *Fbuf = store ? malloc(fsz * 2 * nG * B) : NULL, *gmax = malloc(fsz * N * n_beta * B);
+    float *cv = store ? malloc(fsz * nG * B) : NULL;
+    int32_t *ci32 = store ? malloc(sizeof(int32_t) * nG * B) : NULL;
+    i64 *cand_t = malloc(isz * maxc), *cand_g = malloc(isz * maxc);
+    float *cand_v = malloc(fsz * maxc);
+    i64 *pidx = malloc(isz * pool * B), *sel = malloc(isz * K * 2 * B), nsel[2 * B];
+    float *pval = malloc(fsz * pool * B), *selv = malloc(fsz * K * 2 * B);
+    int *pmax = malloc(sizeof(int) * pool);
+    double *aq = malloc(dsz * qa * 3 * B), *bq = malloc(dsz * qb * 3 * B), *cq = malloc(dsz * qb * 3 * B);
+    double *W = malloc(dsz * qa * qb * B), *fbest = malloc(dsz * n);
+    i64 *t_start = malloc(isz * (2 * M * L1 + 1));
     int status = 0;
-    if (!G_r || !G_i || !H_r || !H_i || !U_r || !U_i || !PQ || !cand_j || !cand_g || !bq || !cq || !W || !fbest || !wq || !t_start) {
+    if (!G_r || !G_i || !H_r || !H_i || !U_r || !U_i || !PQ || !Cb_r || !Cb_i || !Ca_r || !Ca_i ||
+        (store && (!Fbuf || !cv || !ci32)) || !gmax || !cand_t || !cand_g || !cand_v || !pidx || !sel || !pval ||
+        !selv || !pmax || !aq || !bq || !cq || !W || !fbest || !t_start) {
         status = -1;
         goto done;
     }
@@ -383,86 +564,161 @@ int giip_coarse_rows(const Args *A, i64 i0, i64 i1, double *out) {
         while (d < D && A->g_t[d] < t) d++;
         t_start[t] = d;
     }
+    memset(aq, 0, dsz * qa * 3 * B);
+    memset(bq, 0, dsz * qb * 3 * B);
+    memset(W, 0, dsz * qa * qb * B);
     float best_v[2 * B], best_i[2 * B];
-    double f[B], fn[B], gH[18 * B], gH2[18 * B], R[9 * B], Rn[9 * B], step[3 * B], damp[B];
-    for (i64 i = i0; i < i1; i++) {
-        const i64 na = A->cnt_a[i];
-        const double *a = A->pa + i * A->qa * 3;
-        i64 nc = 0;
-        for (i64 blk = 0; blk < nblk; blk++) {
-            grid_block(A, i, blk, G_r, G_i, H_r, H_i, U_r, U_i, PQ, PQ + L1 * B, PQ + 2 * L1 * B, PQ + 3 * L1 * B,
-                       best_v, best_i, t_start);
-            for (int k = 0; k < B; k++) {
-                const i64 j = blk * B + k;
-                if (j >= nB) break;
-                for (i64 par = 0; par < A->parities; par++) {
+    double f[B], fn[B], gH[18 * B], gH2[18 * B], R[9 * B], Rn[9 * B], step[3 * B], damp[B], gain[B];
+    int concave[B], fresh[B];
+    i64 lane_c[B], iters[B], rejected[B];
+    const double rel = 1e-13;
+    /* grid stage: the starts of every pair, each pair's starts best first */
+    i64 nc = 0;
+    for (i64 c0 = 0; c0 < n; c0 += B) {
+        for (int k = 0; k < B; k++) {
+            const i64 t = c0 + k < n ? c0 + k : n - 1;
+            const float *xr = A->ca_r + ia[t] * Kc, *xi = A->ca_i + ia[t] * Kc;
+            const float *yr = A->cb_r + ib[t] * Kc, *yi = A->cb_i + ib[t] * Kc;
+            for (i64 x = 0; x < Kc; x++) {
+                Ca_r[x * B + k] = xr[x];
+                Ca_i[x * B + k] = xi[x];
+                Cb_r[x * B + k] = yr[x];
+                Cb_i[x * B + k] = yi[x];
+            }
+        }
+        grid_block(A, Ca_r, Ca_i, Cb_r, Cb_i, Fbuf, G_r, G_i, H_r, H_i, U_r, U_i, PQ, PQ + L1 * B, PQ + 2 * L1 * B,
+                   PQ + 3 * L1 * B, best_v, best_i, t_start);
+        if (store)
+            for (i64 par = 0; par < par_n; par++)
+                select_starts(Fbuf + par * nG * B, N, n_beta, pool, K, gmax, cv, ci32, pidx, pval, pmax,
+                              sel + par * B * K, selv + par * B * K, nsel + par * B);
+        for (int k = 0; k < B && c0 + k < n; k++) {
+            const i64 first = nc;
+            for (i64 par = 0; par < par_n; par++) {
+                if (!store) {
                     const i64 gi = (i64)best_i[par * B + k];
-                    cand_j[nc] = j;
+                    cand_t[nc] = c0 + k;
                     cand_g[nc] = par == 0 ? gi : -1 - gi;
+                    cand_v[nc] = best_v[par * B + k];
+                    nc++;
+                    continue;
+                }
+                const i64 *sq = sel + (par * B + k) * K;
+                const float *sv = selv + (par * B + k) * K;
+                for (i64 q = 0; q < nsel[par * B + k]; q++) {
+                    cand_t[nc] = c0 + k;
+                    cand_g[nc] = par == 0 ? sq[q] : -1 - sq[q];
+                    cand_v[nc] = sv[q];
                     nc++;
                 }
             }
-        }
-        for (i64 j = 0; j < nB; j++) fbest[j] = -1e300;
-        for (i64 c0 = 0; c0 < nc; c0 += B) {
-            i64 nq = 0;
-            for (int k = 0; k < B; k++) {
-                const i64 c = c0 + k < nc ? c0 + k : nc - 1;
-                if (A->cnt_b[cand_j[c]] > nq) nq = A->cnt_b[cand_j[c]];
-            }
-            for (int k = 0; k < B; k++) {
-                const i64 c = c0 + k < nc ? c0 + k : nc - 1;
-                const i64 j = cand_j[c];
-                i64 gi = cand_g[c];
-                double sg = 1.0;
-                if (gi < 0) { gi = -1 - gi; sg = -1.0; }
-                for (int t = 0; t < 9; t++) R[t * B + k] = sg * A->rgrid[gi * 9 + t];
-                damp[k] = 1.0;
-                const double *pbj = A->pb + j * qb * 3, *wbj = A->wb + j * qb * A->C;
-                for (i64 q = 0; q < nq; q++) {
-                    for (int x = 0; x < 3; x++) bq[(q * 3 + x) * B + k] = pbj[q * 3 + x];
-                    for (i64 ch = 0; ch < A->C; ch++) wq[(ch * nq + q) * B + k] = wbj[q * A->C + ch];
+            for (i64 x = first + 1; x < nc; x++) { /* best grid value first: pruning starts early */
+                const i64 g = cand_g[x];
+                const float v = cand_v[x];
+                i64 y = x;
+                while (y > first && cand_v[y - 1] < v) {
+                    cand_g[y] = cand_g[y - 1];
+                    cand_v[y] = cand_v[y - 1];
+                    y--;
                 }
+                cand_g[y] = g;
+                cand_v[y] = v;
             }
-            /* weights W[p][q] = sum over channels of w_a[p] w_b[q], lane-parallel */
-            for (i64 p = 0; p < na; p++) {
-                const double *wap = A->wa + (i * A->qa + p) * A->C;
-                for (i64 q = 0; q < nq; q++) {
-                    double w[B] = {0};
-                    for (i64 ch = 0; ch < A->C; ch++) {
-                        const double *wb = wq + (ch * nq + q) * B;
-                        for (int k = 0; k < B; k++) w[k] += wap[ch] * wb[k];
-                    }
-                    for (int k = 0; k < B; k++) W[(p * nq + q) * B + k] = w[k];
-                }
-            }
-            eval_lanes(a, na, bq, nq, W, A->kap, R, cq, A->n_iter > 0, f, gH);
-            for (i64 it = 0; it < A->n_iter; it++) {
-                newton_lanes(gH, damp, step);
-                rotate_lanes(step, R, Rn);
-                eval_lanes(a, na, bq, nq, W, A->kap, Rn, cq, it < A->n_iter - 1, fn, gH2);
-                for (int k = 0; k < B; k++) {
-                    if (fn[k] >= f[k] - 1e-13 * fabs(f[k])) {
-                        f[k] = fn[k];
-                        for (int t = 0; t < 9; t++) { R[t * B + k] = Rn[t * B + k]; gH[t * B + k] = gH2[t * B + k]; }
-                    } else {
-                        damp[k] *= 0.25;
-                    }
-                }
-            }
-            for (int k = 0; k < B; k++) {
-                const i64 c = c0 + k;
-                if (c < nc && f[k] > fbest[cand_j[c]]) fbest[cand_j[c]] = f[k];
-            }
-        }
-        double *row = out + (i - i0) * nB;
-        for (i64 j = 0; j < nB; j++) {
-            const double d2 = A->self_a[i] + A->self_b[j] - 2.0 * fbest[j];
-            row[j] = d2 > 0 ? sqrt(d2) : 0.0;
         }
     }
+    /* polish: B starts at a time; a lane whose start is finished loads the next one */
+    for (i64 t = 0; t < n; t++) fbest[t] = -1e300;
+    i64 next = 0, n_active = 0;
+    for (int k = 0; k < B; k++) lane_c[k] = -1;
+    for (;;) {
+        for (int k = 0; k < B; k++) {
+            if (lane_c[k] >= 0 || next >= nc) continue;
+            const i64 c = next++, t = cand_t[c], i = ia[t], j = ib[t];
+            i64 gi = cand_g[c];
+            double sg = 1.0;
+            if (gi < 0) { gi = -1 - gi; sg = -1.0; }
+            for (int x = 0; x < 9; x++) R[x * B + k] = sg * A->rgrid[gi * 9 + x];
+            const double *pai = A->pa + i * qa * 3, *wai = A->wa + i * qa * C;
+            const double *pbj = A->pb + j * qb * 3, *wbj = A->wb + j * qb * C;
+            for (i64 p = 0; p < qa; p++)
+                for (int x = 0; x < 3; x++) aq[(p * 3 + x) * B + k] = pai[p * 3 + x];
+            for (i64 q = 0; q < qb; q++)
+                for (int x = 0; x < 3; x++) bq[(q * 3 + x) * B + k] = pbj[q * 3 + x];
+            for (i64 p = 0; p < qa; p++)
+                for (i64 q = 0; q < qb; q++) {
+                    double w = 0.0;
+                    for (i64 ch = 0; ch < C; ch++) w += wai[p * C + ch] * wbj[q * C + ch];
+                    W[(p * qb + q) * B + k] = w;
+                }
+            lane_c[k] = c;
+            fresh[k] = 1;
+            iters[k] = rejected[k] = 0;
+            damp[k] = 1.0;
+            n_active++;
+        }
+        if (!n_active) break;
+        i64 np = 0, nq = 0;
+        for (int k = 0; k < B; k++) {
+            if (lane_c[k] < 0) continue;
+            const i64 t = cand_t[lane_c[k]];
+            if (A->cnt_a[ia[t]] > np) np = A->cnt_a[ia[t]];
+            if (A->cnt_b[ib[t]] > nq) nq = A->cnt_b[ib[t]];
+        }
+        newton_lanes(gH, damp, step, gain, concave);
+        for (int k = 0; k < B; k++)
+            if (fresh[k] || lane_c[k] < 0) step[k] = step[B + k] = step[2 * B + k] = 0.0;
+        rotate_lanes(step, R, Rn);
+        eval_lanes(aq, np, bq, nq, qb, W, A->kap, Rn, cq, 1, fn, gH2);
+        for (int k = 0; k < B; k++) {
+            const i64 c = lane_c[k];
+            if (c < 0) continue;
+            const i64 t = cand_t[c];
+            const double f_before = f[k];
+            int ok = 1, finished = 0;
+            if (fresh[k]) {
+                fresh[k] = 0;
+            } else {
+                iters[k]++;
+                ok = fn[k] >= f[k] - rel * fabs(f[k]);
+            }
+            if (ok) {
+                f[k] = fn[k];
+                for (int x = 0; x < 9; x++) R[x * B + k] = Rn[x * B + k];
+                for (int x = 0; x < 9; x++) gH[x * B + k] = gH2[x * B + k];
+                damp[k] = 1.0;
+                rejected[k] = 0;
+            } else {
+                damp[k] *= 0.5;
+                rejected[k]++;
+            }
+            if (f[k] > fbest[t]) {
+                fbest[t] = f[k];
+                if (rot)
+                    for (int x = 0; x < 9; x++) rot[9 * t + x] = R[x * B + k];
+            }
+            if (iters[k] >= A->max_iter || rejected[k] > 10) finished = 1;
+            if (A->tol > 0 && iters[k] > 0) {
+                const double sn = sqrt(step[k] * step[k] + step[B + k] * step[B + k] + step[2 * B + k] * step[2 * B + k]);
+                if (ok && sn <= A->tol) finished = 1;
+                /* a start that cannot win: inside a concave quadratic model whose Newton step
+                 * predicts a maximum of f_before + gain, and even twice that gain stays below the
+                 * best value already reached by another start of the pair */
+                if (concave[k] && f_before + 2.0 * gain[k] + 1e-12 * fabs(f_before) < fbest[t] - 1e-9) finished = 1;
+            }
+            if (finished) {
+                lane_c[k] = -1;
+                n_active--;
+            }
+        }
+    }
+    for (i64 t = 0; t < n; t++) {
+        const double d2 = A->self_a[ia[t]] + A->self_b[ib[t]] - 2.0 * fbest[t];
+        out[t] = d2 > 0 ? sqrt(d2) : 0.0;
+    }
 done:
-    free(G_r); free(G_i); free(H_r); free(H_i); free(U_r); free(U_i); free(PQ);
-    free(cand_j); free(cand_g); free(bq); free(cq); free(W); free(fbest); free(wq); free(t_start);
+    free(G_r); free(G_i); free(H_r); free(H_i); free(U_r); free(U_i); free(PQ); free(Cb_r); free(Cb_i);
+    free(Ca_r); free(Ca_i); free(Fbuf); free(gmax); free(cv); free(ci32);
+    free(cand_t); free(cand_g); free(cand_v); free(pidx); free(sel); free(pval); free(selv); free(pmax);
+    free(aq); free(bq); free(cq); free(W); free(fbest); free(t_start);
     return status;
 }
