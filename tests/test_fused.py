@@ -150,9 +150,9 @@ def test_without_a_compiler_the_fast_path_keeps_pytorch(fresh_build, monkeypatch
     ref, envs, exact = small_case
     monkeypatch.setenv("CC", str(fresh_build / "no-such-compiler"))
     monkeypatch.setattr(refmap, "FAST_LARGE_REFERENCE", 40)
-    eng = _coarse_engine(ref, envs)
     with pytest.warns(RuntimeWarning, match="C compiler"):
-        assert not fused.applies(eng)
+        eng = _coarse_engine(ref, envs)
+    assert not eng.compiled and not fused.applies(eng)
     with pytest.raises(RuntimeError, match="install one"):
         fused.library()
     rows = ref.distance_rows(envs, fast=True)

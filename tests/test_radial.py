@@ -81,6 +81,6 @@ def test_engine_with_and_without_coefficients_agree(channels):
     assert DistanceEngine(A, B2, sigma=0.8)._cb is not eng._cb
     perm = EnvironmentSet(B.positions[::-1], B.weights[::-1], B.offsets)  # rows permuted: another set
     assert DistanceEngine(A, perm, sigma=0.8)._cb is not eng._cb
-    eng._coef = False  # the per-pair sums over neighbour pairs
+    eng._coef, eng.compiled = False, False  # the per-pair sums over neighbour pairs, in PyTorch
     slow = eng.distances(ia, ib)
     np.testing.assert_allclose(fast, slow, atol=1e-9)

@@ -119,7 +119,7 @@ def _build():
     try:
         version = subprocess.run([*cc, "--version"], capture_output=True, text=True, timeout=60).stdout
     except (OSError, subprocess.SubprocessError) as exc:
-        raise RuntimeError(f"the fast path's compiled kernel needs a C compiler ({' '.join(cc)!r}: {exc}); install one "
+        raise RuntimeError(f"the compiled rotation search needs a C compiler ({' '.join(cc)!r}: {exc}); install one "
                            "(e.g. apt-get install gcc) or set CC; the PyTorch search is used meanwhile") from exc
     key = hashlib.sha256(b"\0".join([source, version.encode(), repr((CFLAGS, LDFLAGS)).encode(),
                                       _cpu_identity().encode()])).hexdigest()[:16]
@@ -130,7 +130,7 @@ def _build():
                 target.parent.mkdir(parents=True, exist_ok=True)
                 fd, tmp = tempfile.mkstemp(suffix=".so", dir=target.parent)
             except OSError as exc:
-                raise RuntimeError(f"cannot write the fast path's compiled kernel into {target.parent} ({exc}); set "
+                raise RuntimeError(f"cannot write the compiled rotation search into {target.parent} ({exc}); set "
                                    "GIIP_CACHE_DIR to a writable folder; the PyTorch search is used meanwhile") from exc
             os.close(fd)
             obj = tmp[:-3] + ".o"
@@ -149,7 +149,7 @@ def _build():
     try:
         lib = ctypes.CDLL(str(target))
     except OSError as exc:
-        raise RuntimeError(f"cannot load the fast path's compiled kernel {target} ({exc}); delete it to rebuild it; "
+        raise RuntimeError(f"cannot load the compiled rotation search {target} ({exc}); delete it to rebuild it; "
                            "the PyTorch search is used meanwhile") from exc
     lib.giip_search.argtypes = [ctypes.POINTER(_Args), ctypes.c_int64, _I64P, _I64P, _F64P, _F64P]
     lib.giip_search.restype = ctypes.c_int
@@ -168,7 +168,7 @@ def available() -> bool:
     except RuntimeError as exc:
         if not _WARNED:
             _WARNED.append(1)
-            warnings.warn(f"fast path: {exc}", RuntimeWarning, stacklevel=2)
+            warnings.warn(f"compiled search: {exc}", RuntimeWarning, stacklevel=2)
         return False
     return True
 
@@ -248,7 +248,7 @@ def _sides(engine):
     return A, B_
 
 
-def _check_covered(engine):
+def check_covered(engine):
     """Raise ValueError unless the compiled kernel covers the engine's search (RuntimeError when the
     kernel cannot be compiled)."""
     if engine.group not in ("O3", "SO3"):
@@ -280,7 +280,7 @@ def search_pairs(engine, ia, ib, *, exact: bool, workers=None, progress=None, re
     ``workers``: threads (default: the entry point's, :func:`giip_plugin.config.workers`);
     ``progress``: a tqdm bar, advanced by pairs. Ctrl-C stops it after the calls under way.
     Returns distances (and rotations ``(n, 3, 3)`` mapping B onto A with ``return_rotation``)."""
-    _check_covered(engine)
+    check_covered(engine)
     ia = np.asarray(ia, dtype=np.int64).reshape(-1)
     ib = np.asarray(ib, dtype=np.int64).reshape(-1)
     n = len(ia)
@@ -367,7 +367,7 @@ def applies(engine) -> bool:
     if config.fused_disabled():
         return False
     try:
-        _check_covered(engine)
+        check_covered(engine)
     except ValueError:
         return False
     except RuntimeError:
