@@ -99,6 +99,9 @@ def add_parser(subparsers):
     g.add_argument("--checkpoint", metavar="DIR", help="checkpoint directory (default REF.h5.partial)")
     g.add_argument("--restart", action="store_true", help="discard an existing checkpoint and start afresh")
     g.add_argument("--device", default=None, help="torch device: cpu, cuda (default: cuda when available)")
+    g.add_argument("--exact", action="store_true",
+                   help="run the PyTorch reference implementation of the rotation search instead of the compiled one "
+                        "(the same algorithm and answers, about ten times slower; a cross-check)")
     g.add_argument("--no-progress", action="store_true", help="no progress bar")
     g.add_argument("--debug", action="store_true", help="show tracebacks")
     p.set_defaults(func=run)
@@ -197,7 +200,7 @@ def run(args) -> int:
         n_classes=args.classes, max_diameter=args.max_diameter, epsilon=epsilon, n_coords=n_coords,
         n_eigenpairs=args.n_eigenpairs, checkpoint=checkpoint, restart=args.restart,
         scheduler=args.scheduler, block_size=args.block_size, n_workers=args.workers, device=args.device,
-        progress=not args.no_progress, command_line=command_line, log=_log,
+        progress=not args.no_progress, command_line=command_line, log=_log, reference_search=args.exact,
     )
     info = ref.diffusion.epsilon_info
     if info.get("method") != "given":

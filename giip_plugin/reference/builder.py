@@ -101,7 +101,9 @@ class DiffusionSettings:
 class ComputeSettings:
     """How the training distances are computed: ``checkpoint`` folder (resumable), ``restart``,
     Dask ``scheduler``, ``block_size``, ``n_workers`` threads, ``device``, the rotation search's
-    ``search`` settings, ``progress`` bars, ``log`` (a callable that takes a message)."""
+    ``search`` settings, ``progress`` bars, ``log`` (a callable that takes a message), and
+    ``reference_search``: the PyTorch implementation of the rotation search instead of the compiled
+    one (the same algorithm; slower, kept as a cross-check)."""
 
     checkpoint: object = None
     restart: bool = False
@@ -112,6 +114,7 @@ class ComputeSettings:
     search: object = None
     progress: bool = False
     log: object = None
+    reference_search: bool = False
 
 
 class MapBuilder:
@@ -169,6 +172,7 @@ class MapBuilder:
         epsilon, n_coords, n_eigenpairs = d.epsilon, d.n_coords, d.n_eigenpairs
         checkpoint, restart, scheduler, block_size = k.checkpoint, k.restart, k.scheduler, k.block_size
         n_workers, device, search_settings, progress, log = k.n_workers, k.device, k.search, k.progress, k.log
+        reference_search = bool(k.reference_search)
         command_line = self.command_line
         from ..io import Frame, iter_frames, parse_frames, parse_type_names
         from . import sampling
@@ -270,6 +274,7 @@ class MapBuilder:
         D = GIIPMetric(check_sigma(sigma), grp, search_settings).pairwise(
             training, block_size=block_size, checkpoint=checkpoint, restart=restart,
             scheduler=scheduler, progress=progress, n_workers=n_workers, device=device, log=log,
+            compiled=False if reference_search else None,
         )
         ref = ReferenceMap.from_distances(
             training, D, sigma=sigma, group=grp, environments=local, n_classes=n_classes,

@@ -91,7 +91,7 @@ class GIIPMetric:
         """The training distance matrix, ``(n, n)``, in checkpointed blocks
         (:func:`~giip_plugin.reference.training.training_distance_matrix`; ``compute``: its
         ``checkpoint``, ``restart``, ``scheduler``, ``block_size``, ``n_workers``, ``device``,
-        ``progress``, ``log``)."""
+        ``progress``, ``log``, ``compiled``)."""
         from .training import training_distance_matrix
 
         return training_distance_matrix(training, self.sigma, self.group, settings=self.search_settings, **compute)

@@ -272,7 +272,7 @@ class ReferenceMap:
               n_classes: int | None = None, max_diameter: float | None = None, epsilon="auto", n_coords="auto",
               n_eigenpairs: int = 20, checkpoint=None, restart: bool = False, scheduler=None,
               block_size: int | None = None, n_workers: int | None = None, device=None, search_settings=None,
-              progress: bool = False, command_line: str | None = None, log=None,
+              progress: bool = False, command_line: str | None = None, log=None, reference_search: bool = False,
               species: str | None = None) -> "ReferenceMap":
         """Build a reference map: :class:`~giip_plugin.reference.builder.MapBuilder` with its settings
         given as keywords.
@@ -291,7 +291,8 @@ class ReferenceMap:
             :class:`~giip_plugin.reference.builder.ClassSettings`.
         epsilon, n_coords, n_eigenpairs
             :class:`~giip_plugin.reference.builder.DiffusionSettings`.
-        checkpoint, restart, scheduler, block_size, n_workers, device, search_settings, progress, log
+        checkpoint, restart, scheduler, block_size, n_workers, device, search_settings, progress, log,
+        reference_search
             :class:`~giip_plugin.reference.builder.ComputeSettings`.
         command_line : str, optional
             Stored in the provenance.
@@ -320,7 +321,8 @@ class ReferenceMap:
             ClassSettings(n_classes=n_classes, max_diameter=max_diameter),
             DiffusionSettings(epsilon=epsilon, n_coords=n_coords, n_eigenpairs=n_eigenpairs),
             ComputeSettings(checkpoint=checkpoint, restart=restart, scheduler=scheduler, block_size=block_size,
-                            n_workers=n_workers, device=device, search=search_settings, progress=progress, log=log),
+                            n_workers=n_workers, device=device, search=search_settings, progress=progress, log=log,
+                            reference_search=reference_search),
             command_line=command_line,
         ).fit(data)
 

@@ -205,11 +205,11 @@ def _compute_block(engine, n: int, block_size: int, I: int, J: int, progress=Non
 
 
 
-def _payload(envs: EnvironmentSet, sigma, group, settings, device, dtype, key) -> dict:
+def _payload(envs: EnvironmentSet, sigma, group, settings, device, dtype, key, compiled=None) -> dict:
     return {
         "positions": envs.positions, "weights": envs.weights, "offsets": envs.offsets, "sigmas": envs.sigmas,
         "sigma": float(sigma), "group": group, "settings": settings, "device": device, "dtype": dtype,
-        "key": key,
+        "key": key, "compiled": compiled,
     }
 
 
@@ -225,7 +225,7 @@ def _engine_from_payload(p):
         if eng is None:
             S = EnvironmentSet(p["positions"], p["weights"], p["offsets"], p["sigmas"])
             eng = DistanceEngine(S, sigma=p["sigma"], group=p["group"], device=p["device"], dtype=p["dtype"],
-                                 settings=p["settings"])
+                                 settings=p["settings"], compiled=p.get("compiled"))
             _ENGINE_CACHE.clear()  # one training set per worker process at a time
             _ENGINE_CACHE[p["key"]] = eng
         return eng
@@ -263,6 +263,7 @@ def training_distance_matrix(
     dtype=None,
     settings=None,
     log=None,
+    compiled: bool | None = None,
 ) -> np.ndarray:
     """Symmetric matrix of invariant GIIP distances of ``envs`` (zero diagonal), in blocks.
 
@@ -279,7 +280,8 @@ def training_distance_matrix(
     scheduler : None (local) or a Dask scheduler address / ``dask.distributed.Client``.
     progress : show a progress bar (tqdm, on stderr) over pairs.
     n_workers : torch threads of the local path (default: all cores available to this process).
-    device, dtype, settings : passed to :class:`~giip_plugin.kernels.DistanceEngine`.
+    device, dtype, settings, compiled : passed to :class:`~giip_plugin.kernels.DistanceEngine`
+        (``compiled=None``: the compiled search wherever it covers the search; ``False``: PyTorch).
     log : optional callable for one-line messages (resume state, interruption).
 
     On ``KeyboardInterrupt`` the finished blocks stay in ``checkpoint`` and the interrupt is
@@ -330,7 +332,8 @@ def training_distance_matrix(
     try:
         if scheduler is None:
             with config.compute_threads(n_workers if n_workers is not None else config.available_cores()):
-                eng = DistanceEngine(envs, sigma=sigma, group=group, device=device, dtype=dtype, settings=settings)
+                eng = DistanceEngine(envs, sigma=sigma, group=group, device=device, dtype=dtype, settings=settings,
+                                     compiled=compiled)
                 for I, J in todo:
                     vals = _compute_block(eng, n, bs, I, J, progress=bar)
                     if ck is not None:
@@ -338,7 +341,7 @@ def training_distance_matrix(
                     put(I, J, vals)
                     n_done += 1
         else:
-            for I, J, vals in _run_dask(scheduler, _payload(envs, sigma, group, settings, device, dtype, key),
+            for I, J, vals in _run_dask(scheduler, _payload(envs, sigma, group, settings, device, dtype, key, compiled),
                                         n, bs, todo):
                 if ck is not None:
                     ck.save(I, J, vals)
