@@ -360,26 +360,46 @@ static void newton_lanes(const double *restrict gH, const double *restrict damp,
                          double *restrict gain, int *restrict concave) {
     for (int k = 0; k < B; k++) {
         const double g[3] = {gH[0 * B + k], gH[1 * B + k], gH[2 * B + k]};
-        double S[3][3] = {{gH[3 * B + k], gH[4 * B + k], gH[5 * B + k]},
-                          {gH[4 * B + k], gH[6 * B + k], gH[7 * B + k]},
-                          {gH[5 * B + k], gH[7 * B + k], gH[8 * B + k]}};
-        double lam[3], V[3][3];
-        eig3(S, lam, V);
-        const double big = fmax(fabs(lam[0]), fmax(fabs(lam[1]), fabs(lam[2])));
-        double x[3] = {0.0, 0.0, 0.0}, gn = 0.0;
-        for (int e = 0; e < 3; e++) {
-            const double ge = V[0][e] * g[0] + V[1][e] * g[1] + V[2][e] * g[2];
-            const double sc = fmax(fabs(lam[e]), 1e-12 * (big + 1e-300));
-            gn += ge * ge / sc;
-            for (int r = 0; r < 3; r++) x[r] += V[r][e] * ge / sc;
+        double x[3], gn, n;
+        int neg;
+        /* H negative definite (the usual case near a maximum): the saddle-free step is the Newton
+         * step -H^-1 g, from the Cholesky factor of -H */
+        const double a00 = -gH[3 * B + k], a01 = -gH[4 * B + k], a02 = -gH[5 * B + k];
+        const double a11 = -gH[6 * B + k], a12 = -gH[7 * B + k], a22 = -gH[8 * B + k];
+        const double scale = fabs(a00) + fabs(a11) + fabs(a22) + 1e-300;
+        const double l00 = sqrt(fmax(a00, 1e-300)), l10 = a01 / l00, l20 = a02 / l00;
+        const double t1 = a11 - l10 * l10, l11 = sqrt(fmax(t1, 1e-300)), l21 = (a12 - l20 * l10) / l11;
+        const double t2 = a22 - l20 * l20 - l21 * l21, l22 = sqrt(fmax(t2, 1e-300));
+        if (a00 > 1e-9 * scale && t1 > 1e-9 * scale && t2 > 1e-9 * scale) {
+            const double y0 = g[0] / l00, y1 = (g[1] - l10 * y0) / l11, y2 = (g[2] - l20 * y0 - l21 * y1) / l22;
+            x[2] = y2 / l22;
+            x[1] = (y1 - l21 * x[2]) / l11;
+            x[0] = (y0 - l10 * x[1] - l20 * x[2]) / l00;
+            gn = y0 * y0 + y1 * y1 + y2 * y2;
+            neg = 1;
+        } else {
+            double S[3][3] = {{gH[3 * B + k], gH[4 * B + k], gH[5 * B + k]},
+                              {gH[4 * B + k], gH[6 * B + k], gH[7 * B + k]},
+                              {gH[5 * B + k], gH[7 * B + k], gH[8 * B + k]}};
+            double lam[3], V[3][3];
+            eig3(S, lam, V);
+            const double big = fmax(fabs(lam[0]), fmax(fabs(lam[1]), fabs(lam[2])));
+            x[0] = x[1] = x[2] = gn = 0.0;
+            for (int e = 0; e < 3; e++) {
+                const double ge = V[0][e] * g[0] + V[1][e] * g[1] + V[2][e] * g[2];
+                const double sc = fmax(fabs(lam[e]), 1e-12 * (big + 1e-300));
+                gn += ge * ge / sc;
+                for (int r = 0; r < 3; r++) x[r] += V[r][e] * ge / sc;
+            }
+            neg = lam[0] < 0 && lam[1] < 0 && lam[2] < 0;
         }
-        const double n = sqrt(x[0] * x[0] + x[1] * x[1] + x[2] * x[2]) + 1e-300;
+        n = sqrt(x[0] * x[0] + x[1] * x[1] + x[2] * x[2]) + 1e-300;
         const double c = fmin(1.0, TRUST / n) * damp[k];
         step[0 * B + k] = x[0] * c;
         step[1 * B + k] = x[1] * c;
         step[2 * B + k] = x[2] * c;
         gain[k] = 0.5 * gn;
-        concave[k] = lam[0] < 0 && lam[1] < 0 && lam[2] < 0 && n <= TRUST;
+        concave[k] = neg && n <= TRUST;
     }
 }
 
@@ -570,7 +590,8 @@ int giip_search(const Args *A, i64 n, const i64 *ia, const i64 *ib, double *out,
     float best_v[2 * B], best_i[2 * B];
     double f[B], fn[B], gH[18 * B], gH2[18 * B], R[9 * B], Rn[9 * B], step[3 * B], damp[B], gain[B];
     int concave[B], fresh[B];
-    i64 lane_c[B], iters[B], rejected[B];
+    i64 lane_c[B], iters[B], rejected[B], ext_a[B], ext_b[B];
+    for (int k = 0; k < B; k++) ext_a[k] = ext_b[k] = 0;
     const double rel = 1e-13;
     /* grid stage: the starts of every pair, each pair's starts best first */
     i64 nc = 0;
@@ -640,16 +661,25 @@ int giip_search(const Args *A, i64 n, const i64 *ia, const i64 *ib, double *out,
             for (int x = 0; x < 9; x++) R[x * B + k] = sg * A->rgrid[gi * 9 + x];
             const double *pai = A->pa + i * qa * 3, *wai = A->wa + i * qa * C;
             const double *pbj = A->pb + j * qb * 3, *wbj = A->wb + j * qb * C;
-            for (i64 p = 0; p < qa; p++)
+            const i64 na = A->cnt_a[i], nb = A->cnt_b[j];
+            /* the weights of this pair, and zeros where the lane's previous pair had neighbours */
+            const i64 pe = na > ext_a[k] ? na : ext_a[k], qe = nb > ext_b[k] ? nb : ext_b[k];
+            for (i64 p = 0; p < na; p++)
                 for (int x = 0; x < 3; x++) aq[(p * 3 + x) * B + k] = pai[p * 3 + x];
-            for (i64 q = 0; q < qb; q++)
+            for (i64 q = 0; q < nb; q++)
                 for (int x = 0; x < 3; x++) bq[(q * 3 + x) * B + k] = pbj[q * 3 + x];
-            for (i64 p = 0; p < qa; p++)
-                for (i64 q = 0; q < qb; q++) {
+            for (i64 p = 0; p < pe; p++)
+                for (i64 q = 0; q < qe; q++) {
                     double w = 0.0;
-                    for (i64 ch = 0; ch < C; ch++) w += wai[p * C + ch] * wbj[q * C + ch];
+                    if (p < na && q < nb) {
+                        if (C == 1) w = wai[p] * wbj[q];
+                        else
+                            for (i64 ch = 0; ch < C; ch++) w += wai[p * C + ch] * wbj[q * C + ch];
+                    }
                     W[(p * qb + q) * B + k] = w;
                 }
+            ext_a[k] = na;
+            ext_b[k] = nb;
             lane_c[k] = c;
             fresh[k] = 1;
             iters[k] = rejected[k] = 0;
@@ -668,7 +698,11 @@ int giip_search(const Args *A, i64 n, const i64 *ia, const i64 *ib, double *out,
         for (int k = 0; k < B; k++)
             if (fresh[k] || lane_c[k] < 0) step[k] = step[B + k] = step[2 * B + k] = 0.0;
         rotate_lanes(step, R, Rn);
-        eval_lanes(aq, np, bq, nq, qb, W, A->kap, Rn, cq, 1, fn, gH2);
+        /* the gradient and Hessian are needed unless every lane takes its last step */
+        int want = A->tol > 0;
+        for (int k = 0; k < B && !want; k++)
+            if (lane_c[k] >= 0 && (fresh[k] ? A->max_iter > 0 : iters[k] + 1 < A->max_iter)) want = 1;
+        eval_lanes(aq, np, bq, nq, qb, W, A->kap, Rn, cq, want, fn, gH2);
         for (int k = 0; k < B; k++) {
             const i64 c = lane_c[k];
             if (c < 0) continue;
