@@ -146,18 +146,18 @@ class HookResult:
     analysed: np.ndarray = field(default=None)  # bool
 
 
-def _make_analyzer(reference, device=None, dtype=None, fast=False):
+def _make_analyzer(reference, device=None, dtype=None, exact=False):
     if hasattr(reference, "analyze") and hasattr(reference, "reference"):
         return reference  # a GIIPAnalyzer (or compatible object)
     from .analysis import GIIPAnalyzer
 
-    return GIIPAnalyzer(reference, device=device, dtype=dtype, fast=fast)
+    return GIIPAnalyzer(reference, device=device, dtype=dtype, exact=exact)
 
 
 def attach(lmp, reference, every: int = 100, *, prefix: str = "giip", type_names: dict | str | list | None = None,
            comm_cutoff: str | float | bool = "auto", skin: float | None = None, mode: str = "external",
            device: str | None = None, dtype: str | None = None, wrap_commands: bool = True,
-           fast: bool = False) -> "GIIPHook":
+           exact: bool = False) -> "GIIPHook":
     """Analyse the atoms of LAMMPS instance ``lmp`` every ``every`` steps against ``reference``.
 
     Parameters
@@ -165,7 +165,7 @@ def attach(lmp, reference, every: int = 100, *, prefix: str = "giip", type_names
     lmp : a ``lammps.lammps`` instance whose simulation box exists (after ``create_box`` or
         ``read_data``), before the ``run``.
     reference : a :class:`~giip_plugin.ReferenceMap`, the path of a reference file, or a
-        :class:`~giip_plugin.GIIPAnalyzer` (``GIIPAnalyzer(ref, fast=True)`` for the fast path).
+        :class:`~giip_plugin.GIIPAnalyzer` (``GIIPAnalyzer(ref, exact=True)`` for the exhaustive search).
     every : analysis interval in steps (the analysis runs on steps that are multiples of it).
     prefix : names of the per-atom columns (``d_<prefix>_class`` ...), fixes, computes and
         variables; use different prefixes to attach several references.
@@ -176,15 +176,15 @@ def attach(lmp, reference, every: int = 100, *, prefix: str = "giip", type_names
     mode : "external" (``fix external``, any build) or "python" (``fix python/invoke``, builds
         with the PYTHON package).
     device, dtype : passed to :class:`~giip_plugin.GIIPAnalyzer` ("cuda" for a GPU).
-    fast : the analyser's fast path (coarse searches, exact ones for the nearest few references of
-        each atom; ``giip apply --fast``); ignored when ``reference`` is an analyser.
+    exact : the exhaustive exact search (``giip apply --exact``) instead of the default refined
+        coarse search; ignored when ``reference`` is an analyser.
     wrap_commands : wrap ``lmp.command`` & co. so that a failed analysis raises
         :class:`GIIPHookError` with its message (see the module documentation).
 
     Returns a :class:`GIIPHook` (``.detach()``, ``.last``, ``.gather()``, ``.dump_columns``).
     """
     return GIIPHook(lmp, reference, every, prefix=prefix, type_names=type_names,
-                    comm_cutoff=comm_cutoff, skin=skin, mode=mode, device=device, dtype=dtype, fast=fast,
+                    comm_cutoff=comm_cutoff, skin=skin, mode=mode, device=device, dtype=dtype, exact=exact,
                     wrap_commands=wrap_commands)
 
 
@@ -199,7 +199,7 @@ class GIIPHook:
 
     def __init__(self, lmp, reference, every=100, *, prefix="giip", type_names=None,
                  comm_cutoff="auto", skin=None, mode="external", device=None, dtype=None,
-                 wrap_commands=True, fast=False):
+                 wrap_commands=True, exact=False):
         if not hasattr(lmp, "command") or not hasattr(lmp, "numpy"):
             raise TypeError("attach() needs a lammps.lammps instance")
         try:
@@ -217,7 +217,7 @@ class GIIPHook:
         self.every = every
         self.prefix = p = str(prefix)
         self.mode = mode
-        self.analyzer = _make_analyzer(reference, device=device, dtype=dtype, fast=fast)
+        self.analyzer = _make_analyzer(reference, device=device, dtype=dtype, exact=exact)
         # an analyser of the user's without `strict` is called as it is
         import inspect
 

@@ -164,10 +164,10 @@ class GIIPModifier(ModifierInterface):
     coordinate : which diffusion coordinate colours the particles with ``color_by="coordinate"``
         (1 = DC1; at most the number the reference keeps).
     device : ``"auto"`` (CUDA when available), ``"cpu"`` or ``"cuda"``.
-    fast : coarse rotation searches for all distances and exact ones for the few nearest reference
-        environments of each particle (``giip apply --fast``): about 4 times faster (NiNb; about
-        100 with 1,500+ references and a C compiler); classes as the exact path for nearly every
-        particle, coordinates within a fraction of a percent.
+    exact : the exhaustive exact rotation search of every (particle, reference) pair (``giip apply
+        --exact``); by default a coarse search of every pair is refined by the exact search for the
+        nearest references of each particle (the same classes and nearest distances, coordinates
+        within far less than 1 % of their range).
     only_selected : analyse only the selected particles (the others get class -1); their
         environments still see every neighbour.
     not_analysed_color : colour of particles that are not analysed (other species, no neighbour,
@@ -178,7 +178,7 @@ class GIIPModifier(ModifierInterface):
     color_by = Enum(*COLOR_BY_CHOICES, label="Colour by")
     coordinate = Range(low=1, high=50, value=1, label="Diffusion coordinate (DCk) to colour by")
     device = Enum(*DEVICE_CHOICES, label="Compute device")
-    fast = Bool(False, label="Fast (coarse search; exact for the nearest references)")
+    exact = Bool(False, label="Exhaustive exact search (slower)")
     only_selected = Bool(False, label="Analyse selected particles only")
     not_analysed_color = _ColorTrait(default=NOT_ANALYSED_COLOR, label="Colour of particles not analysed")
 
@@ -206,7 +206,7 @@ class GIIPModifier(ModifierInterface):
             )
         st = os.stat(path)
         device = None if self.device == "auto" else self.device
-        key = (path, st.st_size, st.st_mtime_ns, device, bool(self.fast))
+        key = (path, st.st_size, st.st_mtime_ns, device, bool(self.exact))
         with _LOCK:
             an = _ANALYZERS.get(key)
             if an is not None:
@@ -220,7 +220,7 @@ class GIIPModifier(ModifierInterface):
             if not torch.cuda.is_available():
                 raise RuntimeError("GIIP: device 'cuda' was chosen but PyTorch finds no CUDA GPU; choose 'auto' or 'cpu'")
         try:
-            an = GIIPAnalyzer(path, device=device, fast=bool(self.fast))
+            an = GIIPAnalyzer(path, device=device, exact=bool(self.exact))
         except (ValueError, OSError, KeyError) as exc:
             raise RuntimeError(f"GIIP: cannot use the reference file {path}: {exc}") from exc
         with _LOCK:

@@ -49,76 +49,99 @@ def test_analyser_matches_reference_transform(analysed, ref_path, cutout):
     np.testing.assert_allclose(direct.coordinates, res.coordinates[idx], atol=1e-9)
     np.testing.assert_allclose(direct.ref_distance, res.ref_distance[idx], atol=1e-9)
     # the nearest-reference distance is the minimum over exact distances to all training envs
-    rows = ref.distance_rows(envs)
+    rows = ref.distance_rows(envs, exact=True)
     np.testing.assert_allclose(rows.min(1), res.ref_distance[idx], atol=1e-9)
 
 
-@pytest.mark.slow
-def test_fast_path_agrees_with_exhaustive():
-    """transform(fast=True) against every exact distance, on 120 Ni atoms of another sample and a
-    60-environment reference: coarse distances are upper bounds, close for most pairs; the nearest
-    reference and its distance are exact; classes agree for >= 99.5% of atoms and the coordinates
-    within 1% of their range."""
+def _contract(default, exact, exact_rows, rows):
+    """The accuracy contract of the default path against the exhaustive exact rows: classes equal
+    for >= 99.9 % of the atoms, the nearest distance exact (1e-9) for >= 99.9 %, every atom's
+    coordinates within 1 % of their range and the median within 0.1 %; rows never below exact."""
+    assert np.all(rows >= exact_rows - 1e-9)
+    assert np.mean(default.classes == exact.classes) >= 0.999
+    assert np.mean(np.abs(default.ref_distance - exact.ref_distance) <= 1e-9) >= 0.999
+    span = exact.coordinates.max(0) - exact.coordinates.min(0)
+    err = np.abs(default.coordinates - exact.coordinates) / span
+    assert err.max() <= 0.01 and np.median(err) <= 0.001
+
+
+@pytest.mark.parametrize("n_train", [50, 200])
+def test_default_path_meets_the_accuracy_contract(n_train):
+    """transform() (coarse search of every pair, exact refinement of the nearest) against the
+    exhaustive exact rows (exact=True), on 150 Ni atoms of another sample; the search report counts
+    the refined atoms and the confirmed nearest references."""
+    from giip_plugin.reference.metric import SearchReport
+
     ref = ReferenceMap.from_files(
         [str(DATA / "quench100K.dump")], r_inner=3.0, r_outer=4.0, sigma=1.0, encoding="sign",
-        centers=["Ni"], type_names="1=Ni,2=Nb", n_train=60, epsilon=1.5, n_classes=4, n_coords=3, progress=False,
+        centers=["Ni"], type_names="1=Ni,2=Nb", n_train=n_train, epsilon=1.5, n_classes=4, n_coords=3,
+        progress=False,
     )
     atoms = next(iter_frames(str(DATA / "quench500K.dump"), type_names=TYPES)).atoms
     ni = np.flatnonzero(atoms.arrays["species"] == "Ni")
-    idx = np.sort(np.random.default_rng(5).choice(ni, 120, replace=False))
+    idx = np.sort(np.random.default_rng(5).choice(ni, 150, replace=False))
     envs = ref.compute_environments(atoms, indices=idx)
-    exact_rows = ref.distance_rows(envs)
-    fast_rows = ref.distance_rows(envs, fast=True)
-    assert np.all(fast_rows >= exact_rows - 1e-9)
-    # the coarse search (2 Newton steps) lands in the right basin for most pairs, close to its top
-    assert np.mean(fast_rows - exact_rows < 1e-3) > 0.9 and np.mean(fast_rows - exact_rows) < 5e-3
-    np.testing.assert_allclose(fast_rows.min(1), exact_rows.min(1), atol=1e-9)
-    exact = ref.transform_from_distances(exact_rows)
-    fast = ref.transform(envs, fast=True)
-    assert np.mean(fast.classes == exact.classes) >= 0.995
-    np.testing.assert_allclose(fast.ref_distance, exact.ref_distance, atol=1e-9)
-    span = exact.coordinates.max(0) - exact.coordinates.min(0)
-    err = np.abs(fast.coordinates - exact.coordinates) / span
-    assert np.mean(np.all(err <= 0.01, axis=1)) >= 0.995
-    # the analyser and the command line option use the same path
-    an = GIIPAnalyzer(ref, fast=True)
+    exact_rows = ref.distance_rows(envs, exact=True)
+    report = SearchReport()
+    rows = ref.distance_rows(envs, report=report)
+    assert report.atoms == 150 and report.pairs == 150 * n_train
+    assert 150 <= report.refined_pairs < 150 * 4 and 0 <= report.refined_atoms <= 150
+    assert report.confirmed >= 140 and "refined" in report.line()
+    exact = ref.transform(envs, exact=True)
+    default = ref.transform(envs)
+    np.testing.assert_allclose(ref.transform_from_distances(exact_rows).coordinates, exact.coordinates, atol=1e-12)
+    _contract(default, exact, exact_rows, rows)
+    # the analyser uses the same path, and reports it
+    an = GIIPAnalyzer(ref)
     res = an.analyze(atoms, indices=idx[:10])
-    np.testing.assert_allclose(res.coordinates[idx[:10]], fast.coordinates[:10], atol=1e-9)
+    np.testing.assert_allclose(res.coordinates[idx[:10]], default.coordinates[:10], atol=1e-9)
+    assert an.search_report.atoms == 10
+    res = GIIPAnalyzer(ref, exact=True).analyze(atoms, indices=idx[:10])
+    np.testing.assert_allclose(res.coordinates[idx[:10]], exact.coordinates[:10], atol=1e-9)
 
 
-def test_fast_settings_follow_the_reference_size(monkeypatch):
-    """Large references get the cheaper coarse search (1 start per parity): still upper bounds,
-    still exact for the nearest reference; small ones keep 3 starts per parity."""
-    from giip_plugin.reference import metric as refmap  # where the fast settings live
+def test_one_coarse_setting_at_every_reference_size():
+    """No size threshold: small and large references get the same coarse search, compiled."""
+    from giip_plugin.kernels import fused
+    from giip_plugin.reference import metric
 
-    assert refmap.fast_settings(60) == refmap.FAST_SETTINGS
-    assert refmap.fast_settings(refmap.FAST_LARGE_REFERENCE) == refmap.FAST_SETTINGS_LARGE
-    assert refmap.FAST_SETTINGS_LARGE.candidates < refmap.FAST_SETTINGS.candidates
+    assert metric.fast_settings(50) == metric.fast_settings(20000) == metric.COARSE_SETTINGS
     ref = ReferenceMap.from_files(
         [str(DATA / "quench100K.dump")], r_inner=3.0, r_outer=4.0, sigma=1.0, encoding="sign",
         centers=["Ni"], type_names="1=Ni,2=Nb", n_train=40, epsilon=1.5, n_classes=3, n_coords=2, progress=False,
     )
     atoms = next(iter_frames(str(DATA / "quench500K.dump"), type_names=TYPES)).atoms
-    ni = np.flatnonzero(atoms.arrays["species"] == "Ni")
-    envs = ref.compute_environments(atoms, indices=np.sort(np.random.default_rng(7).choice(ni, 30, replace=False)))
-    small = ref.engine_for(envs, coarse=True)
-    assert (small.settings.candidates, small.grid_pool) == (3, 12)
-    monkeypatch.setattr(refmap, "FAST_LARGE_REFERENCE", 40)
-    large = ref.engine_for(envs, coarse=True)
-    assert (large.settings.candidates, large.grid_pool, large.L) == (1, 8, 7)
-    exact_rows = ref.distance_rows(envs)
-    cheap_rows = ref.distance_rows(envs, fast=True)
-    assert np.all(cheap_rows >= exact_rows - 1e-9)
-    assert np.mean(cheap_rows - exact_rows < 1e-3) > 0.8 and np.mean(cheap_rows - exact_rows) < 0.02
-    np.testing.assert_allclose(cheap_rows.min(1), exact_rows.min(1), atol=1e-9)
+    envs = ref.compute_environments(atoms, indices=np.arange(0, 200, 7))
+    eng = ref.engine_for(envs, coarse=True)
+    fs = metric.COARSE_SETTINGS
+    assert (eng.settings.candidates, eng.grid_pool, eng.L) == (fs.candidates, fs.pool, fs.l_max)
+    assert eng.compiled == fused.available()
+
+
+def test_deprecated_fast_keyword_still_works(ref_path, cutout):
+    ref = ReferenceMap.load(ref_path)
+    envs = ref.compute_environments(cutout, indices=np.arange(5))
+    with pytest.warns(DeprecationWarning, match="exact=True"):
+        old = ref.transform(envs, fast=False)
+    np.testing.assert_allclose(old.coordinates, ref.transform(envs, exact=True).coordinates, atol=1e-12)
+    with pytest.warns(DeprecationWarning, match="exact=True"):
+        an = GIIPAnalyzer(ref, fast=False)
+    assert an.exact
 
 
 def test_training_environment_maps_to_itself(ref_path):
+    """With exact rows the Nystrom extension reproduces a training point's coordinates; the default
+    path finds the point itself (distance 0, its class) and its coordinates within the contract."""
     ref = ReferenceMap.load(ref_path)
-    res = ref.transform(ref.training.subset([0, 3]))
+    res = ref.transform(ref.training.subset([0, 3]), exact=True)
     np.testing.assert_allclose(res.ref_distance, 0.0, atol=1e-6)
     np.testing.assert_array_equal(res.classes, ref.labels[[0, 3]])
     np.testing.assert_allclose(res.coordinates, ref.coordinates[[0, 3]], atol=1e-6)
+    res = ref.transform(ref.training.subset([0, 3]))
+    np.testing.assert_allclose(res.ref_distance, 0.0, atol=1e-6)
+    np.testing.assert_array_equal(res.classes, ref.labels[[0, 3]])
+    span = ref.coordinates.max(0) - ref.coordinates.min(0)
+    assert np.all(np.abs(res.coordinates - ref.coordinates[[0, 3]]) <= 0.001 * span)
 
 
 def test_ase_calculator_interface_and_cache(analysed, cutout, monkeypatch):
@@ -214,10 +237,16 @@ def test_cli_apply_columns_survive_plain_ase(ref_path, cutout_dump, analysed, tm
     assert main(["apply", str(ref_path), str(out), "-o", str(tmp_path / "x.dump"), "--prefix", "a b"]) == 1
 
 
-def test_cli_apply_fast(ref_path, cutout_dump, analysed, tmp_path):
-    out = tmp_path / "fast.dump"
-    assert main(["apply", str(ref_path), str(cutout_dump), "-o", str(out), "--frames", "0:1", "--fast",
+def test_cli_apply_exact(ref_path, cutout_dump, analysed, tmp_path, capsys):
+    """--exact: the exhaustive search, the same classes and nearest distances as the default; the
+    default path reports per frame what it refined."""
+    out = tmp_path / "exact.dump"
+    assert main(["apply", str(ref_path), str(cutout_dump), "-o", str(out), "--frames", "0:1", "--exact",
                  "--no-progress"]) == 0
+    assert "exhaustive exact search" in capsys.readouterr().err
+    assert main(["apply", str(ref_path), str(cutout_dump), "-o", str(tmp_path / "d.dump"), "--frames", "0:1",
+                 "--no-progress"]) == 0
+    assert "nearest references confirmed" in capsys.readouterr().err
     f0 = next(iter_frames(str(out), reader="ovito"))
     an, res = analysed
     np.testing.assert_array_equal(f0.atoms.arrays["d_giip_class"].astype(int), res.classes)
@@ -256,10 +285,10 @@ def test_cli_apply_dask_matches_local(ref_path, cutout_dump, tmp_path):
         with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster:
             assert main(["apply", str(ref_path), str(cutout_dump), "-o", str(remote), "--no-progress",
                          "--scheduler", cluster.scheduler_address]) == 0
-            # --fast reaches the workers
-            assert main(["apply", str(ref_path), str(cutout_dump), "-o", str(tmp_path / "dask_fast.dump"),
-                         "--no-progress", "--fast", "--scheduler", cluster.scheduler_address]) == 0
+            # --exact reaches the workers
+            assert main(["apply", str(ref_path), str(cutout_dump), "-o", str(tmp_path / "dask_exact.dump"),
+                         "--no-progress", "--exact", "--scheduler", cluster.scheduler_address]) == 0
     assert local.read_text() == remote.read_text()
-    assert main(["apply", str(ref_path), str(cutout_dump), "-o", str(tmp_path / "fast.dump"), "--no-progress",
-                 "--fast"]) == 0
-    assert (tmp_path / "fast.dump").read_text() == (tmp_path / "dask_fast.dump").read_text()
+    assert main(["apply", str(ref_path), str(cutout_dump), "-o", str(tmp_path / "exact.dump"), "--no-progress",
+                 "--exact"]) == 0
+    assert (tmp_path / "exact.dump").read_text() == (tmp_path / "dask_exact.dump").read_text()

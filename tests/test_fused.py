@@ -27,7 +27,7 @@ def small_case():
     atoms = next(iter_frames(str(DATA / "quench1M.dump"), type_names=TYPES)).atoms
     ni = np.flatnonzero(atoms.arrays["species"] == "Ni")
     envs = ref.compute_environments(atoms, indices=np.sort(np.random.default_rng(3).choice(ni, 21, replace=False)))
-    return ref, envs, ref.distance_rows(envs)
+    return ref, envs, ref.distance_rows(envs, exact=True)
 
 
 def _coarse_engine(ref, envs, group=None, L=6):
@@ -86,20 +86,17 @@ def test_fused_proper_rotations_only(small_case):
     assert np.all(so3 >= o3 - 1e-12) and np.any(so3 > o3 + 1e-3)
 
 
-def test_fast_path_uses_the_fused_kernel_for_large_references(small_case, monkeypatch):
-    """With the large-reference settings the fast path runs the fused kernel; GIIP_NO_FUSED=1 gives
-    the PyTorch path; both refine the nearest few exactly."""
-    from giip_plugin.reference import metric as refmap  # where the fast settings live
-
+def test_default_path_uses_the_compiled_kernel(small_case, monkeypatch):
+    """The default path runs the compiled coarse search; GIIP_NO_FUSED=1 gives the PyTorch path;
+    both refine the nearest references exactly."""
     ref, envs, exact = small_case
-    monkeypatch.setattr(refmap, "FAST_LARGE_REFERENCE", 40)
     calls = []
     real = fused.coarse_distance_rows
     monkeypatch.setattr(fused, "coarse_distance_rows", lambda *a, **k: calls.append(1) or real(*a, **k))
-    rows = ref.distance_rows(envs, fast=True)
+    rows = ref.distance_rows(envs)
     assert calls
     monkeypatch.setenv("GIIP_NO_FUSED", "1")
-    torch_rows = ref.distance_rows(envs, fast=True)
+    torch_rows = ref.distance_rows(envs)
     assert len(calls) == 1
     _assert_nearest_refined(rows, exact)
     _assert_nearest_refined(torch_rows, exact)
@@ -145,17 +142,14 @@ def test_loading_the_kernel_keeps_denormals(fresh_build):
 def test_without_a_compiler_the_fast_path_keeps_pytorch(fresh_build, monkeypatch, small_case):
     """No C compiler: one warning naming the fix, and the fast path still gives the right nearest
     references (on the PyTorch search)."""
-    from giip_plugin.reference import refmap
-
     ref, envs, exact = small_case
     monkeypatch.setenv("CC", str(fresh_build / "no-such-compiler"))
-    monkeypatch.setattr(refmap, "FAST_LARGE_REFERENCE", 40)
     with pytest.warns(RuntimeWarning, match="C compiler"):
         eng = _coarse_engine(ref, envs)
     assert not eng.compiled and not fused.applies(eng)
     with pytest.raises(RuntimeError, match="install one"):
         fused.library()
-    rows = ref.distance_rows(envs, fast=True)
+    rows = ref.distance_rows(envs)
     _assert_nearest_refined(rows, exact)
     assert not list(fresh_build.iterdir())
 

@@ -416,8 +416,8 @@ def test_attach_checks(lmp, analyzer, ljref):
             attach(lmp2, analyzer)
         h2 = attach(lmp2, analyzer, every=4, prefix="second")  # two references side by side
         assert "d_second_class" in h2.dump_columns
-        h3 = attach(lmp2, analyzer.reference, every=5, prefix="quick", fast=True)  # the fast path
-        assert h3.analyzer.fast and not h.analyzer.fast
+        h3 = attach(lmp2, analyzer.reference, every=5, prefix="quick", exact=True)  # the exhaustive search
+        assert h3.analyzer.exact and not h.analyzer.exact
         h.detach()
         h2.detach()
         h3.detach()

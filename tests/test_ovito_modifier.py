@@ -141,14 +141,14 @@ def test_results_equal_the_analyser(cube, reference):
                                rtol=1e-9, atol=1e-12, equal_nan=True)
 
 
-def test_fast_option_uses_the_fast_analyser(reference):
+def test_exact_option_uses_the_exhaustive_analyser(reference):
     from giip_plugin.analysis import GIIPAnalyzer
     from ovito.io.ase import ovito_to_ase
 
-    p, mod = pipeline_with(reference, fast=True)
+    p, mod = pipeline_with(reference, exact=True)
     data = p.compute()
     atoms = ovito_to_ase(crop(import_file(str(DUMP)), CUBE).compute())
-    res = GIIPAnalyzer(str(reference), device="cpu", fast=True).analyze(atoms)
+    res = GIIPAnalyzer(str(reference), device="cpu", exact=True).analyze(atoms)
     assert np.array_equal(np.asarray(data.particles["GIIP Class"]), res.classes)
     np.testing.assert_allclose(np.asarray(data.particles["Diffusion Coordinates"]), res.coordinates,
                                rtol=1e-9, atol=1e-12, equal_nan=True)
@@ -206,7 +206,7 @@ def test_example_renders_class_colours(cube, reference, tmp_path):
     _, _, data = cube
     out = tmp_path / "classes.png"
     assert example.main([str(DUMP), str(reference), "-o", str(out), "--keep", CUBE, "--flat", "--device", "cpu",
-                         "--size", "400x300", "--fast", "--no-legend"]) == str(out)
+                         "--size", "400x300", "--exact", "--no-legend"]) == str(out)
     img = mpimg.imread(out)
     assert img.shape[:2] == (300, 400)
     px = np.round(img[..., :3].reshape(-1, 3) * 255).astype(int)
@@ -228,7 +228,7 @@ def test_example_renders_class_colours(cube, reference, tmp_path):
     # the default adds a legend of the classes (with their atom counts) in the top right corner
     legend = tmp_path / "legend.png"
     example.main([str(DUMP), str(reference), "-o", str(legend), "--keep", CUBE, "--flat", "--device", "cpu",
-                  "--size", "400x300", "--fast"])
+                  "--size", "400x300", "--exact"])
     corner = lambda im: (np.round(im[:100, 300:, :3] * 255) < 250).any(axis=2).mean()
     assert corner(mpimg.imread(legend)) > corner(img) + 0.02
 

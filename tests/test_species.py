@@ -70,7 +70,7 @@ def test_from_system_accepts_each_kind(cutout):
 # ------------------------------------------------------------------ ASE's calculator contract
 def test_the_analyser_follows_ases_calculator_contract(ref_path, cutout):
     calc = GIIPAnalyzer(ref_path)
-    assert calc.parameters["fast"] is False and calc.parameters["strict"] is True
+    assert calc.parameters["exact"] is False and calc.parameters["strict"] is True
     atoms = cutout.copy()
     atoms.calc = calc
     first = atoms.calc.get_property("giip_class", atoms).copy()
@@ -85,15 +85,15 @@ def test_the_analyser_follows_ases_calculator_contract(ref_path, cutout):
     assert calc.last_result is not n0
     assert not np.array_equal(np.flatnonzero(first >= 0), np.flatnonzero(second >= 0))  # other centres now
     # set() changes parameters and drops the cached results
-    changed = calc.set(fast=True)
-    assert changed == {"fast": True} and calc.fast is True and calc.results == {}
-    calc.fast = False  # attributes go through set()
-    assert calc.parameters["fast"] is False
+    changed = calc.set(exact=True)
+    assert changed == {"exact": True} and calc.exact is True and calc.results == {}
+    calc.exact = False  # attributes go through set()
+    assert calc.parameters["exact"] is False
     with pytest.raises(TypeError, match="no parameter"):
         calc.set(fsat=True)
     with pytest.raises(ValueError, match="unknown compute device"):
         calc.set(device="gpu")
-    assert GIIPAnalyzer(ref_path, fast=True).todict()["fast"] is True
+    assert GIIPAnalyzer(ref_path, exact=True).todict()["exact"] is True
 
 
 # ------------------------------------------------------------------ every integration, one answer

@@ -158,11 +158,11 @@ class GIIPAnalyzer(Calculator):
         Compute device (None: CUDA when available).
     dtype : {None, "float64", "float32"}, optional
         Precision of the distance kernels (default float64).
-    fast : bool, optional
-        Coarse rotation searches for all distances, exact ones for the nearest few references of
-        each atom (:meth:`ReferenceMap.transform` ``fast=True``; ``giip apply --fast``): about 4
-        times faster (NiNb; about 100 with 1,500+ references and a C compiler), classes as the
-        exact path for nearly every atom, coordinates within 1 % of their range.
+    exact : bool, optional
+        ``False`` (default): coarse rotation searches for all distances and the exact search for
+        the nearest references of each atom (:meth:`ReferenceMap.transform`): the nearest reference,
+        its distance and the class as the exhaustive search, coordinates within far less than 1 %
+        of their range. ``True``: the exhaustive exact search (``giip apply --exact``).
     strict : bool, optional
         Refuse (``ValueError``) a structure far outside the reference's length scale (default);
         ``False`` warns instead (the LAMMPS hook; see :func:`check_scale`).
@@ -176,7 +176,7 @@ class GIIPAnalyzer(Calculator):
 
     Notes
     -----
-    The settings are ASE calculator parameters: ``calc.parameters``, ``calc.set(fast=True)``
+    The settings are ASE calculator parameters: ``calc.parameters``, ``calc.set(exact=True)``
     (which drops cached results when a value changes) and ``calc.todict()``. Results are cached
     until the atoms change: positions, cell, periodicity, atomic numbers, or the ``species`` /
     ``type`` arrays that name the species (:meth:`check_state`).
@@ -191,21 +191,27 @@ class GIIPAnalyzer(Calculator):
     implemented_properties = list(PROPERTIES)
     name = "GIIPAnalyzer"
     discard_results_on_any_change = True  # set() with a new value drops cached results
-    default_parameters = {"device": None, "dtype": None, "fast": False, "strict": True, "progress": False,
+    default_parameters = {"device": None, "dtype": None, "exact": False, "strict": True, "progress": False,
                           "type_names": None}
     #: per-atom arrays that decide the species, compared by :meth:`check_state`
     species_arrays = ("species", "type")
 
     def __init__(self, reference, **kwargs):
-        params = {k: kwargs.pop(k) for k in list(kwargs) if k in self.default_parameters}
+        params = {k: kwargs.pop(k) for k in list(kwargs) if k in self.default_parameters or k == "fast"}
         super().__init__(**kwargs)
         self.reference = load_reference(reference)
         self.last_result: AnalysisResult | None = None
+        #: what the search did in the last :meth:`analyze` (a :class:`~giip_plugin.reference.metric.SearchReport`)
+        self.search_report = None
         self.set(**params)
 
     def set(self, **kwargs) -> dict:
         """Change parameters (see the class docstring); cached results are dropped when a value
         changes. Unknown names are an error (ASE would store them silently)."""
+        if "fast" in kwargs:  # the former name: the refined coarse search is now the default
+            warnings.warn("GIIPAnalyzer(fast=...) is deprecated: the refined coarse search is the default and "
+                          "exact=True gives the exhaustive search", DeprecationWarning, stacklevel=2)
+            kwargs["exact"] = not kwargs.pop("fast")
         unknown = sorted(set(kwargs) - set(self.default_parameters))
         if unknown:
             raise TypeError(f"GIIPAnalyzer has no parameter {unknown}; its parameters are "
@@ -214,19 +220,19 @@ class GIIPAnalyzer(Calculator):
             kwargs["device"] = check_device(kwargs["device"])
         if "type_names" in kwargs and kwargs["type_names"] is not None:
             kwargs["type_names"] = parse_type_names(kwargs["type_names"])
-        for flag in ("fast", "strict", "progress"):
+        for flag in ("exact", "strict", "progress"):
             if flag in kwargs:
                 kwargs[flag] = bool(kwargs[flag])
         return super().set(**kwargs)
 
-    # parameters as attributes too (``calc.fast``; assigning goes through :meth:`set`)
+    # parameters as attributes too (``calc.exact``; assigning goes through :meth:`set`)
     def _param(name):
         return property(lambda self: self.parameters[name], lambda self, v: self.set(**{name: v}),
                         doc=f"The ``{name}`` parameter (see the class docstring).")
 
     device = _param("device")
     dtype = _param("dtype")
-    fast = _param("fast")
+    exact = _param("exact")
     strict = _param("strict")
     progress = _param("progress")
     type_names = _param("type_names")
@@ -337,11 +343,15 @@ class GIIPAnalyzer(Calculator):
         todo = envs.subset(np.flatnonzero(has_nb))
         step = len(ok) if not chunk else int(chunk)
         p = self.parameters
+        from ..reference.metric import SearchReport
+
+        report = SearchReport()
+        self.search_report = report
         yield 0.0
         for a in range(0, len(ok), max(step, 1)):
             part = slice(a, min(len(ok), a + step))
-            res = ref.transform(todo.subset(np.arange(part.start, part.stop)), device=p["device"], fast=p["fast"],
-                                progress=p["progress"] and step >= len(ok))
+            res = ref.transform(todo.subset(np.arange(part.start, part.stop)), device=p["device"], exact=p["exact"],
+                                report=report, progress=p["progress"] and step >= len(ok))
             idx = ok[part]
             classes[idx], coords[idx], dist[idx] = res.classes, res.coordinates, res.ref_distance
             yield part.stop / len(ok)

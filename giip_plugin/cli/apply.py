@@ -11,6 +11,7 @@ no partial file.
 """
 from __future__ import annotations
 
+import argparse
 import os
 import sys
 
@@ -32,11 +33,12 @@ def add_parser(sub):
                    help="names of numeric LAMMPS types (default: the names stored in the reference)")
     p.add_argument("--dim", type=int, choices=(2, 3), default=None, help="force 2D or 3D (default: detected)")
     p.add_argument("--device", default=None, help="compute device: cpu, cuda (default: cuda when available)")
-    p.add_argument("--fast", action="store_true",
-                   help="coarse rotation searches for all distances and exact ones for the nearest few references "
-                        "of each atom: about 4 times faster (NiNb), about 100 times with 1,500+ reference environments "
-                        "(compiled CPU kernel, needs a C compiler); classes as the exact path for nearly "
-                        "every atom, coordinates within a fraction of a percent of their range (see benchmarks/RESULTS.md)")
+    p.add_argument("--exact", action="store_true",
+                   help="the exhaustive exact rotation search for every (atom, reference) pair; by default a coarse "
+                        "search of every pair is refined by the exact search for the nearest references of each atom "
+                        "(the same classes and nearest distances as the exhaustive search on every atom measured, "
+                        "coordinates within far less than 1%% of their range; see benchmarks/RESULTS.md)")
+    p.add_argument("--fast", action="store_true", help=argparse.SUPPRESS)  # the former name of the default
     p.add_argument("--prefix", default="giip", metavar="NAME",
                    help="name in the added columns (d_NAME_class, d2_NAME_dc[k], d_NAME_ref_distance; default giip), "
                         "to keep the columns of several references apart")
@@ -107,7 +109,9 @@ def run(args) -> int:
     check_device(args.device)
     check_prefix(args.prefix)
     writer_format(args.output)
-    analyzer = GIIPAnalyzer(args.reference, device=args.device, progress=not args.no_progress, fast=args.fast)
+    if args.fast:
+        print("giip apply: warning: --fast is now the default (--exact gives the exhaustive search)", file=sys.stderr)
+    analyzer = GIIPAnalyzer(args.reference, device=args.device, progress=not args.no_progress, exact=args.exact)
     ref = analyzer.reference
     if args.type_names:
         type_names = parse_type_names(args.type_names)
@@ -125,6 +129,9 @@ def run(args) -> int:
         else:
             results = ((f, _analyse_frame(analyzer, f)) for f in _checked(frames, ref))
         for frame, res in results:
+            if not args.scheduler and analyzer.search_report is not None:
+                tqdm.write(f"giip apply: {frame.source} frame {frame.index}: {analyzer.search_report.line()}",
+                           file=sys.stderr)
             writer.write(frame, columns(res, args.prefix))
             n_frames += 1
             n_atoms += frame.natoms
@@ -156,7 +163,7 @@ def _run_dask(address, analyzer, frames, ref, window: int | None = None):
         ref_future = client.scatter(analyzer.reference, broadcast=True)
         pending = deque()
         for frame in _checked(frames, ref):
-            fut = client.submit(_remote_analyse, ref_future, frame.atoms, analyzer.fast, pure=False)
+            fut = client.submit(_remote_analyse, ref_future, frame.atoms, analyzer.exact, pure=False)
             pending.append((frame, fut))
             if len(pending) >= window:
                 f0, fut0 = pending.popleft()
@@ -168,7 +175,7 @@ def _run_dask(address, analyzer, frames, ref, window: int | None = None):
         client.close()
 
 
-def _remote_analyse(reference, atoms, fast=False):
+def _remote_analyse(reference, atoms, exact=False):
     from ..analysis import GIIPAnalyzer
 
-    return GIIPAnalyzer(reference, fast=fast).analyze(atoms)
+    return GIIPAnalyzer(reference, exact=exact).analyze(atoms)

@@ -4,7 +4,8 @@ A *metric* gives the training distance matrix (:meth:`GIIPMetric.pairwise`) and 
 distances from new environments to the training ones (:meth:`GIIPMetric.rows`); the reference
 map (classes, diffusion map, Nystrom extension) works from those numbers whatever produced them.
 :class:`GIIPMetric` is the orientation-invariant GIIP distance (design.md, section 2): the exact
-rotation search, or the fast path (coarse search for every pair, exact refinement of the nearest).
+rotation search, exhaustive, or the default path (coarse search for every pair, exact refinement of
+the nearest).
 Another metric (SOAP, say) provides the same two methods and its own file parameters.
 """
 from __future__ import annotations
@@ -16,25 +17,20 @@ import numpy as np
 
 from ..environments import EnvironmentSet
 
-__all__ = ["GIIPMetric", "FastSettings", "fast_settings", "FAST_SETTINGS", "FAST_SETTINGS_LARGE",
-           "FAST_LARGE_REFERENCE"]
+__all__ = ["GIIPMetric", "FastSettings", "fast_settings", "COARSE_SETTINGS", "SearchReport"]
 
-# The fast path of transform(fast=True): every distance from a coarse search (band limit capped at
-# l_max, the best `candidates` local maxima among the `pool` largest grid values per parity, at most
-# `max_iter` Newton steps: upper bounds, exact or nearly so for most pairs), then the `refine`
-# nearest of each row by the exact search. The coordinates average the coarse errors of a whole row
-# (Nystrom), so large references tolerate a cheaper search; chosen by measurement against the
-# exhaustive path (benchmarks/RESULTS.md, "fast path"; NiNb, 120 atoms, max coordinate error in % of
-# the range): 3 starts per parity, 0.07-0.18% (60 to 2,000 references); 1 start per parity and a
-# smaller pool, 0.76% with 1,000 references and 0.42% with 2,000 (0.84% on 500 other atoms), but
-# beyond 1% for many atoms with 60.
-# The large-reference search runs on the fused CPU kernel (kernels/fused.py) where it applies, at
-# band limit 7: against the exhaustive rows of all 6,750 Ni centres of a NiNb frame (2,000
-# references), band limit 6 left 3 atoms beyond 1% (max 1.71%, classes 99.73%), band limit 7 none
-# (max 0.998%, classes 99.91%) for 20-30% more time. Its coarse rows put the exact nearest first
-# for 98.9% of the atoms, so the 2 nearest are refined there, 4 with the few-start search of small
-# references.
-FAST_LARGE_REFERENCE = 1500
+# The default path of transform (and of every integration): every distance from a coarse search
+# (band limit capped at l_max, the best `candidates` local maxima among the `pool` largest grid
+# values per parity, `max_iter` Newton steps; the compiled kernel of kernels/fused.py on the CPU:
+# upper bounds, exact or nearly so for most pairs), then the exact search for every reference whose
+# coarse distance is within `margin` of the row's coarse minimum (at least the `refine` nearest).
+# Chosen by measurement against the exhaustive exact rows (benchmarks/RESULTS.md, "default path";
+# 300 NiNb atoms of another frame against 300 and 2,000 references): one start per parity (band
+# limit 6 or 7) puts the exact nearest 0.1-0.37 atoms of difference above the coarse minimum for
+# 1-2% of the atoms, which a margin of 0.3 still leaves at 99.67% exact nearest distances while
+# refining 9 references per atom; two starts per parity at band limit 7 (half the speed) put the
+# exact nearest at the coarse minimum for every atom, and the margin 0.05 refines 1.5 references
+# per atom on average.
 
 
 class FastSettings(NamedTuple):
@@ -42,18 +38,44 @@ class FastSettings(NamedTuple):
     candidates: int
     max_iter: int
     pool: int
-    refine: int  # nearest of each row recomputed by the exact search
+    refine: int  # nearest of each row always recomputed by the exact search
+    margin: float = 0.0  # and every reference whose coarse distance is within this of the row's minimum
 
 
-FAST_SETTINGS = FastSettings(l_max=6, candidates=3, max_iter=2, pool=12, refine=4)
-FAST_SETTINGS_LARGE = FastSettings(l_max=7, candidates=1, max_iter=2, pool=8, refine=2)
+COARSE_SETTINGS = FastSettings(l_max=7, candidates=2, max_iter=2, pool=8, refine=1, margin=0.05)
 
 
-def fast_settings(n_train: int) -> FastSettings:
-    """Coarse-search settings of the fast path for a reference of ``n_train`` environments."""
-    return FAST_SETTINGS_LARGE if int(n_train) >= FAST_LARGE_REFERENCE else FAST_SETTINGS
+def fast_settings(n_train: int | None = None) -> FastSettings:
+    """Coarse-search and refinement settings of the default path (one setting for every reference
+    size; ``n_train`` is accepted for compatibility)."""
+    return COARSE_SETTINGS
 
 
+@dataclass
+class SearchReport:
+    """What the default path did, accumulated over calls: ``atoms`` mapped, ``pairs`` searched
+    coarsely, ``refined_pairs`` recomputed exactly, ``refined_atoms`` (atoms with more than their
+    coarse nearest refined: a second reference within the margin), ``confirmed`` (atoms whose
+    nearest reference after refinement is the coarse search's nearest, confirmed by the exact
+    search), ``exact_atoms`` (atoms of exhaustive exact rows)."""
+
+    atoms: int = 0
+    pairs: int = 0
+    refined_pairs: int = 0
+    refined_atoms: int = 0
+    confirmed: int = 0
+    exact_atoms: int = 0
+
+    def add(self, other: "SearchReport") -> None:
+        for k in self.__dataclass_fields__:
+            setattr(self, k, getattr(self, k) + getattr(other, k))
+
+    def line(self) -> str:
+        if self.exact_atoms:
+            return f"{self.exact_atoms} atoms by the exhaustive exact search"
+        return (f"{self.atoms} atoms: {self.refined_atoms} refined beyond their coarse nearest reference "
+                f"({self.refined_pairs} exact searches), {self.confirmed} nearest references confirmed by the "
+                "exact search")
 
 
 @dataclass(frozen=True)
@@ -75,13 +97,13 @@ class GIIPMetric:
     def engine(self, envs: EnvironmentSet, training: EnvironmentSet, *, device=None, dtype=None,
                coarse: bool = False):
         """A :class:`~giip_plugin.kernels.DistanceEngine` between ``envs`` (side A) and ``training``
-        (side B) (``coarse=True``: the coarse search of the fast path, whose distances are upper
+        (side B) (``coarse=True``: the coarse search of the default path, whose distances are upper
         bounds)."""
         from ..kernels import DistanceEngine
 
         settings, extra = self.settings(), {}
         if coarse:
-            fs = fast_settings(len(training))
+            fs = COARSE_SETTINGS
             settings = replace(settings, candidates=fs.candidates, max_iter=fs.max_iter)
             extra = {"l_max": fs.l_max, "grid_pool": fs.pool}
         return DistanceEngine(envs, training, sigma=self.sigma, group=self.group, device=device,
@@ -97,31 +119,45 @@ class GIIPMetric:
         return training_distance_matrix(training, self.sigma, self.group, settings=self.search_settings, **compute)
 
     def rows(self, envs: EnvironmentSet, training: EnvironmentSet, *, progress=None, device=None,
-             fast: bool = False, refine: int | None = None) -> np.ndarray:
+             exact: bool = False, report: SearchReport | None = None) -> np.ndarray:
         """Distances of each environment of ``envs`` to every training environment, ``(n, n_train)``.
 
-        Exact by default. ``fast=True``: every distance from the coarse search (an upper bound,
-        exact for most pairs), then the ``refine`` smallest of each row (default: that of
-        :func:`fast_settings`) recomputed exactly, so the nearest training environment and its
-        distance are exact whenever the exact nearest is among the coarse ``refine`` nearest.
+        Default: every distance from the coarse search (an upper bound, exact for most pairs), then
+        the exact search for the nearest references of each row: the coarse nearest and every
+        reference within :data:`COARSE_SETTINGS` ``.margin`` of it. The nearest training environment
+        and its distance are exact whenever the exact nearest is among those (every atom in the
+        measurements, see above). ``exact=True``: the exhaustive exact rows. ``report``: a
+        :class:`SearchReport` to add this call's figures to.
         """
         nA, nB = len(envs), len(training)
         ia, ib = np.repeat(np.arange(nA), nB), np.tile(np.arange(nB), nA)
-        if not fast:
-            return self.engine(envs, training, device=device).distances(ia, ib, progress=progress).reshape(nA, nB)
+        rep = SearchReport()
+        if exact or nA == 0 or nB == 0:
+            out = self.engine(envs, training, device=device).distances(ia, ib, progress=progress).reshape(nA, nB)
+            rep.exact_atoms = nA
+            if report is not None:
+                report.add(rep)
+            return out
         from ..kernels import fused
 
+        fs = COARSE_SETTINGS
         coarse = self.engine(envs, training, device=device, coarse=True)
-        if fused.applies(coarse):  # the same search, compiled per pair (kernels/fused.py)
+        if coarse.compiled:  # the coarse search's own compiled mode (fixed Newton steps)
             rows = fused.coarse_distance_rows(coarse, progress=progress)
         else:
             rows = coarse.distances(ia, ib, progress=progress).reshape(nA, nB)
-        if refine is None:
-            refine = fast_settings(nB).refine
-        k = int(min(max(int(refine), 0), nB))
-        if k and nA:
-            near = np.argpartition(rows, k - 1, axis=1)[:, :k] if k < nB else np.tile(np.arange(nB), (nA, 1))
-            ra, rb = np.repeat(np.arange(nA), k), near.reshape(-1)
-            exact = self.engine(envs, training, device=device).distances(ra, rb, progress=progress)
-            rows[ra, rb] = np.minimum(rows[ra, rb], exact)
+        k = int(min(max(int(fs.refine), 1), nB))
+        near = np.argpartition(rows, k - 1, axis=1)[:, :k] if k < nB else np.tile(np.arange(nB), (nA, 1))
+        first = rows.argmin(1)
+        todo = rows <= rows[np.arange(nA), first][:, None] + fs.margin
+        todo[np.repeat(np.arange(nA), k), near.reshape(-1)] = True
+        ra, rb = np.nonzero(todo)
+        exact_d = self.engine(envs, training, device=device).distances(ra, rb, progress=progress)
+        rows[ra, rb] = np.minimum(rows[ra, rb], exact_d)
+        per_atom = todo.sum(1)
+        rep.atoms, rep.pairs, rep.refined_pairs = nA, nA * nB, len(ra)
+        rep.refined_atoms = int(np.sum(per_atom > 1))
+        rep.confirmed = int(np.sum(rows.argmin(1) == first))
+        if report is not None:
+            report.add(rep)
         return rows

@@ -33,13 +33,24 @@ import numpy as np
 from ..environments import EnvironmentSet, LocalEnvironments, SpeciesEncoding
 from .clustering import Clustering, ClassSummary, assign_nearest, class_summary, complete_linkage
 from .diffusion import DiffusionMap
-from .metric import FAST_LARGE_REFERENCE, FAST_SETTINGS, FAST_SETTINGS_LARGE, FastSettings, GIIPMetric, fast_settings  # noqa: F401
+from .metric import COARSE_SETTINGS, FastSettings, GIIPMetric, SearchReport, fast_settings  # noqa: F401
 from .regression import local_linear_regression_r2, select_parsimonious
 
 __all__ = ["ReferenceMap", "MapResult", "MapResultWithRotation", "knee_n_classes"]
 
 _KNEE_MAX_CLASSES = 50
 _ROWS_PER_BATCH = 256
+
+def _exact_from(exact: bool, fast: bool | None) -> bool:
+    """``exact``, or the deprecated ``fast`` keyword (``fast=False``: the exhaustive search)."""
+    if fast is None:
+        return bool(exact)
+    import warnings
+
+    warnings.warn("fast= is deprecated: the refined coarse search is now the default, and exact=True gives the "
+                  "exhaustive rows", DeprecationWarning, stacklevel=3)
+    return not fast
+
 
 class MapResult(NamedTuple):
     """Result of :meth:`ReferenceMap.transform`: one entry per new environment (the names of
@@ -380,13 +391,14 @@ class ReferenceMap:
             return self.compute_environments(data, indices=indices)
         return EnvironmentSet.from_list(list(data))
 
-    def distance_rows(self, envs: EnvironmentSet, *, progress=None, device=None, fast: bool = False,
-                      refine: int | None = None) -> np.ndarray:
+    def distance_rows(self, envs: EnvironmentSet, *, progress=None, device=None, exact: bool = False,
+                      report: SearchReport | None = None, fast: bool | None = None) -> np.ndarray:
         """Distances of each environment of ``envs`` to every training environment, ``(n, n_train)``
-        (:meth:`GIIPMetric.rows`: exact by default; ``fast=True`` the coarse search with the
-        ``refine`` nearest of each row recomputed exactly)."""
+        (:meth:`GIIPMetric.rows`: the coarse search with the nearest of each row recomputed
+        exactly; ``exact=True`` the exhaustive exact rows)."""
         self._check_compatible(envs)
-        return self.metric.rows(envs, self.training, progress=progress, device=device, fast=fast, refine=refine)
+        exact = _exact_from(exact, fast)
+        return self.metric.rows(envs, self.training, progress=progress, device=device, exact=exact, report=report)
 
     def transform_from_distances(self, D_rows, *, all_coordinates: bool = False) -> MapResult:
         """(classes, coordinates, nearest distance) from precomputed distance rows ``(n, n_train)``
@@ -402,7 +414,8 @@ class ReferenceMap:
 
     def transform(self, data, return_rotation: bool = False, *, indices=None, progress: bool = False,
                   device=None, all_coordinates: bool = False, batch: int = _ROWS_PER_BATCH,
-                  fast: bool = False) -> MapResult | MapResultWithRotation:
+                  exact: bool = False, report: SearchReport | None = None,
+                  fast: bool | None = None) -> MapResult | MapResultWithRotation:
         """Map new environments: class, diffusion coordinates and distance to the nearest training
         environment (design.md, section 3).
 
@@ -424,14 +437,20 @@ class ReferenceMap:
             Every eigenvector of the map instead of the kept (parsimonious) ones.
         batch : int
             Rows computed at a time (memory).
-        fast : bool
-            The fast path: coarse rotation searches for every pair (band limit 6, 3 starts per
-            parity; from 1,500 training environments on 1 start at band limit 7, on the CPU
-            compiled by :mod:`giip_plugin.kernels.fused`, about 100 times faster than the exact
-            path), the nearest 4 (2) of each row refined exactly. Classes agree with the exact
-            path for 99.9 % of a NiNb frame, coordinates within 1 % of their range (typically
-            0.1 %; benchmarks/RESULTS.md); far distances, and the nearest distance of about 1 %
-            of the atoms, can be slightly too large.
+        exact : bool
+            ``False`` (default): coarse rotation searches for every pair (band limit 7, 2 starts
+            per parity, 2 Newton steps; compiled on the CPU by :mod:`giip_plugin.kernels.fused`),
+            then the exact search for the coarse nearest reference of each row and every reference
+            within 0.05 of it (:data:`~giip_plugin.reference.metric.COARSE_SETTINGS`). The nearest
+            reference, its distance and the class are those of the exhaustive search for every
+            atom measured; far distances can be slightly too large, which moves the coordinates by
+            far less than 1 % of their range (benchmarks/RESULTS.md, "default path"). ``True``: the
+            exhaustive exact search of every pair.
+        report : SearchReport, optional
+            Receives how many atoms were refined and how many nearest references the exact search
+            confirmed.
+        fast : bool, optional
+            Deprecated: the default is the refined coarse path; ``fast=False`` means ``exact=True``.
 
         Returns
         -------
@@ -439,6 +458,7 @@ class ReferenceMap:
             ``classes`` (n,), ``coordinates`` (n, n_coords), ``ref_distance`` (n,) in atoms of
             difference, and ``rotation`` (n, dim, dim) with ``return_rotation``.
         """
+        exact = _exact_from(exact, fast)
         envs = self._as_envs(data, indices)
         self._check_compatible(envs)
         n = len(envs)
@@ -451,13 +471,14 @@ class ReferenceMap:
         if progress:
             from tqdm.auto import tqdm
 
-            extra = min(fast_settings(self.n_train).refine, self.n_train) if fast else 0
+            extra = 0 if exact else min(COARSE_SETTINGS.refine, self.n_train)
             bar = tqdm(total=n * (self.n_train + extra), unit="pair", desc="GIIP distances")
         from .. import config
 
         try:
             with config.compute_threads():  # an entry point: PyTorch threads set here (config.py)
-                self._transform_batches(envs, batch, bar, device, fast, all_coordinates, classes, coords, dist, nearest)
+                self._transform_batches(envs, batch, bar, device, exact, report, all_coordinates, classes, coords,
+                                        dist, nearest)
                 if return_rotation:
                     eng = self.engine_for(envs, device=device)
                     _, rot = eng.distances(np.arange(n), nearest, return_rotation=True)
@@ -468,12 +489,13 @@ class ReferenceMap:
             return MapResult(classes, coords, dist)
         return MapResultWithRotation(classes, coords, dist, rot)
 
-    def _transform_batches(self, envs, batch, bar, device, fast, all_coordinates, classes, coords, dist, nearest):
+    def _transform_batches(self, envs, batch, bar, device, exact, report, all_coordinates, classes, coords, dist,
+                           nearest):
         """Fill the output arrays of :meth:`transform`, ``batch`` rows at a time."""
         n = len(envs)
         for a in range(0, n, int(batch)):
             sub = envs.subset(np.arange(a, min(n, a + int(batch))))
-            rows = self.distance_rows(sub, progress=bar, device=device, fast=fast)
+            rows = self.distance_rows(sub, progress=bar, device=device, exact=exact, report=report)
             res = self.transform_from_distances(rows, all_coordinates=all_coordinates)
             sl = slice(a, a + len(sub))
             classes[sl], coords[sl], dist[sl] = res

@@ -67,8 +67,9 @@ def build_parser():
                    help="colour by GIIP class (default), by a diffusion coordinate, or not at all")
     p.add_argument("--coordinate", type=int, default=1, metavar="K", help="with --color-by coordinate: DCK (default 1)")
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto", help="compute device (default auto)")
-    p.add_argument("--fast", action="store_true",
-                   help="the modifier's fast path (coarse searches, exact ones for the nearest references)")
+    p.add_argument("--exact", action="store_true",
+                   help="the modifier's exhaustive exact search (default: coarse searches refined exactly for the "
+                        "nearest references)")
     p.add_argument("--keep", metavar="EXPRESSION",
                    help="keep only the particles matching this OVITO expression (the cell is then not drawn)")
     p.add_argument("--size", type=_size, default=(800, 600), metavar="WxH", help="image size (default 800x600)")
@@ -164,7 +165,7 @@ def main(argv=None):
         pipeline.modifiers.append(ExpressionSelectionModifier(expression=f"({args.keep}) == 0"))
         pipeline.modifiers.append(DeleteSelectedModifier())
     pipeline.modifiers.append(GIIPModifier(reference_file=args.reference, color_by=args.color_by,
-                                           coordinate=args.coordinate, device=args.device, fast=args.fast))
+                                           coordinate=args.coordinate, device=args.device, exact=args.exact))
     from ovito.modifiers import ComputePropertyModifier, PythonScriptModifier
 
     radius = args.radius if args.radius is not None else 0.3 * nearest_neighbour_distance(pipeline.compute(args.frame))
