@@ -5,13 +5,17 @@ settings.
 Environment variables
 ---------------------
 ``GIIP_CACHE_DIR``
-    Folder of the compiled fast-path kernel and of cached tables. Default
-    ``$XDG_CACHE_HOME/giip-plugin``, else ``~/.cache/giip-plugin``.
+    Folder of the rotation search compiled at first use (when ``pip install`` could not build it,
+    or built it for another CPU) and of cached tables. Default ``$XDG_CACHE_HOME/giip-plugin``, else
+    ``~/.cache/giip-plugin``.
 ``GIIP_NO_FUSED``
-    ``1`` (any non-empty value): the fast path's coarse search runs on PyTorch instead of the
-    compiled C kernel (the baseline of the benchmarks).
+    ``1`` (any non-empty value): every rotation search runs on PyTorch instead of the compiled C
+    kernel (the baseline of the benchmarks).
+``GIIP_NO_INSTALLED_KERNEL``
+    ``1``: ignore the kernel built by ``pip install`` and compile it at first use (tests of that
+    fallback).
 ``CC``
-    The C compiler, with flags if needed, that builds the fused kernel at first use (default ``cc``).
+    The C compiler, with flags if needed, that builds the kernel at first use (default ``cc``).
 
 Threads
 -------
@@ -44,8 +48,14 @@ def cache_dir() -> Path:
 
 
 def fused_disabled() -> bool:
-    """``GIIP_NO_FUSED`` is set: keep the fast path's coarse search on PyTorch."""
+    """``GIIP_NO_FUSED`` is set: keep every rotation search on PyTorch."""
     return bool(os.environ.get("GIIP_NO_FUSED"))
+
+
+def installed_kernel_disabled() -> bool:
+    """``GIIP_NO_INSTALLED_KERNEL`` is set: compile the kernel at first use even when ``pip install``
+    built it."""
+    return bool(os.environ.get("GIIP_NO_INSTALLED_KERNEL"))
 
 
 def c_compiler() -> str:

@@ -14,11 +14,11 @@ if ! ldconfig -p 2>/dev/null | grep -q libvulkan.so.1 || ! ls /usr/share/vulkan/
     echo "setup: no apt-get; install a Vulkan loader and driver (libvulkan1, mesa-vulkan-drivers) for rendering" >&2
   fi
 fi
-# a C compiler: the fast path compiles its kernel (giip_plugin/kernels/fused_kernel.c) at first use
+# a C compiler: pip install compiles the rotation search (giip_plugin/kernels/fused_kernel.c, setup.py)
 if ! command -v "${CC:-cc}" >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1; then
   SUDO=""; [ "$(id -u)" = 0 ] || SUDO="sudo"
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends gcc libc6-dev >/dev/null \
-    || { echo "setup: could not install gcc (the fast path compiles its kernel with it)" >&2; exit 1; }
+    || { echo "setup: could not install gcc (pip install compiles the rotation search with it)" >&2; exit 1; }
 fi
 PY=${PYTHON:-python3}
 [ -x .venv/bin/python ] || "$PY" -m venv .venv

@@ -2,6 +2,7 @@
 search it replaces and against the exact distances."""
 from __future__ import annotations
 
+import os
 from dataclasses import replace
 from pathlib import Path
 
@@ -113,6 +114,7 @@ def test_fused_rejects_what_it_does_not_cover(small_case):
 def fresh_build(monkeypatch, tmp_path):
     """The kernel built into an empty cache directory; the process's library restored afterwards."""
     monkeypatch.setenv("GIIP_CACHE_DIR", str(tmp_path))
+    monkeypatch.setenv("GIIP_NO_INSTALLED_KERNEL", "1")  # the first-use build, not the one of pip install
     monkeypatch.setattr(fused, "_FAILURE", [])
     monkeypatch.setattr(fused, "_WARNED", [])
     fused.library.cache_clear()
@@ -185,3 +187,46 @@ def test_fused_with_a_partial_block_of_references(small_case):
     assert rows.shape == (nA, 37) and np.all(np.isfinite(rows))
     assert np.all(rows >= exact[:, :37] - 1e-9)
     assert np.mean(np.abs(rows - torch_rows) < 1e-6) > 0.95
+
+
+@pytest.mark.slow
+def test_pip_install_builds_the_kernel(tmp_path):
+    """A wheel built from the project holds the compiled search, and an installation of it loads
+    that library (its identity matches); without a compiler the wheel still builds, with a message,
+    and the kernel is then compiled at first use."""
+    import subprocess
+    import sys
+    import zipfile
+
+    import shutil
+
+    root = Path(__file__).resolve().parents[1]
+
+    def wheel(dest, env=None, quiet="-q"):
+        src = dest.with_name(dest.name + "-src")  # a clean copy: no build folder of an earlier build
+        shutil.copytree(root, src, ignore=shutil.ignore_patterns(".venv", "build", "*.egg-info", "_search_kernel*",
+                                                                  "__pycache__", ".git", "out", "tests"))
+        res = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", quiet, "-w",
+                              str(dest), str(src)], capture_output=True, text=True, env=env, timeout=600)
+        assert res.returncode == 0, res.stderr
+        (whl,) = dest.glob("giip_plugin-*.whl")
+        return whl, res
+
+    whl, _ = wheel(tmp_path / "w1")
+    names = zipfile.ZipFile(whl).namelist()
+    assert any(n.startswith("giip_plugin/kernels/_search_kernel") for n in names)
+    target = tmp_path / "site"
+    subprocess.run([sys.executable, "-m", "pip", "install", "--no-deps", "-q", "--target", str(target), str(whl)],
+                   check=True, capture_output=True, timeout=600)
+    code = ("from giip_plugin.kernels import fused; p = fused.installed_library(); "
+            "assert p is not None and str(p).startswith(%r), p; assert fused.library()._name == str(p); print('ok')"
+            % str(target))
+    env = dict(os.environ, PYTHONPATH=str(target), GIIP_CACHE_DIR=str(tmp_path / "cache"))
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, cwd=tmp_path)
+    assert res.returncode == 0 and "ok" in res.stdout, res.stderr
+    assert not (tmp_path / "cache").exists()  # nothing compiled at first use
+    # no compiler at install time: the wheel builds without the library
+    env = dict(os.environ, CC=str(tmp_path / "no-such-cc"), LDSHARED=str(tmp_path / "no-such-cc") + " -shared")
+    whl, res = wheel(tmp_path / "w2", env=env, quiet="-v")
+    assert not any(n.startswith("giip_plugin/kernels/_search_kernel") for n in zipfile.ZipFile(whl).namelist())
+    assert "compiled at first use" in res.stderr + res.stdout

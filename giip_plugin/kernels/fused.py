@@ -55,13 +55,11 @@ import numpy as np
 from .. import config
 from .radial import RadialBasis
 
+from . import build_info
+from .build_info import CFLAGS, LDFLAGS, SOURCE
+
 LANES = 16  # pairs side by side in the innermost loops (B in fused_kernel.c)
 B = LANES
-SOURCE = Path(__file__).with_name("fused_kernel.c")
-CFLAGS = ("-O3", "-march=native", "-ffast-math", "-fPIC")
-# linked in a second step without -ffast-math: linking with it adds a constructor (crtfastmath) that
-# flushes denormals to zero in the loading thread, for the whole process (GCC before 13)
-LDFLAGS = ("-shared",)
 _BUILD_LOCK = threading.Lock()
 GRID_TOL = 1e-5  # relative size of the radial terms the grid neglects (it only locates basins)
 
@@ -85,32 +83,55 @@ def _cache_dir() -> Path:
     return config.cache_dir()
 
 
-def _cpu_identity() -> str:
-    """What ``-march=native`` depends on: the CPU model and its flags (Linux), else the platform."""
-    try:
-        lines = Path("/proc/cpuinfo").read_text().splitlines()
-        keep = [ln for ln in lines if ln.split(":")[0].strip() in ("model name", "flags", "Features", "CPU part")]
-        if keep:
-            return "\n".join(sorted(set(keep)))
-    except OSError:
-        pass
-    return platform.machine() + platform.processor()
-
-
 _FAILURE: list = []  # the error of a build that failed (not retried in this process)
 
 
 @lru_cache(maxsize=1)
 def library():
-    """The compiled kernel (ctypes library), built on first use. Raises RuntimeError, naming the
-    fix, when it cannot be built (and again on later calls, without retrying)."""
+    """The compiled kernel (ctypes library): the one built by ``pip install`` when its identity
+    (source and CPU, :mod:`.build_info`) matches, else one compiled at first use into the cache.
+    Raises RuntimeError, naming the fix, when it cannot be built (and again on later calls, without
+    retrying)."""
+    lib = _installed()
+    if lib is not None:
+        return _declare(lib)
     if _FAILURE:
         raise _FAILURE[0]
     try:
-        return _build()
+        return _declare(_build())
     except RuntimeError as exc:
         _FAILURE.append(exc)
         raise
+
+
+def installed_library() -> Path | None:
+    """The library built by ``pip install``, if there is one."""
+    if config.installed_kernel_disabled():
+        return None
+    found = sorted(p for p in SOURCE.parent.glob(build_info.INSTALLED_NAME + ".*") if p.suffix in (".so", ".pyd", ".dylib"))
+    return found[0] if found else None
+
+
+def _installed():
+    """The library built by ``pip install`` when its identity (this source, this CPU) matches."""
+    path = installed_library()
+    if path is None:
+        return None
+    try:
+        lib = ctypes.CDLL(str(path))
+        lib.giip_identity.restype = ctypes.c_char_p
+        recorded = lib.giip_identity().decode()
+    except (OSError, AttributeError):
+        return None
+    return lib if recorded == build_info.identity() else None
+
+
+def _declare(lib):
+    lib.giip_search.argtypes = [ctypes.POINTER(_Args), ctypes.c_int64, _I64P, _I64P, _F64P, _F64P]
+    lib.giip_search.restype = ctypes.c_int
+    lib.giip_exp_neg.argtypes = [ctypes.c_double]
+    lib.giip_exp_neg.restype = ctypes.c_double
+    return lib
 
 
 def _build():
@@ -122,7 +143,7 @@ def _build():
         raise RuntimeError(f"the compiled rotation search needs a C compiler ({' '.join(cc)!r}: {exc}); install one "
                            "(e.g. apt-get install gcc) or set CC; the PyTorch search is used meanwhile") from exc
     key = hashlib.sha256(b"\0".join([source, version.encode(), repr((CFLAGS, LDFLAGS)).encode(),
-                                      _cpu_identity().encode()])).hexdigest()[:16]
+                                      build_info.cpu_identity().encode()])).hexdigest()[:16]
     target = _cache_dir() / f"fused_kernel-{key}{'.dll' if os.name == 'nt' else '.so'}"
     with _BUILD_LOCK:
         if not target.exists():
@@ -151,10 +172,6 @@ def _build():
     except OSError as exc:
         raise RuntimeError(f"cannot load the compiled rotation search {target} ({exc}); delete it to rebuild it; "
                            "the PyTorch search is used meanwhile") from exc
-    lib.giip_search.argtypes = [ctypes.POINTER(_Args), ctypes.c_int64, _I64P, _I64P, _F64P, _F64P]
-    lib.giip_search.restype = ctypes.c_int
-    lib.giip_exp_neg.argtypes = [ctypes.c_double]
-    lib.giip_exp_neg.restype = ctypes.c_double
     return lib
 
 

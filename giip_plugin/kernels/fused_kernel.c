@@ -49,6 +49,12 @@ static inline double exp_neg(double x) {
 
 double giip_exp_neg(double x) { return exp_neg(x); }
 
+/* The identity of this build (build_info.py: source and CPU), given by the build as -DGIIP_IDENTITY */
+#ifndef GIIP_IDENTITY
+#define GIIP_IDENTITY "unknown"
+#endif
+const char *giip_identity(void) { return GIIP_IDENTITY; }
+
 typedef struct {
     /* side A */
     i64 qa, C, Kc;
