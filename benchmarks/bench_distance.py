@@ -4,7 +4,9 @@ Real NiNb first-shell environments with the paper's parameters (Ni-centred, sign
 -1 Nb, weight 1 below 3 A with a spline to 0 at 4 A, sigma 1.0 A, O(3)), from
 ``tests/data/ninb/quench100K.dump``. Random pairs of environments are compared by
 
-* the project (``giip_plugin.kernels.DistanceEngine``: band-limited FFT grid + Newton polish);
+* the project (``giip_plugin.kernels.DistanceEngine``: band-limited FFT grid + Newton polish), in
+  its compiled kernel (the default on the CPU) and in its PyTorch reference implementation
+  (``compiled=False``), timed in steady state on ``--rate-pairs`` random pairs;
 * the brute force of the paper (``bruteforce.BruteForce``: 48,000 super-Fibonacci rotations of
   SO(3) plus their rotoinversions, 96,000 matrices, exact overlap for each, keep the best).
 
@@ -14,7 +16,7 @@ well-separated rotations of a brute-force grid (the full 96,000-matrix grid on t
 a coarser independent grid on the others). The reference is therefore the project's result
 cross-checked by an independent dense search polished by local optimisation.
 
-    python benchmarks/bench_distance.py [--pairs 500] [--baseline-pairs 40] [--threads 2]
+    python benchmarks/bench_distance.py [--pairs 500] [--baseline-pairs 40] [--threads 2] [--rate-pairs 20000]
                                         [--device cpu] [--dtype float64]
 """
 from __future__ import annotations
@@ -89,6 +91,8 @@ def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--pairs", type=int, default=500, help="random pairs for the project method")
     ap.add_argument("--baseline-pairs", type=int, default=40, help="pairs (the first ones) for the brute force")
+    ap.add_argument("--rate-pairs", type=int, default=20000,
+                    help="random pairs timed for the steady-state rate of the project (PyTorch: a tenth of them)")
     ap.add_argument("--near-pairs", type=int, default=12,
                     help="near pairs (an environment and its nearest of --near-pool others) for the d^2 error of the grid")
     ap.add_argument("--near-pool", type=int, default=150)
@@ -149,6 +153,29 @@ def main(argv=None):
     t_proj, c_proj = time.perf_counter() - t, time.process_time() - c
     rate_proj, cpu_rate_proj = n / t_proj, n / c_proj
     print(f"# project: {n} pairs in {t_proj:.2f} s wall, {c_proj:.2f} s CPU (band limit L = {eng.L})")
+
+    # -- steady-state rates: compiled (default) and the PyTorch reference implementation ------
+    rate_rows = []
+    nr = args.rate_pairs
+    if nr > 0:
+        ra = rng.integers(0, len(envs), nr)
+        rb = (ra + rng.integers(1, len(envs), nr)) % len(envs)
+        eng_t = DistanceEngine(envs, sigma=SIGMA, group="O3", device=args.device, dtype=dtype, compiled=False)
+        variants = [("PyTorch reference implementation", eng_t, max(1, nr // 10))]
+        if eng.compiled:
+            variants.insert(0, ("compiled (default)", eng, nr))
+        d_rates = {}
+        for label, e, k in variants:
+            e.distances(ra[:64], rb[:64])  # warm-up
+            t = time.perf_counter()
+            d_rates[label] = e.distances(ra[:k], rb[:k])
+            dt = time.perf_counter() - t
+            rate_rows.append((label, k, k / dt))
+        if len(d_rates) == 2:
+            k = len(d_rates["PyTorch reference implementation"])
+            diff = d_rates["compiled (default)"][:k] - d_rates["PyTorch reference implementation"]
+            rate_rows.append(("compiled - PyTorch", k, f"max {diff.max():.1e}, min {diff.min():.1e}, "
+                                                      f"{int(np.sum(diff > 1e-9))} larger by more than 1e-9"))
 
     # -- the brute force ---------------------------------------------------------------------
     brute = bf.BruteForce(args.rotations, rotoinversions=True, device=args.device, dtype=bdtype)
@@ -247,6 +274,14 @@ def main(argv=None):
     print(f"| brute force, {brute.n_matrices} matrices (~{cov_max:.0f} deg) ({args.baseline_dtype}, {th_base} thr) | {m} | {rate_raw:.2f} | {cpu_rate_raw:.2f} | {mx:.2e} | {mean:.2e} | {frac:.3f} |")
     mx, mean, frac = stats(e_bfpol)
     print(f"| brute force + scipy polish of {args.polish_starts} starts/parity (reference side) | {m} | - | - | {mx:.2e} | {mean:.2e} | {frac:.3f} |")
+    if rate_rows:
+        print()
+        print(f"steady-state rates on {th_proj} threads (random pairs of {len(envs)} environments):")
+        print()
+        print("| search | pairs | pairs/s (wall) |")
+        print("|---|---|---|")
+        for label, k, r in rate_rows:
+            print(f"| {label} | {k} | {r if isinstance(r, str) else f'{r:.0f}'} |")
     print()
     print(f"errors: distance minus the reference distance, in atoms (the project is never below the reference "
           f"by more than {max(0.0, -e_proj.min()):.1e}; float64 re-evaluation of the project at its rotation differs "

@@ -85,8 +85,10 @@ def build_parser():
     p.add_argument("--tag", default="", help="tag in the figure names (lj2d_TAG_...) and results key, for variants")
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--fast", action="store_true",
-                   help="annotate with the fast path (coarse searches, exact ones for the 4 nearest references)")
+    p.add_argument("--exact", action="store_true",
+                   help="annotate with the exhaustive exact search (default: the refined coarse search of "
+                        "ReferenceMap.transform)")
+    p.add_argument("--fast", action="store_true", help=argparse.SUPPRESS)  # the former name of the default
     g = p.add_argument_group("NiNb glass")
     g.add_argument("--ninb-data", default=str(default_ninb_data()), help="folder with quench*.dump")
     g.add_argument("--ninb-ref", default=None, help="existing reference file (default: build WORK/ninb_ref.h5)")
@@ -113,12 +115,12 @@ def build_parser():
 # --------------------------------------------------------------------------- shared helpers
 
 
-def annotate(ref, frame, indices, path, *, extra_known=None, fast=False):
+def annotate(ref, frame, indices, path, *, extra_known=None, exact=False):
     """Analyse atoms ``indices`` of ``frame`` and write an annotated dump: giip_class, giip_dc1..k
     (selected coordinates), giip_ref_distance and giip_psi1..20 (all eigen-coordinates), NaN / -1
     for atoms not analysed. ``extra_known``: ``{atom index: (class, psi row)}`` of training atoms
     (a training environment maps to itself: nearest = itself, Nystrom = its own eigenvector row).
-    ``fast``: the fast path of ``ReferenceMap.transform``."""
+    ``exact``: the exhaustive search of ``ReferenceMap.transform``."""
     from giip_plugin.io import AnnotatedWriter
 
     n = frame.natoms
@@ -130,7 +132,7 @@ def annotate(ref, frame, indices, path, *, extra_known=None, fast=False):
     if len(indices):
         envs = ref.compute_environments(frame.atoms, indices=indices, species=frame.species)
         ok = envs.counts > 0
-        res = ref.transform(envs.subset(np.flatnonzero(ok)), all_coordinates=True, progress=True, fast=fast)
+        res = ref.transform(envs.subset(np.flatnonzero(ok)), all_coordinates=True, progress=True, exact=exact)
         cls[indices[ok]] = res.classes
         psi[indices[ok]] = res.coordinates
         dist[indices[ok]] = res.distance
@@ -210,7 +212,7 @@ def ninb_annotate(args, work, ref_path):
         log(f"NiNb {s}: {len(known)} training atoms + {len(pick)} random Ni atoms "
             f"({len(pick) * ref.n_train} distances)")
         t0 = time.time()
-        annotate(ref, frame, pick, path, extra_known=known, fast=args.fast)
+        annotate(ref, frame, pick, path, extra_known=known, exact=args.exact)
         log(f"NiNb {s}: annotated in {time.time() - t0:.0f} s -> {path}")
     return out
 
@@ -421,7 +423,7 @@ def lj_annotate(args, work, ref_path, dump):
             idx = np.union1d(idx, np.setdiff1d(inside, np.fromiter(known, dtype=np.int64, count=len(known))))
     log(f"LJ: annotating {len(idx)} atoms ({len(idx) * ref.n_train} distances) and {len(known)} training atoms")
     t0 = time.time()
-    annotate(ref, frame, idx, path, extra_known=known, fast=args.fast)
+    annotate(ref, frame, idx, path, extra_known=known, exact=args.exact)
     log(f"LJ: annotated in {time.time() - t0:.0f} s -> {path}")
     return str(path)
 

@@ -91,9 +91,10 @@ also works from a plain LAMMPS input run by the ``lmp`` executable::
 (there a failing analysis ends LAMMPS with ``Fix halt condition ...`` after the warning with the
 message).
 
-Cost: the analysis of one step costs (centre atoms) x (training environments) exact GIIP distances
-(about 0.2-2 ms each on one CPU core in 3D, much less in 2D; GPUs are faster: ``device="cuda"``),
-so choose N so that the analysis is a small part of the run.  Under MPI each rank analyses its own
+Cost: the analysis of one step costs (centre atoms) x (training environments) coarse rotation
+searches and exact ones for the nearest few references of each atom (the default path; in 3D on
+the compiled kernel about 0.02-0.05 ms per pair on one CPU core, the exact search about 0.15 ms;
+2D runs on PyTorch), so choose N so that the analysis is a small part of the run.  Under MPI each rank analyses its own
 atoms; set ``OMP_NUM_THREADS=1`` (PyTorch threads) when the ranks fill the cores.
 """
 from __future__ import annotations

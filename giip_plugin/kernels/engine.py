@@ -77,7 +77,7 @@ class DistanceEngine:
         """``l_max`` caps the band limit of the grid, and ``grid_pool`` is the number of largest grid
         values examined for local maxima (3D with one common sigma; the other grids examine 48):
         smaller values give a coarse, faster search that can miss the global maximum (its
-        distances are then upper bounds; for screening, see ``ReferenceMap.transform(fast=True)``).
+        distances are then upper bounds; the coarse search of ``ReferenceMap.transform``).
 
         ``compiled``: run the search in the compiled kernel (:mod:`.fused`: the same algorithm,
         about ten times faster on the CPU). ``None`` (default): wherever it covers the search (CPU in

@@ -1,46 +1,50 @@
-"""Fused CPU kernel of the fast path's coarse rotation search (C, compiled at first use), for whole frames.
+"""The rotation search compiled for the CPU (``fused_kernel.c``): the exact search and the coarse one.
 
-:meth:`ReferenceMap.distance_rows(fast=True) <giip_plugin.reference.ReferenceMap.distance_rows>`
-needs a coarse distance for every (atom, training environment) pair: ~1.35e7 pairs for a
-13,500-atom NiNb frame against 2,000 references. The PyTorch path (:mod:`.search`) runs the same
-algorithm on large batched tensors, where the per-pair arrays are tiny and the time goes into memory
-traffic and kernel launches. Here one compiled call does everything for a range of atoms against
-all references, ``LANES`` references side by side in the innermost loops (SIMD lanes); the kernel is
-``fused_kernel.c`` beside this file:
+The PyTorch implementation (:mod:`.search`) runs the algorithm on large batched tensors, where the
+per-pair arrays are tiny and the time goes into memory traffic and kernel launches. Here one
+compiled call does a list of pairs, ``LANES`` pairs side by side in the innermost loops (SIMD
+lanes), with the same algorithm and tolerances:
 
 1. **Grid** (single precision, as in :func:`.search.grid_candidates_3d_coef`): the coupling
    ``G^l = C_A^l^T conj(C_B^l)`` from the harmonic coefficients (:mod:`.radial`); for every beta of
    the Euler grid, ``H = sum_l d^l(beta) G^l`` split into even and odd l (proper rotations and
    rotoinversions from one transform: ``f = f_even +- f_odd``), then the two real Fourier sums
    over ``m'`` (gamma) and ``m`` (alpha), each evaluated for the angles ``x`` and ``x + pi`` at
-   once. The best grid point of each parity is kept (the best local maximum of the grid: the
-   ``candidates = 1`` search of :data:`FAST_SETTINGS_LARGE`).
-2. **Newton polish** (double precision, on the exact sum of Gaussians): from each start,
-   ``n_iter`` Newton steps with the analytic gradient and Hessian (Cholesky of ``-H`` where it is
-   negative definite, else a gradient step; 0.3 rad trust radius); a step that lowers the overlap
-   is not taken and the next one is damped. Every value is the overlap at an actual rotation, so
-   the distances are upper bounds of the exact ones, as on the PyTorch path.
+   once. The starts: the best ``candidates`` local maxima of each parity among the ``grid_pool``
+   largest grid values (the best grid point when ``candidates == 1``).
+2. **Newton polish** (double precision, on the exact sum of Gaussians): saddle-free Newton steps
+   (the Newton step where the Hessian is negative definite, from its Cholesky factor; elsewhere the
+   eigen-decomposition with |eigenvalues|, as :func:`.search.polish`), a 0.3 rad trust radius, a
+   step that lowers the overlap is halved. **Exact mode** (:func:`search_pairs` ``exact=True``, the
+   default of :class:`~giip_plugin.kernels.DistanceEngine` on the CPU): until a step is below 1e-7 rad
+   (at most ``max_iter`` steps), dropping a start that provably cannot beat the best value of its
+   pair (the rule of :func:`.search.polish`); lanes whose start is finished take the next one.
+   **Coarse mode** (the default path's search of every pair): ``max_iter`` steps from each start,
+   and the grid sums only the radial terms above :data:`GRID_TOL` of the largest. Every value is the
+   overlap at an actual rotation, so the distances are upper bounds of the exact ones.
 
 The Gaussians use a vectorisable ``exp`` (``x = n ln2 + r``, a degree-12 Taylor polynomial of
 ``exp(r)``, times ``2^n`` built in the exponent bits; relative error below 1e-13 for ``x`` in
-[-200, 0], checked in the tests). The grid sums only the radial terms of the harmonic coefficients
-above ``GRID_TOL`` of the largest (it only locates the basins; the polish is exact).
+[-200, 0], checked in the tests).
 
-The kernel is compiled by the system's C compiler (``$CC``, else ``cc``) with ``-O3 -march=native
--ffast-math`` the first time it is needed (about a second) and kept in ``$GIIP_CACHE_DIR`` (default
-``~/.cache/giip-plugin``), one library per source, compiler and CPU. Without a working compiler the
-fast path keeps the PyTorch search (with a warning). Calls are plain C through :mod:`ctypes`, which
-releases the GIL, so threads run calls on disjoint ranges of atoms in parallel.
+**Building.** ``pip install`` compiles the kernel (``setup.py``: a setuptools extension, loaded here
+with :mod:`ctypes`, flags in :mod:`.build_info`); its build identity (source and CPU) is compiled
+in and checked before it is loaded. Where it is missing or of another source or CPU, the kernel is
+compiled by the system's C compiler (``$CC``, else ``cc``) the first time it is needed (about a
+second) into ``$GIIP_CACHE_DIR`` (default ``~/.cache/giip-plugin``), one library per source,
+compiler and CPU. Without a working compiler every search keeps the PyTorch implementation, with
+one warning naming the fix. Calls are plain C through :mod:`ctypes`, which releases the GIL, so
+threads run calls on disjoint lists of pairs in parallel.
 
-Only the 3D case with one common sigma and the groups O(3) / SO(3) is covered (that of every
-reference built from a structure); others use the PyTorch path.
+Covered: 3D with one common sigma, the groups O(3) / SO(3), none / sign / vector species, on the
+CPU in double precision. 2D (O(2), SO(2)), per-atom sigmas, single precision and CUDA use the
+PyTorch implementation of the same algorithm.
 """
 from __future__ import annotations
 
 import ctypes
 import hashlib
 import os
-import platform
 import shlex
 import subprocess
 import tempfile
@@ -218,10 +222,12 @@ def _grid_tables(L: int):
             "rgrid": np.ascontiguousarray(grid.rotations(ai, bi, gi).reshape(-1, 9))}
 
 
-def _coupling_index(L: int, sizes, tables, used=None):
+@lru_cache(maxsize=16)
+def _coupling_index(L: int, sizes: tuple, used: tuple | None = None):
     """Entries ``(l, m, m' >= 0)`` of the coupling: coefficient offsets, strides, radial counts,
     target rows of ``H`` (parity of l, m, m') and the Wigner values per beta. ``sizes``: radial
     terms per l of the coefficients; ``used``: how many of them (the largest) the grid sums."""
+    tables = _grid_tables(L)
     used = sizes if used is None else [min(u, s) for u, s in zip(used, sizes)]
     M, L1 = 2 * L + 1, L + 1
     off = np.concatenate([[0], np.cumsum([sizes[l] * (2 * l + 1) for l in range(L1)])[:-1]])
@@ -237,8 +243,10 @@ def _coupling_index(L: int, sizes, tables, used=None):
                 dv.append(tables["dtab"][:, l, L - l + mi, L + mp])
     order = np.argsort(gt, kind="stable")  # by row of H: the compiled kernel sums each row in registers
     i64 = lambda x: np.asarray(x, dtype=np.int64)[order]
-    return (i64(ga), i64(gb), i64(gw), i64(gk), i64(gt),
-            np.ascontiguousarray(np.stack(dv, 1)[:, order], dtype=np.float32))
+    out = (i64(ga), i64(gb), i64(gw), i64(gk), i64(gt), np.ascontiguousarray(np.stack(dv, 1)[:, order], dtype=np.float32))
+    for x in out:  # cached and shared by every call: read only
+        x.flags.writeable = False
+    return out
 
 
 def _side(tensors, coefficients, counts):
@@ -290,7 +298,7 @@ def search_pairs(engine, ia, ib, *, exact: bool, workers=None, progress=None, re
     ``exact=True``: the engine's search to convergence (``settings.candidates`` starts per parity
     among the ``grid_pool`` largest grid values, Newton steps until a step is below 1e-7 rad or the
     start cannot beat the best value of its pair; the same algorithm and tolerances as
-    :func:`.search.polish`). ``exact=False``: the coarse search of the fast path (``max_iter``
+    :func:`.search.polish`). ``exact=False``: the coarse search of the default path (``max_iter``
     Newton steps from each start; the grid sums only the radial terms above :data:`GRID_TOL`).
     Every value is an overlap at an actual rotation, so distances are never below the exact ones.
 
@@ -310,7 +318,7 @@ def search_pairs(engine, ia, ib, *, exact: bool, workers=None, progress=None, re
     tables = _grid_tables(L)
     b = engine.basis
     used = RadialBasis.get(b.kappa, b.r_max, b.L, GRID_TOL).sizes if not exact else None
-    ga, gb, gw, gk, gt, dval = _coupling_index(L, ref["sizes"], tables, used)
+    ga, gb, gw, gk, gt, dval = _coupling_index(L, tuple(ref["sizes"]), None if used is None else tuple(used))
     # pairs sorted by neighbour counts (lanes side by side pad to similar sizes), those of one atom together
     order = np.lexsort((ref["n"][ib], ia, atoms["n"][ia]))
     ia_s, ib_s = np.ascontiguousarray(ia[order]), np.ascontiguousarray(ib[order])

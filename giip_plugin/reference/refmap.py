@@ -357,7 +357,7 @@ class ReferenceMap:
 
     def engine_for(self, envs: EnvironmentSet, *, device=None, dtype=None, coarse: bool = False):
         """A :class:`~giip_plugin.kernels.DistanceEngine` between ``envs`` (side A) and the training
-        environments (side B), with this map's metric (``coarse=True``: the fast path's search)."""
+        environments (side B), with this map's metric (``coarse=True``: the default path's coarse search)."""
         self._check_compatible(envs)
         return self.metric.engine(envs, self.training, device=device, dtype=dtype, coarse=coarse)
 
