@@ -131,3 +131,18 @@ def test_build_uses_the_compiled_search_and_reference_search_cross_checks(tmp_pa
         fused.search_pairs = real
     assert np.max(fast.distances - slow.distances) <= 1e-9
     np.testing.assert_allclose(fast.distances, slow.distances, atol=1e-9)
+
+
+def test_cuda_search_matches_the_compiled_one(ninb_envs):
+    """device="cuda" runs the PyTorch implementation of the same search: on a GPU it must give the
+    compiled kernel's distances (float64). Runs where PyTorch sees a CUDA GPU."""
+    import torch
+
+    if not torch.cuda.is_available():
+        pytest.skip("no CUDA GPU")
+    rng = np.random.default_rng(13)
+    ia, ib = rng.integers(0, len(ninb_envs), 400), rng.integers(0, len(ninb_envs), 400)
+    gpu = DistanceEngine(ninb_envs, sigma=1.0, device="cuda")
+    assert not gpu.compiled
+    cpu = DistanceEngine(ninb_envs, sigma=1.0)
+    np.testing.assert_allclose(gpu.distances(ia, ib), cpu.distances(ia, ib), atol=1e-9)

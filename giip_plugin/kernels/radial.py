@@ -76,8 +76,11 @@ class RadialBasis:
 
     @classmethod
     def get(cls, kappa: float, r_max: float, L: int, tol: float = 1e-10) -> "RadialBasis":
-        # r_max rounded up to a 1/64 grid so that nearby sets share one basis
-        r_key = math.ceil(max(float(r_max), 1e-3) * 64.0) / 64.0
+        # r_max rounded up to a grid of half the Gaussian width, so that sets (and single pairs) of
+        # similar sizes share one basis: building one costs about 0.5 s, and any r_max at least the
+        # largest radius gives a valid basis
+        step = 0.5 * math.sqrt(0.5 / float(kappa))
+        r_key = math.ceil(max(float(r_max), 1e-3) / step - 1e-9) * step
         key = (round(float(kappa), 12), r_key, int(L), float(tol))
         with _LOCK:
             obj = _CACHE.get(key)
