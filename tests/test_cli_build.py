@@ -209,3 +209,24 @@ def test_missing_input_and_bad_reference(tmp_path, capsys):
     assert "is not a GIIP reference file" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         main(["build", *PAPER_ARGS, "-o", str(tmp_path / "x.h5"), "--classes", "3", "--max-diameter", "1"])
+
+
+def test_build_exact_runs_the_pytorch_reference_search(built, tmp_path, monkeypatch):
+    """giip build --exact: the PyTorch implementation of the search (no compiled call), the same
+    training distances to 1e-9."""
+    from giip_plugin.kernels import fused
+    from giip_plugin.reference import ReferenceMap
+
+    calls = []
+    real = fused.search_pairs
+    monkeypatch.setattr(fused, "search_pairs", lambda *a, **k: calls.append(1) or real(*a, **k))
+    out = tmp_path / "exact.h5"
+    assert main(["build", *ARGS, "--exact", "-o", str(out)]) == 0
+    assert not calls
+    np.testing.assert_allclose(ReferenceMap.load(out).distances, ReferenceMap.load(built).distances, atol=1e-9)
+
+
+def test_apply_fast_is_accepted_with_a_warning(built, tmp_path, capsys):
+    out = tmp_path / "a.dump"
+    assert main(["apply", str(built), str(NINB_FILE), "-o", str(out), "--fast", "--no-progress"]) == 0
+    assert "--fast is now the default" in capsys.readouterr().err
