@@ -146,3 +146,12 @@ def test_cuda_search_matches_the_compiled_one(ninb_envs):
     assert not gpu.compiled
     cpu = DistanceEngine(ninb_envs, sigma=1.0)
     np.testing.assert_allclose(gpu.distances(ia, ib), cpu.distances(ia, ib), atol=1e-9)
+
+
+def test_out_of_range_pairs_are_refused():
+    rng = np.random.default_rng(4)
+    eng = DistanceEngine(_random_set(rng, 3), sigma=0.8)
+    with pytest.raises(IndexError, match="outside"):
+        eng.distances([0, 3], [1, 1])
+    with pytest.raises(IndexError, match="outside"):
+        eng.distances([0], [-1])

@@ -309,10 +309,15 @@ def search_pairs(engine, ia, ib, *, exact: bool, workers=None, progress=None, re
     ia = np.asarray(ia, dtype=np.int64).reshape(-1)
     ib = np.asarray(ib, dtype=np.int64).reshape(-1)
     n = len(ia)
+    if len(ib) != n:
+        raise ValueError("index arrays of the pairs must have the same length")
     out = np.empty(n)
     rots = np.empty((n, 3, 3)) if return_rotation else None
     if n == 0:
         return (out, rots) if return_rotation else out
+    for name, idx, size in (("ia", ia, len(engine.A)), ("ib", ib, len(engine.B))):
+        if idx.min() < 0 or idx.max() >= size:  # the kernel would read outside its arrays
+            raise IndexError(f"{name} holds indices outside 0..{size - 1}")
     L = engine.L
     atoms, ref = _sides(engine)
     tables = _grid_tables(L)
