@@ -85,6 +85,29 @@ def workers() -> int:
     return max(1, int(torch.get_num_threads()))
 
 
+def run_in_threads(fn, items, workers: int):
+    """``fn(item)`` for every item on up to ``workers`` threads, yielding ``(item, result)`` in input
+    order. On an error or Ctrl-C the items not yet started are cancelled and the exception is
+    re-raised (calls under way finish)."""
+    items = list(items)
+    workers = max(1, min(int(workers), len(items)))
+    if workers == 1:
+        for item in items:
+            yield item, fn(item)
+        return
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        futures = [(item, pool.submit(fn, item)) for item in items]
+        try:
+            for item, fut in futures:
+                yield item, fut.result()
+        except BaseException:
+            for _, fut in futures:
+                fut.cancel()
+            raise
+
+
 def inside_compute_threads() -> bool:
     """Whether an entry point of this thread has set the threads (:func:`compute_threads`)."""
     return getattr(_STATE, "workers", None) is not None

@@ -252,24 +252,12 @@ class DistanceEngine:
             if progress is not None:
                 progress.update(len(dst))
 
-        if workers == 1:
-            for s in starts:
-                store(s, self._chunk(ia[s : s + self.chunk], ib[s : s + self.chunk], return_rotation))
-            return (out, rots) if return_rotation else out
-        from concurrent.futures import ThreadPoolExecutor
-
+        run = lambda s: self._chunk(ia[s : s + self.chunk], ib[s : s + self.chunk], return_rotation)
         # called directly (not from an entry point), this call is its own entry point
-        threads = config.compute_threads(workers) if not config.inside_compute_threads() else contextlib.nullcontext()
-        with threads, ThreadPoolExecutor(max_workers=workers) as pool:
-            futures = [(s, pool.submit(self._chunk, ia[s : s + self.chunk], ib[s : s + self.chunk], return_rotation))
-                       for s in starts]
-            try:
-                for s, fut in futures:
-                    store(s, fut.result())
-            except BaseException:  # Ctrl-C or an error: do not start the remaining chunks
-                for _, fut in futures:
-                    fut.cancel()
-                raise
+        own = workers > 1 and not config.inside_compute_threads()
+        with config.compute_threads(workers) if own else contextlib.nullcontext():
+            for s, res in config.run_in_threads(run, starts, workers):
+                store(s, res)
         return (out, rots) if return_rotation else out
 
 

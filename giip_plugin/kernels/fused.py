@@ -50,7 +50,6 @@ import subprocess
 import tempfile
 import threading
 import warnings
-from concurrent.futures import ThreadPoolExecutor
 from functools import lru_cache
 from pathlib import Path
 
@@ -63,7 +62,6 @@ from . import build_info
 from .build_info import CFLAGS, LDFLAGS, SOURCE
 
 LANES = 16  # pairs side by side in the innermost loops (B in fused_kernel.c)
-B = LANES
 _BUILD_LOCK = threading.Lock()
 GRID_TOL = 1e-5  # relative size of the radial terms the grid neglects (it only locates basins)
 
@@ -74,7 +72,7 @@ class _Args(ctypes.Structure):
     """The ``Args`` struct of fused_kernel.c (same order)."""
 
     _fields_ = [("qa", ctypes.c_int64), ("C", ctypes.c_int64), ("Kc", ctypes.c_int64), ("pa", _F64P), ("wa", _F64P),
-                ("self_a", _F64P), ("cnt_a", _I64P), ("ca_r", _F32P), ("ca_i", _F32P), ("nB", ctypes.c_int64),
+                ("self_a", _F64P), ("cnt_a", _I64P), ("ca_r", _F32P), ("ca_i", _F32P),
                 ("qb", ctypes.c_int64), ("pb", _F64P), ("wb", _F64P), ("self_b", _F64P), ("cnt_b", _I64P),
                 ("cb_r", _F32P), ("cb_i", _F32P), ("kap", ctypes.c_double), ("L", ctypes.c_int64),
                 ("D", ctypes.c_int64), ("n_beta", ctypes.c_int64), ("N", ctypes.c_int64), ("g_offa", _I64P),
@@ -146,8 +144,8 @@ def _build():
     except (OSError, subprocess.SubprocessError) as exc:
         raise RuntimeError(f"the compiled rotation search needs a C compiler ({' '.join(cc)!r}: {exc}); install one "
                            "(e.g. apt-get install gcc) or set CC; the PyTorch search is used meanwhile") from exc
-    key = hashlib.sha256(b"\0".join([source, version.encode(), repr((CFLAGS, LDFLAGS)).encode(),
-                                      build_info.cpu_identity().encode()])).hexdigest()[:16]
+    # one library per source, flags, CPU (build_info.identity) and compiler
+    key = hashlib.sha256(f"{build_info.identity(source)}\0{version}".encode()).hexdigest()[:16]
     target = _cache_dir() / f"fused_kernel-{key}{'.dll' if os.name == 'nt' else '.so'}"
     with _BUILD_LOCK:
         if not target.exists():
@@ -334,7 +332,7 @@ def search_pairs(engine, ia, ib, *, exact: bool, workers=None, progress=None, re
     i64 = lambda x: _pointer(keep, x, np.int64, _I64P)
     st = engine.settings
     args = _Args(atoms["p"].shape[1], atoms["w"].shape[2], atoms["re"].shape[1], f64(atoms["p"]), f64(atoms["w"]),
-                 f64(atoms["self"]), i64(atoms["n"]), f32(atoms["re"]), f32(atoms["im"]), len(ref["n"]),
+                 f64(atoms["self"]), i64(atoms["n"]), f32(atoms["re"]), f32(atoms["im"]),
                  ref["p"].shape[1], f64(ref["p"]), f64(ref["w"]), f64(ref["self"]), i64(ref["n"]), f32(ref["re"]),
                  f32(ref["im"]), 1.0 / (2.0 * engine.sigma * engine.sigma), L, len(ga), dval.shape[0],
                  tables["cw"].shape[1], i64(ga), i64(gb), i64(gw), i64(gk), i64(gt), f32(dval), f32(tables["cw"]),
@@ -346,7 +344,8 @@ def search_pairs(engine, ia, ib, *, exact: bool, workers=None, progress=None, re
     res = np.empty(n)
     res_rot = np.empty((n, 9)) if return_rotation else None
 
-    def run(s, e):
+    def run(call):
+        s, e = call
         status = lib.giip_search(ctypes.byref(args), e - s, ia_s[s:].ctypes.data_as(_I64P),
                                  ib_s[s:].ctypes.data_as(_I64P), res[s:].ctypes.data_as(_F64P),
                                  res_rot[s:].ctypes.data_as(_F64P) if return_rotation else None)
@@ -355,24 +354,9 @@ def search_pairs(engine, ia, ib, *, exact: bool, workers=None, progress=None, re
         return e - s
 
     size = int(max(16, min(pairs_per_call, -(-n // (4 * threads)))))
-    calls = [(s, min(n, s + size)) for s in range(0, n, size)]
-    if threads == 1 or len(calls) == 1:
-        for s, e in calls:
-            done = run(s, e)
-            if progress is not None:
-                progress.update(done)
-    else:
-        with ThreadPoolExecutor(max_workers=min(threads, len(calls))) as pool:
-            futures = [pool.submit(run, s, e) for s, e in calls]
-            try:
-                for fut in futures:
-                    done = fut.result()
-                    if progress is not None:
-                        progress.update(done)
-            except BaseException:
-                for fut in futures:
-                    fut.cancel()
-                raise
+    for _, done in config.run_in_threads(run, [(s, min(n, s + size)) for s in range(0, n, size)], threads):
+        if progress is not None:
+            progress.update(done)
     out[order] = res
     if return_rotation:
         rots[order] = res_rot.reshape(n, 3, 3)

@@ -61,8 +61,8 @@ typedef struct {
     const double *pa, *wa, *self_a;
     const i64 *cnt_a;
     const float *ca_r, *ca_i;
-    /* side B, sorted by neighbour count; coefficients (nB, Kc) */
-    i64 nB, qb;
+    /* side B; coefficients (environments, Kc) */
+    i64 qb;
     const double *pb, *wb, *self_b;
     const i64 *cnt_b;
     const float *cb_r, *cb_i;
@@ -594,7 +594,7 @@ int giip_search(const Args *A, i64 n, const i64 *ia, const i64 *ib, double *out,
     memset(bq, 0, dsz * qb * 3 * B);
     memset(W, 0, dsz * qa * qb * B);
     float best_v[2 * B], best_i[2 * B];
-    double f[B], fn[B], gH[18 * B], gH2[18 * B], R[9 * B], Rn[9 * B], step[3 * B], damp[B], gain[B];
+    double f[B], fn[B], gH[18 * B] = {0}, gH2[18 * B], R[9 * B], Rn[9 * B], step[3 * B], damp[B], gain[B];
     int concave[B], fresh[B];
     i64 lane_c[B], iters[B], rejected[B], ext_a[B], ext_b[B];
     for (int k = 0; k < B; k++) ext_a[k] = ext_b[k] = 0;
