@@ -552,3 +552,34 @@ def test_insitu_example_gives_the_serial_atoms_and_results_on_two_ranks(ljref, t
         da, db = a["data"], b["data"]
         ia, ib = np.argsort(da[:, 0]), np.argsort(db[:, 0])
         assert np.array_equal(da[ia], db[ib], equal_nan=True)
+
+
+def test_a_soap_reference_in_a_running_simulation(lmp, ljref, tmp_path):
+    """A map built with --metric soap from the same frames: the hook's dump holds its results."""
+    pytest.importorskip("featomic")
+    from giip_plugin.analysis import GIIPAnalyzer
+    from giip_plugin.reference import ReferenceMap
+
+    base = ReferenceMap.load(ljref)
+    soap = tmp_path / "soap.h5"
+    src = Path(base.provenance["input_files"][0])
+    proc = subprocess.run([sys.executable, "-m", "giip_plugin.cli", "build", str(src), "-o", str(soap),
+                           "--type-names", "1=Ar", "--r-inner", "1.2", "--r-outer", "1.6", "--sigma", "0.3",
+                           "--n-train", "40", "--classes", "3", "--epsilon", "0.3", "--n-coords", "2",
+                           "--metric", "soap", "--no-progress"], capture_output=True, text=True, timeout=300, env=_env())
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    analyzer = GIIPAnalyzer(soap)
+    _system(lmp)
+    hook = attach(lmp, analyzer, every=EVERY)
+    dump = tmp_path / "soap.dump"
+    lmp.command(f"dump d all custom {EVERY} {dump} id type x y z {hook.dump_columns}")
+    lmp.command("dump_modify d sort id format float %.17g")
+    lmp.command(f"run {EVERY}")
+    frames = _read_frames(dump)
+    assert len(frames) == 2 and hook.error is None
+    for fr in frames:
+        res = _offline(analyzer, fr)
+        assert res.analysed.all()
+        _assert_frame_matches(fr, res, 2, atol=1e-7)
+    lmp.command("undump d")
+    hook.detach()

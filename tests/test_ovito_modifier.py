@@ -375,3 +375,29 @@ def test_script_file_loads_on_its_own():
     assert m.color_by == "class" and m.device == "auto" and m.coordinate == 1 and m.reference_file == ""
     for name in ("reference_file", "color_by", "coordinate", "device", "only_selected", "not_analysed_color"):
         assert cls.class_traits()[name].label
+
+
+def test_a_soap_reference_colours_through_the_same_modifier(tmp_path):
+    """A map built with --metric soap: the modifier uses its metric with nothing else to set."""
+    from giip_plugin.analysis import GIIPAnalyzer
+    from giip_plugin.cli import main
+    from ovito.io.ase import ovito_to_ase
+
+    pytest.importorskip("featomic")
+    out = tmp_path / "soap.h5"
+    rc = main(["build", str(DUMP), "-o", str(out), "--r-inner", "3", "--r-outer", "4", "--sigma", "1",
+               "--species", "sign", "--centers", "Ni", "--type-names", "1=Ni,2=Nb", "--n-train", "60",
+               "--classes", str(N_CLASSES), "--n-coords", "2", "--metric", "soap", "--no-progress"])
+    assert rc == 0
+    clear_caches()
+    p, _ = pipeline_with(out)
+    data = p.compute()
+    cls = np.asarray(data.particles["GIIP Class"])
+    ni = np.asarray(data.particles.particle_types) == 1
+    assert (cls[ni] >= 0).all() and (cls[~ni] == -1).all()
+    assert data.particles["Diffusion Coordinates"].shape == (data.particles.count, 2)
+    atoms = ovito_to_ase(crop(import_file(str(DUMP)), CUBE).compute())
+    res = GIIPAnalyzer(str(out)).analyze(atoms)
+    assert np.array_equal(cls, res.classes)
+    np.testing.assert_allclose(np.asarray(data.particles["GIIP Reference Distance"]), res.ref_distance,
+                               atol=1e-12, equal_nan=True)

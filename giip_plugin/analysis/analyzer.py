@@ -340,7 +340,7 @@ class GIIPAnalyzer(Calculator):
         coords = np.full((n, self.n_coords), np.nan)
         dist = np.full(n, np.nan)
         ok = centers[has_nb]
-        todo = envs.subset(np.flatnonzero(has_nb))
+        todo = ref.metric_inputs(atoms, ok, names, envs=envs.subset(np.flatnonzero(has_nb)))
         step = len(ok) if not chunk else int(chunk)
         p = self.parameters
         from ..reference.metric import SearchReport

@@ -66,6 +66,13 @@ def add_parser(subparsers):
     g.add_argument("--group", choices=("O3", "SO3", "O2", "SO2"),
                    help="orientation group (default O3 in 3D, O2 in 2D; SO3/SO2 when chirality matters)")
 
+    g = p.add_argument_group("metric")
+    g.add_argument("--metric", choices=("giip", "soap"), default="giip",
+                   help="distance between environments: giip (default, the GIIP distance) or soap (SOAP power "
+                        "spectra of the same environments: same sigma, cutoffs and species; docs/soap_vs_giip.md)")
+    g.add_argument("--soap-n-max", type=int, metavar="N", help="with --metric soap: radial basis functions (default 8)")
+    g.add_argument("--soap-l-max", type=int, metavar="L", help="with --metric soap: largest angular channel (default 6)")
+
     g = p.add_argument_group("training atoms")
     g.add_argument("--n-train", type=int, metavar="N",
                    help="training environments, spread evenly over all files and frames (default 1000; "
@@ -186,6 +193,7 @@ def run(args) -> int:
         raise CLIError("--classes must be a positive integer")
     if args.max_diameter is not None and args.max_diameter < 0:
         raise CLIError("--max-diameter must be >= 0")
+    _check_metric_options(args)
     checkpoint = args.checkpoint or (os.path.abspath(out) + ".partial")
     command_line = _command_line(args)
     t0 = time.time()
@@ -201,6 +209,7 @@ def run(args) -> int:
         n_eigenpairs=args.n_eigenpairs, checkpoint=checkpoint, restart=args.restart,
         scheduler=args.scheduler, block_size=args.block_size, n_workers=args.workers, device=args.device,
         progress=not args.no_progress, command_line=command_line, log=_log, reference_search=args.exact,
+        metric=args.metric, soap_n_max=args.soap_n_max, soap_l_max=args.soap_l_max,
     )
     info = ref.diffusion.epsilon_info
     if info.get("method") != "given":
@@ -216,6 +225,32 @@ def run(args) -> int:
     _log(f"wrote {out} ({ref.n_train} training environments) in {time.time() - t0:.1f} s; "
          f"see 'giip info {out}'")
     return 0
+
+
+def _check_metric_options(args):
+    """The metric's options, checked before any input is read."""
+    if args.metric != "soap":
+        if args.soap_n_max is not None or args.soap_l_max is not None:
+            raise CLIError("--soap-n-max / --soap-l-max are options of --metric soap")
+        return
+    from ..reference.soap import SOAPSettings
+
+    try:
+        SOAPSettings(n_max=8 if args.soap_n_max is None else args.soap_n_max,
+                     l_max=6 if args.soap_l_max is None else args.soap_l_max)
+    except ValueError as e:
+        raise CLIError(f"--soap-n-max / --soap-l-max: {e}") from None
+    if args.species_sigma:
+        raise CLIError("--metric soap has one Gaussian width for every species: --species-sigma cannot be represented "
+                       "(drop it, or use --metric giip)")
+    if args.group in ("SO3", "SO2"):
+        raise CLIError(f"--metric soap: the SOAP power spectrum is invariant under reflections too, so --group "
+                       f"{args.group} cannot be represented (use --group {args.group[1:]} or --metric giip)")
+    if args.exact:
+        raise CLIError("--exact chooses the GIIP rotation search; the SOAP metric has no search")
+    if args.scheduler:
+        raise CLIError("--scheduler distributes the GIIP distance computation; a SOAP map is one matrix product "
+                       "(drop --scheduler)")
 
 
 def _parse_species_sigma(text, type_names):

@@ -45,6 +45,8 @@ class EnvironmentSettings:
     numeric LAMMPS types named by ``type_names``; default all atoms), ``species_sigma``. ``sigma``:
     the Gaussian width (units of the positions). ``dim``: None detects 2D input (all z equal).
     ``group``: "auto" (O3 in 3D, O2 in 2D), "O3", "SO3", "O2", "SO2" or None (fixed orientation).
+    ``metric``: "giip" (default) or "soap" (SOAP power spectra of the same environments, with the
+    basis sizes of ``soap``, a :class:`~giip_plugin.reference.soap.SOAPSettings`; :mod:`.soap`).
     """
 
     sigma: float
@@ -58,6 +60,8 @@ class EnvironmentSettings:
     dim: int | None = None
     group: object = "auto"
     environments: LocalEnvironments | None = None
+    metric: str = "giip"
+    soap: object = None
 
 
 @dataclass(frozen=True)
@@ -271,7 +275,8 @@ class MapBuilder:
         grp = _group_for(group, training.dim)
         n = len(training)
         say(f"{n} training environments: {n * (n - 1) // 2} distances to compute")
-        D = GIIPMetric(check_sigma(sigma), grp, search_settings).pairwise(
+        metric = self._metric(check_sigma(sigma), grp, search_settings, local)
+        D = metric.pairwise(
             training, block_size=block_size, checkpoint=checkpoint, restart=restart,
             scheduler=scheduler, progress=progress, n_workers=n_workers, device=device, log=log,
             compiled=False if reference_search else None,
@@ -280,11 +285,27 @@ class MapBuilder:
             training, D, sigma=sigma, group=grp, environments=local, n_classes=n_classes,
             max_diameter=max_diameter, epsilon=epsilon, n_coords=n_coords, n_eigenpairs=n_eigenpairs,
             training_provenance=tprov, provenance=prov, type_names=tnames, search_settings=search_settings,
+            metric=metric.name, soap_settings=getattr(metric, "settings", None) if metric.name == "soap" else None,
         )
+        if metric.name == "soap":
+            ref.__dict__["_soap_metric"] = metric  # keeps the training power spectra
         ref.checkpoint_path = os.fspath(checkpoint) if checkpoint is not None else None
         return ref
 
 
+    def _metric(self, sigma, group, search_settings, local):
+        """The metric of the build (checked before any environment is computed where possible)."""
+        from .refmap import _check_metric_name, _soap_settings
+
+        name = _check_metric_name(self.environments.metric)
+        if name == "giip":
+            _soap_settings(name, self.environments.soap)
+            return GIIPMetric(sigma, group, search_settings)
+        from .soap import SOAPMetric
+
+        if self.compute.reference_search:
+            raise ValueError("--exact (the reference rotation search) is a GIIP option; the SOAP metric has no search")
+        return SOAPMetric.from_environments(local, sigma, group, _soap_settings(name, self.environments.soap))
 
 def _slice_text(s: slice) -> str:
     if s == slice(None):

@@ -9,7 +9,9 @@ Layout (schema version 2)::
     /parameters             attrs: r_inner, r_outer, sigma, group ("O3", "SO3", "O2", "SO2" or
                                    "none"), dim, species_mode, species, positive, centers,
                                    species_sigma, type_names, search_settings, n_eigenpairs,
-                                   epsilon, epsilon_info, class_selection, n_coords_request
+                                   epsilon, epsilon_info, class_selection, n_coords_request,
+                                   metric ("giip" or "soap"; absent in files written before SOAP:
+                                   "giip"), metric_parameters (SOAP: n_max, l_max, library, ...)
     /training               positions (M, dim), weights (M, channels), offsets (n+1,),
                             [sigmas (M,)], centers (n,), classes (n,), file_index, frame_index,
                             atom_index, atom_id, timestep (n,)
@@ -335,6 +337,8 @@ def map_to_content(ref) -> dict:
         "class_selection": ref.class_selection,
         "n_coords_request": ref.n_coords_request,
         "n_channels": int(t.n_channels),
+        "metric": ref.metric_name,
+        "metric_parameters": ref.metric.parameters() if ref.metric_name == "soap" else {},
     }
     d = ref.diffusion
     return {
@@ -412,4 +416,22 @@ def map_from_content(c):
         provenance=dict(c["provenance"]["attrs"]),
         type_names={int(k): v for k, v in (p.get("type_names") or {}).items()},
         search_settings=SearchSettings(**p["search_settings"]) if p.get("search_settings") else SearchSettings(),
+        metric_name=_metric_of(p),
+        soap_settings=_soap_settings_of(p),
     )
+
+
+def _metric_of(p) -> str:
+    name = str(p.get("metric", "giip"))
+    if name not in ("giip", "soap"):
+        raise ValueError(f"unknown metric {name!r} (this giip-plugin knows 'giip' and 'soap'; upgrade giip-plugin)")
+    return name
+
+
+def _soap_settings_of(p):
+    if _metric_of(p) != "soap":
+        return None
+    from .soap import SOAPSettings
+
+    mp = p.get("metric_parameters") or {}
+    return SOAPSettings(n_max=int(mp["n_max"]), l_max=int(mp["l_max"]))

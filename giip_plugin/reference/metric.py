@@ -57,7 +57,8 @@ class SearchReport:
     coarsely, ``refined_pairs`` recomputed exactly, ``refined_atoms`` (atoms with more than their
     coarse nearest refined: a second reference within the margin), ``confirmed`` (atoms whose
     nearest reference after refinement is the coarse search's nearest, confirmed by the exact
-    search), ``exact_atoms`` (atoms of exhaustive exact rows)."""
+    search), ``exact_atoms`` (atoms of exhaustive exact rows), ``soap_atoms`` (atoms mapped by the
+    SOAP metric, which has no search)."""
 
     atoms: int = 0
     pairs: int = 0
@@ -65,12 +66,15 @@ class SearchReport:
     refined_atoms: int = 0
     confirmed: int = 0
     exact_atoms: int = 0
+    soap_atoms: int = 0
 
     def add(self, other: "SearchReport") -> None:
         for k in self.__dataclass_fields__:
             setattr(self, k, getattr(self, k) + getattr(other, k))
 
     def line(self) -> str:
+        if self.soap_atoms:
+            return f"{self.soap_atoms} atoms by SOAP distances (power spectra, no rotation search)"
         if self.exact_atoms:
             return f"{self.exact_atoms} atoms by the exhaustive exact search"
         return (f"{self.atoms} atoms: {self.refined_atoms} refined beyond their coarse nearest reference "

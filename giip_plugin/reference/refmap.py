@@ -85,6 +85,28 @@ def knee_n_classes(error: np.ndarray, max_classes: int = _KNEE_MAX_CLASSES) -> i
     return int(np.argmax(gap)) + 1
 
 
+def _check_metric_name(metric) -> str:
+    name = str(metric).lower() if metric is not None else "giip"
+    if name not in ("giip", "soap"):
+        raise ValueError(f"unknown metric {metric!r}; choose 'giip' (the GIIP distance) or 'soap' (SOAP power spectra)")
+    return name
+
+
+def _soap_settings(metric, settings=None, n_max=None, l_max=None):
+    """The SOAPSettings of a map with this ``metric`` (None for GIIP; basis sizes only with SOAP)."""
+    if _check_metric_name(metric) != "soap":
+        if n_max is not None or l_max is not None or settings is not None:
+            raise ValueError("soap_n_max / soap_l_max (--soap-n-max, --soap-l-max) are SOAP parameters: give them "
+                             "with metric='soap' (--metric soap)")
+        return None
+    from .soap import SOAPSettings
+
+    if settings is not None:
+        return settings
+    d = SOAPSettings()
+    return SOAPSettings(n_max=d.n_max if n_max is None else n_max, l_max=d.l_max if l_max is None else l_max)
+
+
 def _group_for(group, dim):
     if group == "auto":
         return "O3" if dim == 3 else "O2"
@@ -125,6 +147,8 @@ class ReferenceMap:
     type_names: dict = field(default_factory=dict)
     search_settings: object = None
     checkpoint_path: str | None = field(default=None, repr=False, compare=False)
+    metric_name: str = "giip"  # "giip" or "soap" (the distance between environments; :mod:`.metric`, :mod:`.soap`)
+    soap_settings: object = None  # SOAPSettings of a SOAP map
 
     # ------------------------------------------------------------------ derived properties
     @property
@@ -199,8 +223,11 @@ class ReferenceMap:
         provenance: dict | None = None,
         type_names: dict | None = None,
         search_settings=None,
+        metric: str = "giip",
+        soap_settings=None,
     ) -> "ReferenceMap":
-        """Classes, diffusion map and parsimonious coordinates from a computed training matrix ``D``."""
+        """Classes, diffusion map and parsimonious coordinates from a computed training matrix ``D``
+        (``metric``: "giip" or "soap", the distance ``D`` is of; ``soap_settings`` of a SOAP map)."""
         from ..kernels import SearchSettings
         from ..validation import check_group, check_sigma
 
@@ -272,6 +299,8 @@ class ReferenceMap:
             provenance=prov,
             type_names=dict(type_names or {}),
             search_settings=search_settings or SearchSettings(),
+            metric_name=_check_metric_name(metric),
+            soap_settings=_soap_settings(metric, soap_settings),
         )
 
     @classmethod
@@ -284,7 +313,8 @@ class ReferenceMap:
               n_eigenpairs: int = 20, checkpoint=None, restart: bool = False, scheduler=None,
               block_size: int | None = None, n_workers: int | None = None, device=None, search_settings=None,
               progress: bool = False, command_line: str | None = None, log=None, reference_search: bool = False,
-              species: str | None = None) -> "ReferenceMap":
+              species: str | None = None, metric: str = "giip", soap_n_max: int | None = None,
+              soap_l_max: int | None = None) -> "ReferenceMap":
         """Build a reference map: :class:`~giip_plugin.reference.builder.MapBuilder` with its settings
         given as keywords.
 
@@ -295,6 +325,9 @@ class ReferenceMap:
         sigma, environments, r_inner, r_outer, encoding, positive, centers, species_sigma, type_names, dim, group
             :class:`~giip_plugin.reference.builder.EnvironmentSettings` (``encoding``: "none",
             "sign" or "vector"). Lengths in the units of the positions.
+        metric, soap_n_max, soap_l_max
+            The distance: "giip" (default) or "soap" (:mod:`giip_plugin.reference.soap`, with its
+            radial and angular basis sizes, default 8 and 6).
         n_train, seed, select_by, select_lowest, select_highest, frames
             :class:`~giip_plugin.reference.builder.TrainingSelection` (``n_train`` default 1,000;
             ``"all"`` for every centre).
@@ -326,7 +359,8 @@ class ReferenceMap:
         return MapBuilder(
             EnvironmentSettings(sigma=sigma, r_inner=r_inner, r_outer=r_outer, encoding=encoding, positive=positive,
                                 centers=centers, species_sigma=species_sigma, type_names=type_names, dim=dim,
-                                group=group, environments=environments),
+                                group=group, environments=environments, metric=metric,
+                                soap=_soap_settings(metric, None, soap_n_max, soap_l_max)),
             TrainingSelection(n_train=n_train, seed=seed, select_by=select_by, lowest=select_lowest,
                               highest=select_highest, frames=frames),
             ClassSettings(n_classes=n_classes, max_diameter=max_diameter),
@@ -351,17 +385,47 @@ class ReferenceMap:
 
     # ------------------------------------------------------------------ applying
     @property
-    def metric(self) -> GIIPMetric:
-        """The distance between environments of this map (:mod:`.metric`)."""
-        return GIIPMetric(self.sigma, self.group, self.search_settings)
+    def metric(self):
+        """The distance between environments of this map: a :class:`~.metric.GIIPMetric`
+        (:mod:`.metric`) or, for a map built with ``metric="soap"``, a :class:`~.soap.SOAPMetric`
+        (made once per map: it keeps the training power spectra)."""
+        if self.metric_name != "soap":
+            return GIIPMetric(self.sigma, self.group, self.search_settings)
+        m = self.__dict__.get("_soap_metric")
+        if m is None:
+            from .soap import SOAPMetric
+
+            m = SOAPMetric.from_environments(self.environments, self.sigma, self.group, self.soap_settings)
+            self.__dict__["_soap_metric"] = m
+        return m
 
     def engine_for(self, envs: EnvironmentSet, *, device=None, dtype=None, coarse: bool = False):
         """A :class:`~giip_plugin.kernels.DistanceEngine` between ``envs`` (side A) and the training
         environments (side B), with this map's metric (``coarse=True``: the default path's coarse search)."""
+        if self.metric_name == "soap":
+            raise ValueError("this reference map uses the SOAP metric, which has no rotation search (no GIIP "
+                             "engine, no rotations); build a map with --metric giip for those")
         self._check_compatible(envs)
         return self.metric.engine(envs, self.training, device=device, dtype=dtype, coarse=coarse)
 
-    def _check_compatible(self, envs: EnvironmentSet):
+    def metric_inputs(self, atoms, indices, species=None, envs: EnvironmentSet | None = None):
+        """What :meth:`transform` maps for the atoms ``indices`` of a structure: their environments
+        (GIIP; ``envs`` if already computed) or their SOAP power spectra, computed from the
+        structure itself (:meth:`SOAPMetric.features_of_structure`)."""
+        if self.metric_name == "soap":
+            from ..environments.neighbors import species_names
+
+            return self.metric.features_of_structure(atoms, indices, species_names(atoms, species))
+        return envs if envs is not None else self.compute_environments(atoms, indices=indices, species=species)
+
+    def _check_compatible(self, envs):
+        from .soap import SOAPFeatures
+
+        if isinstance(envs, SOAPFeatures):
+            if self.metric_name != "soap" or envs.values.shape[1] != self.metric.n_features:
+                raise ValueError("these SOAP features were not computed with this reference map's metric; map "
+                                 "structures or environment sets instead")
+            return
         if envs.dim != self.dim:
             raise ValueError(f"the reference is {self.dim}D, the environments are {envs.dim}D")
         if envs.n_channels != self.training.n_channels:
@@ -380,14 +444,24 @@ class ReferenceMap:
                              "settings; pass environments (an EnvironmentSet) instead of a structure")
         return self.environments.compute(atoms, indices=indices, species=species)
 
-    def _as_envs(self, data, indices=None) -> EnvironmentSet:
-        if isinstance(data, EnvironmentSet):
+    def _as_envs(self, data, indices=None):
+        from .soap import SOAPFeatures
+
+        if isinstance(data, (EnvironmentSet, SOAPFeatures)):
             if indices is not None:
                 return data.subset(indices)
             return data
         if hasattr(data, "atoms") and hasattr(data, "source"):  # a Frame
             data = data.atoms
         if hasattr(data, "get_positions"):
+            if self.metric_name == "soap":
+                from ..environments.neighbors import species_names
+
+                if self.environments is None:
+                    self.compute_environments(data)  # the error of a map without environment settings
+                names = species_names(data)
+                idx = self.environments.center_indices(data, names) if indices is None else indices
+                return self.metric_inputs(data, idx, names)
             return self.compute_environments(data, indices=indices)
         return EnvironmentSet.from_list(list(data))
 
@@ -459,6 +533,9 @@ class ReferenceMap:
             difference, and ``rotation`` (n, dim, dim) with ``return_rotation``.
         """
         exact = _exact_from(exact, fast)
+        if return_rotation and self.metric_name == "soap":
+            raise ValueError("return_rotation: the SOAP metric has no rotation search (its distance integrates over "
+                             "rotations); use a map built with --metric giip")
         envs = self._as_envs(data, indices)
         self._check_compatible(envs)
         n = len(envs)
@@ -471,8 +548,9 @@ class ReferenceMap:
         if progress:
             from tqdm.auto import tqdm
 
-            extra = 0 if exact else min(COARSE_SETTINGS.refine, self.n_train)
-            bar = tqdm(total=n * (self.n_train + extra), unit="pair", desc="GIIP distances")
+            extra = 0 if exact or self.metric_name == "soap" else min(COARSE_SETTINGS.refine, self.n_train)
+            bar = tqdm(total=n * (self.n_train + extra), unit="pair",
+                       desc="SOAP distances" if self.metric_name == "soap" else "GIIP distances")
         from .. import config
 
         try:

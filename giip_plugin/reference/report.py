@@ -37,6 +37,8 @@ def summary(ref) -> dict:
             "epsilon": float(ref.epsilon),
             "epsilon_info": ref.diffusion.epsilon_info,
             "n_coords_request": ref.n_coords_request,
+            "metric": ref.metric_name,
+            "metric_parameters": ref.metric.parameters() if ref.metric_name == "soap" else {},
         },
         "training": {
             "n_train": ref.n_train,
@@ -69,10 +71,17 @@ def describe(ref) -> str:
     s = summary(ref)
     p, tr, cl, df = s["parameters"], s["training"], s["classes"], s["diffusion"]
     L = []
-    L.append("GIIP reference map")
+    L.append("GIIP reference map" if p["metric"] == "giip" else "SOAP reference map")
     L.append("Parameters")
+    if p["metric"] == "soap":
+        mp = p["metric_parameters"]
+        L.append(f"  metric          SOAP power spectrum ({mp.get('library')} {mp.get('library_version')}), n_max = "
+                 f"{mp.get('n_max')}, l_max = {mp.get('l_max')}; distance sqrt(2 - 2 k), k the normalised kernel")
+    else:
+        L.append("  metric          GIIP (orientation-invariant Gaussian integral inner product)")
     if p["r_inner"] is not None:
-        L.append(f"  cutoff          weight 1 below r_inner = {p['r_inner']:g}, cubic spline to 0 at r_outer = {p['r_outer']:g}")
+        step = "cubic spline" if p["metric"] == "giip" else "shifted cosine"
+        L.append(f"  cutoff          weight 1 below r_inner = {p['r_inner']:g}, {step} to 0 at r_outer = {p['r_outer']:g}")
     L.append(f"  sigma           {p['sigma']:g}")
     if p.get("species_sigma"):
         L.append("  species sigma   " + ", ".join(f"{k} = {v:g}" for k, v in p["species_sigma"].items()))
