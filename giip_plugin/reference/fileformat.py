@@ -14,7 +14,8 @@ Layout (schema version 2)::
                                    "giip"), metric_parameters (SOAP: n_max, l_max, library, ...)
     /training               positions (M, dim), weights (M, channels), offsets (n+1,),
                             [sigmas (M,)], centers (n,), classes (n,), file_index, frame_index,
-                            atom_index, atom_id, timestep (n,)
+                            atom_index, atom_id, timestep (n,), [soap_features (n, F): the unit
+                            power spectra of a SOAP map's training environments]
     /distances              matrix (n, n): the training distance matrix
     /classes                labels (n,), linkage (n-1, 4), error_curve_classes (n,),
                             error_curve (n,), sizes (K,), diameters (K,), medoids (K,), radii (K,)
@@ -315,6 +316,8 @@ def map_to_content(ref) -> dict:
            "classes": ref.labels}
     if t.sigmas is not None:
         tds["sigmas"] = t.sigmas
+    if ref.metric_name == "soap":  # computed once at the build; applying the map needs them every time
+        tds["soap_features"] = ref.metric.training_features(t).values
     for k in ("file_index", "frame_index", "atom_index", "atom_id", "timestep"):
         tds[k] = np.asarray(ref.training_provenance.get(k, np.full(ref.n_train, -1)), dtype=np.int64)
     params = {
@@ -396,7 +399,7 @@ def map_from_content(c):
         eig_residual=float(da.get("eig_residual", float("nan"))), solver=str(da.get("solver", "")),
     )
     group = p["group"]
-    return ReferenceMap(
+    ref = ReferenceMap(
         environments=env,
         sigma=float(p["sigma"]),
         group=None if group == "none" else group,
@@ -419,6 +422,9 @@ def map_from_content(c):
         metric_name=_metric_of(p),
         soap_settings=_soap_settings_of(p),
     )
+    if ref.metric_name == "soap" and "soap_features" in t:
+        ref.metric.set_training_features(training, t["soap_features"])
+    return ref
 
 
 def _metric_of(p) -> str:

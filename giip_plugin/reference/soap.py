@@ -6,7 +6,7 @@ expansion in radial functions and spherical harmonics. It is fast (one feature v
 the kernel rows are one matrix product) and incomplete (different environments can have the same
 power spectrum; docs/soap_vs_giip.md shows such pairs and their GIIP distances).
 
-How the GIIP settings map onto SOAP's (docs/design.md, section 2.4):
+How the GIIP settings map onto SOAP's (docs/design.md, section 2.3):
 
 * density: Gaussians of width ``sigma`` (the GIIP sigma; ``exp(-r^2 / (2 sigma^2))``, unit L2 norm
   as in GIIP), no Gaussian on the centre atom (GIIP environments hold the neighbours only);
@@ -307,6 +307,14 @@ class SOAPMetric:
             hit = (training, self.features(training))
             self._cache = {key: hit}
         return hit[1]
+
+    def set_training_features(self, training: EnvironmentSet, values) -> None:
+        """Use ``values`` (stored in a reference file) as :meth:`training_features` of ``training``."""
+        values = np.asarray(values, dtype=float)
+        if values.shape != (len(training), self.n_features):
+            raise ValueError(f"stored SOAP features of shape {values.shape}, expected ({len(training)}, "
+                             f"{self.n_features}) for these settings")
+        self._cache = {id(training): (training, SOAPFeatures(values))}
 
     # ---------------------------------------------------------------- the metric's two methods
     def pairwise(self, training: EnvironmentSet, *, progress=False, log=None, **_compute) -> np.ndarray:
