@@ -78,6 +78,8 @@ def test_structure_and_environment_paths_agree(mode):
     b = m.features_of_structure(atoms, idx, atoms.get_chemical_symbols()).values
     assert a.shape == (len(idx), m.n_features)
     np.testing.assert_allclose(a, b, atol=1e-12)
+    c = m.features_of_structure(atoms, idx, atoms.get_chemical_symbols(), chunk=7).values  # in parts
+    np.testing.assert_allclose(c, b, atol=1e-14)
 
 
 def _rotation(seed):
@@ -203,9 +205,23 @@ def test_map_on_soap_distances_transform_and_round_trip(tmp_path):
     # the file keeps the metric
     path = tmp_path / "soap.h5"
     ref.save(path)
+    import h5py
+
+    with h5py.File(path, "r") as f:  # the training spectra are stored: applying the map does not recompute them
+        np.testing.assert_array_equal(f["training/soap_features"][()], X)
     back = ReferenceMap.load(path)
     assert back.metric_name == "soap" and back.soap_settings == SOAPSettings()
+    assert back.metric.training_features(back.training).values is not None
+    calls = []
+
+    def counted(envs, **kw):
+        if not isinstance(envs, SOAPFeatures):
+            calls.append(len(envs))
+        return SOAPMetric.features(back.metric, envs, **kw)
+
+    back.metric.features = counted
     r2 = back.transform(new)
+    assert not calls  # the stored spectra, and the new structure expanded directly
     assert np.array_equal(r2.classes, res.classes) and np.allclose(r2.coordinates, res.coordinates, atol=1e-12)
     s = back.summary()["parameters"]
     assert s["metric"] == "soap" and s["metric_parameters"]["library"] == "featomic"

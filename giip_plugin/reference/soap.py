@@ -276,11 +276,12 @@ class SOAPMetric:
                              "cutoff: compute them with the reference's environments (ReferenceMap.environments)")
         return types
 
-    def features_of_structure(self, atoms, indices, species) -> SOAPFeatures:
+    def features_of_structure(self, atoms, indices, species, *, chunk: int = 16384) -> SOAPFeatures:
         """Power spectra of the atoms ``indices`` of a structure (``species``: every atom's name).
 
-        A 3D structure periodic in every direction is expanded as it is (one featomic call on the
-        whole frame); anything else goes through its environments."""
+        A 3D structure periodic in every direction is expanded as it is (one featomic call per
+        ``chunk`` centres: the coefficients take ~6 kB per centre); anything else goes through its
+        environments."""
         import ase
 
         indices = np.asarray(indices, dtype=np.int64)
@@ -293,7 +294,8 @@ class SOAPMetric:
             if not np.all(np.isfinite(pos)):
                 raise ValueError("some atoms have NaN or infinite positions; fix or remove them before the analysis")
             system = ase.Atoms(numbers=types + 1, positions=pos, cell=atoms.get_cell(), pbc=True)
-            return SOAPFeatures(self._spectra(system, indices))
+            parts = [self._spectra(system, indices[a:a + chunk]) for a in range(0, len(indices), chunk)]
+            return SOAPFeatures(np.concatenate(parts) if parts else np.zeros((0, self.n_features)))
         from ..environments import LocalEnvironments
 
         local = LocalEnvironments(self.r_inner, self.r_outer, self.encoding, dim=self.dim)
