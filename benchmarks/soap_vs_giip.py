@@ -127,7 +127,8 @@ def short_circuit_constructed():
     return rows
 
 
-def figure_ninb(path, refs, quantities):
+def figure_embedding(path, refs, values, label, what, cmap):
+    """psi1 against psi2 of each map's training set, coloured by ``values``."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -136,29 +137,11 @@ def figure_ninb(path, refs, quantities):
     fig, axes = plt.subplots(1, 2, figsize=(9, 3.6), constrained_layout=True)
     for ax, (name, ref) in zip(axes, refs.items()):
         psi = ref.diffusion.eigenvectors
-        sc = ax.scatter(psi[:, 0], psi[:, 1], c=quantities["Ni fraction"], s=6, cmap="viridis")
-        ax.set_title(f"{name}: psi1, psi2 of the training set")
+        sc = ax.scatter(psi[:, 0], psi[:, 1], c=values, s=6, cmap=cmap)
+        ax.set_title(f"{name}: psi1, psi2 ({what})")
         ax.set_xlabel("psi1")
         ax.set_ylabel("psi2")
-    fig.colorbar(sc, ax=axes, label="Ni fraction of the neighbours")
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-
-
-def figure_2d(path, refs, quantity):
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, axes = plt.subplots(1, 2, figsize=(9, 3.6), constrained_layout=True)
-    for ax, (name, ref) in zip(axes, refs.items()):
-        psi = ref.diffusion.eigenvectors
-        sc = ax.scatter(psi[:, 0], psi[:, 1], c=quantity, s=6, cmap="plasma")
-        ax.set_title(f"{name}: psi1, psi2 (2D crystal)")
-        ax.set_xlabel("psi1")
-        ax.set_ylabel("psi2")
-    fig.colorbar(sc, ax=axes, label="smooth coordination")
+    fig.colorbar(sc, ax=axes, label=label)
     fig.savefig(path, dpi=110)
     plt.close(fig)
 
@@ -390,7 +373,8 @@ def main(argv=None):
                 how=f"{args.n_train // 4} Ni centres of each of the four quench-rate frames")
     figs = {"ninb": "figures/soap_vs_giip_ninb.png", "dist": "figures/soap_vs_giip_distances.png",
             "lj": "figures/soap_vs_giip_lj2d.png", "pair": "figures/soap_vs_giip_pair.png"}
-    figure_ninb(os.path.join(args.figures, "soap_vs_giip_ninb.png"), refs, quantities)
+    figure_embedding(os.path.join(args.figures, "soap_vs_giip_ninb.png"), refs, quantities["Ni fraction"],
+                     "Ni fraction of the neighbours", "NiNb training set", "viridis")
     figure_distances(os.path.join(args.figures, "soap_vs_giip_distances.png"), refs["GIIP"].distances,
                      refs["SOAP"].distances, close)
 
@@ -432,7 +416,8 @@ def main(argv=None):
     lj.update(key="lj", frame_atoms=len(fr2.atoms),
               how=f"the {n_low} lowest and {args.n_train_2d - n_low} highest c_pe of {len(fr2.atoms)} atoms",
               auto={m: v[:3] for m, v in auto2.items()}, eps=eps2, median=med)
-    figure_2d(os.path.join(args.figures, "soap_vs_giip_lj2d.png"), refs2, q2["coordination"])
+    figure_embedding(os.path.join(args.figures, "soap_vs_giip_lj2d.png"), refs2, q2["coordination"],
+                     "smooth coordination", "2D crystal", "plasma")
 
     # ---------------------------------------------------------------- constructed pair
     print("short-circuit test", flush=True)
