@@ -359,18 +359,19 @@ class DiffusionMap:
         c = -1.0 / (2.0 * self.epsilon**2)
         for a in range(0, D_new.shape[0], int(batch_size)):
             d = D_new[a : a + int(batch_size)]
-            logk = np.square(d) * c
-            kmax = logk.max(axis=1)
-            logm = logk - log_p[None, :]
-            lmax = logm.max(axis=1)
+            m = np.square(d)  # log k, then log m, then m: one array, in place
+            m *= c
+            kmax = m.max(axis=1)
+            m -= log_p[None, :]
+            lmax = m.max(axis=1)
             bad = ~np.isfinite(lmax)
             if far == "nan":
                 bad |= kmax < _LOG_TINY
             lmax[~np.isfinite(lmax)] = 0.0
             with np.errstate(invalid="ignore", divide="ignore"):
-                m = np.exp(logm - lmax[:, None])
-                m /= m.sum(axis=1, keepdims=True)
-                blk = (m @ self.eigenvectors) * inv_lam[None, :]
+                m -= lmax[:, None]
+                np.exp(m, out=m)
+                blk = (m @ self.eigenvectors) * (inv_lam[None, :] / m.sum(axis=1, keepdims=True))
             blk[bad] = np.nan
             out[a : a + len(d)] = blk
         return out

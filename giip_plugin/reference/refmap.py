@@ -533,6 +533,8 @@ class ReferenceMap:
             difference, and ``rotation`` (n, dim, dim) with ``return_rotation``.
         """
         exact = _exact_from(exact, fast)
+        if self.metric_name == "soap" and batch == _ROWS_PER_BATCH:  # rows are cheap: fewer, larger batches
+            batch = max(batch, (1 << 21) // max(self.n_train, 1))
         if return_rotation and self.metric_name == "soap":
             raise ValueError("return_rotation: the SOAP metric has no rotation search (its distance integrates over "
                              "rotations); use a map built with --metric giip")

@@ -95,8 +95,12 @@ class SOAPFeatures:
 def soap_distance_rows(X: np.ndarray, Y: np.ndarray) -> np.ndarray:
     """``d_ij = sqrt(|x_i|^2 + |y_j|^2 - 2 x_i . y_j)`` for unit (or zero) rows ``X`` and ``Y``."""
     X, Y = np.asarray(X, dtype=float), np.asarray(Y, dtype=float)
-    d2 = np.einsum("ij,ij->i", X, X)[:, None] + np.einsum("ij,ij->i", Y, Y)[None, :] - 2.0 * (X @ Y.T)
-    return np.sqrt(np.clip(d2, 0.0, None))
+    d = X @ Y.T  # then d^2 and d, in place
+    d *= -2.0
+    d += np.einsum("ij,ij->i", X, X)[:, None]
+    d += np.einsum("ij,ij->i", Y, Y)[None, :]
+    np.maximum(d, 0.0, out=d)
+    return np.sqrt(d, out=d)
 
 
 class SOAPMetric:
