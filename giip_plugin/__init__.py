@@ -5,7 +5,8 @@ The pipeline, one sub-package per stage:
 * :mod:`giip_plugin.environments` -- local atomic environments (neighbours, smooth weights, species);
 * :mod:`giip_plugin.kernels` -- the GIIP inner product and the exact orientation-invariant distance;
 * :mod:`giip_plugin.reference` -- the reference map: classes, diffusion map, Nystrom extension, file;
-* :mod:`giip_plugin.analysis` -- applying a reference to new structures (ASE analyser);
+* :mod:`giip_plugin.analysis` -- applying a reference (or a softness model) to new structures (ASE analysers);
+* :mod:`giip_plugin.softness` -- softness (Cubuk et al.): rearrangements, structure functions, SVM, model file;
 * :mod:`giip_plugin.io` -- reading trajectories and writing annotated frames;
 * :mod:`giip_plugin.cli` -- the ``giip`` command line.
 
@@ -28,6 +29,8 @@ _LAZY = {
     "ReferenceMap": "giip_plugin.reference",
     "MapBuilder": "giip_plugin.reference.builder",
     "GIIPAnalyzer": "giip_plugin.analysis",
+    "SoftnessAnalyzer": "giip_plugin.analysis",
+    "SoftnessModel": "giip_plugin.softness",
     "from_system": "giip_plugin.systems",
     "species_of": "giip_plugin.species",
 }

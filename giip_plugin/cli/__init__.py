@@ -13,7 +13,7 @@ import warnings
 
 from .. import __version__
 
-SUBCOMMANDS = ("build", "info", "apply", "report", "interpret", "compare")
+SUBCOMMANDS = ("build", "info", "apply", "report", "interpret", "compare", "softness")
 
 
 class CLIError(Exception):

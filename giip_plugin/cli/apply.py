@@ -25,7 +25,8 @@ def add_parser(sub):
         help="classify and map every atom of trajectories against a reference map",
         description=__doc__,
     )
-    p.add_argument("reference", metavar="REF.h5", help="reference map made by 'giip build'")
+    p.add_argument("reference", metavar="REF.h5", help="reference map made by 'giip build', or a softness model made by "
+                   "'giip softness train' (column d_softness)")
     p.add_argument("inputs", metavar="INPUT", nargs="+", help="LAMMPS dumps, extxyz, ASE trajectories, ...")
     p.add_argument("-o", "--output", required=True, help="output file: .dump/.lammpstrj (LAMMPS text dump) or .xyz/.extxyz")
     p.add_argument("--frames", default=None, metavar="START:STOP:STEP", help="frames of each input to analyse (Python slice)")
@@ -63,10 +64,11 @@ def _analyse_frame(analyzer, frame):
 
 
 def _check_frame(frame, ref):
-    if frame.dim != ref.dim:
+    dim = ref if isinstance(ref, int) else ref.dim
+    if frame.dim != dim:
         raise CLIError(
-            f"{frame.source} frame {frame.index} is {frame.dim}D but the reference is {ref.dim}D"
-            + (" (declare it with --dim 2)" if ref.dim == 2 else "")
+            f"{frame.source} frame {frame.index} is {frame.dim}D but the reference is {dim}D"
+            + (" (declare it with --dim 2)" if dim == 2 else "")
         )
 
 
@@ -81,12 +83,12 @@ def check_type_names_against_reference(type_names: dict, ref) -> None:
         text = ", ".join(f"type {t} = {n} (the reference: {r})" for t, (n, r) in sorted(differ.items()))
         warnings.warn(f"--type-names contradicts the reference's type names: {text}; the input's types are "
                       "read as you named them", UserWarning, stacklevel=2)
-    enc = ref.encoding
-    if enc is not None and enc.species:
-        unknown = sorted(set(type_names.values()) - set(enc.species))
+    known = tuple(getattr(ref, "species", ()) or ())
+    if known:
+        unknown = sorted(set(type_names.values()) - set(known))
         if unknown:
             warnings.warn(f"--type-names names species {unknown} that the reference does not know "
-                          f"(it has {list(enc.species)})", UserWarning, stacklevel=2)
+                          f"(it has {list(known)})", UserWarning, stacklevel=2)
 
 
 def run(args) -> int:
@@ -111,25 +113,40 @@ def run(args) -> int:
     writer_format(args.output)
     if args.fast:
         print("giip apply: warning: --fast is now the default (--exact gives the exhaustive search)", file=sys.stderr)
-    analyzer = GIIPAnalyzer(args.reference, device=args.device, progress=not args.no_progress, exact=args.exact)
-    ref = analyzer.reference
+    from ..softness import is_softness_file
+
+    if is_softness_file(args.reference):  # a softness model: one column, d_softness
+        from ..analysis import SoftnessAnalyzer
+
+        analyzer = SoftnessAnalyzer(args.reference)
+        ref = analyzer.model
+        prefix = "" if args.prefix == "giip" else args.prefix
+        dump_cols = lambda res, _p: res.dump_columns(prefix)
+        array_cols = lambda res, _p: res.as_arrays(prefix)
+        dim_default = ref.features.dim
+        if args.scheduler:
+            raise CLIError("--scheduler is for reference maps; a softness model is applied locally")
+    else:
+        analyzer = GIIPAnalyzer(args.reference, device=args.device, progress=not args.no_progress, exact=args.exact)
+        ref = analyzer.reference
+        dump_cols, array_cols, dim_default = dump_columns, array_columns, ref.dim
     if args.type_names:
         type_names = parse_type_names(args.type_names)
         check_type_names_against_reference(type_names, ref)
     else:
         type_names = dict(ref.type_names or {})
-    dim = args.dim if args.dim is not None else ref.dim
+    dim = args.dim if args.dim is not None else dim_default
     frames = iter_frames(inputs, frames=args.frames, type_names=type_names or None, dim=dim)
     bar = tqdm(unit="frame", desc="giip apply", disable=args.no_progress, file=sys.stderr)
     n_frames = n_atoms = 0
     with AnnotatedWriter(args.output, type_names=type_names or reference_type_numbers(ref)) as writer:
-        columns = dump_columns if writer.format == "lammps-dump" else array_columns
+        columns = dump_cols if writer.format == "lammps-dump" else array_cols
         if args.scheduler:
             results = _run_dask(args.scheduler, analyzer, frames, ref)
         else:
-            results = ((f, _analyse_frame(analyzer, f)) for f in _checked(frames, ref))
+            results = ((f, _analyse_frame(analyzer, f)) for f in _checked(frames, ref, dim_default))
         for frame, res in results:
-            if not args.scheduler and analyzer.search_report is not None:
+            if not args.scheduler and getattr(analyzer, "search_report", None) is not None:
                 tqdm.write(f"giip apply: {frame.source} frame {frame.index}: {analyzer.search_report.line()}",
                            file=sys.stderr)
             writer.write(frame, columns(res, args.prefix))
@@ -143,9 +160,9 @@ def run(args) -> int:
     return 0
 
 
-def _checked(frames, ref):
+def _checked(frames, ref, dim=None):
     for f in frames:
-        _check_frame(f, ref)
+        _check_frame(f, ref if dim is None else dim)
         yield f
 
 

@@ -9,7 +9,8 @@ HELP = "show the parameters, classes and diffusion coordinates of a reference fi
 
 def add_parser(subparsers):
     p = subparsers.add_parser("info", help=HELP, description=HELP + ".")
-    p.add_argument("reference", metavar="REF.h5", help="reference file written by 'giip build'")
+    p.add_argument("reference", metavar="REF.h5", help="reference file written by 'giip build' (or a softness model "
+                   "written by 'giip softness train')")
     p.add_argument("--json", action="store_true", help="machine-readable output (JSON)")
     p.add_argument("--debug", action="store_true", help="show tracebacks")
     p.set_defaults(func=run)
@@ -18,7 +19,19 @@ def add_parser(subparsers):
 
 def run(args) -> int:
     from ..reference import ReferenceMap
+    from ..softness import SoftnessModel, is_softness_file
 
+    if is_softness_file(args.reference):
+        model = SoftnessModel.load(args.reference)
+        if args.json:
+            print(json.dumps({"file": args.reference, "kind": "softness", "features": model.features.to_dict(),
+                              "centers": list(model.centers), "C": model.C, "cv_accuracy": model.cv_accuracy,
+                              "n_train": model.n_train, "labels": model.labels, "provenance": model.provenance},
+                             indent=1, default=_default))
+        else:
+            print(f"file: {args.reference}")
+            print(model.describe())
+        return 0
     ref = ReferenceMap.load(args.reference)
     if args.json:
         s = ref.summary()

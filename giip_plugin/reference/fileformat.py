@@ -43,6 +43,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -51,7 +52,8 @@ from ..io.atomic import open_temp, remove_stale
 FORMAT = "giip-reference"
 SCHEMA_VERSION = 2
 
-__all__ = ["FORMAT", "SCHEMA_VERSION", "write_reference", "read_reference", "ReferenceFileError", "map_to_content",
+__all__ = ["FORMAT", "SCHEMA_VERSION", "write_reference", "read_reference", "ReferenceFileError", "FileKind", "REFERENCE",
+           "file_format", "map_to_content",
            "map_from_content"]
 
 # datasets every schema-1 file has (the optional ones: training/sigmas)
@@ -70,13 +72,31 @@ GROUPS = ("parameters", "training", "distances", "classes", "diffusion", "proven
 
 
 class ReferenceFileError(ValueError):
-    """The file is not a usable GIIP reference file."""
+    """The file is not a usable GIIP reference file (or model file of another kind)."""
 
 
-def _damaged(path, why) -> ReferenceFileError:
-    return ReferenceFileError(
-        f"the reference file {path} is damaged or truncated ({why}); rebuild it with 'giip build'"
-    )
+@dataclass(frozen=True)
+class FileKind:
+    """One kind of data file written by this module: its ``format`` attribute, schema ``version``,
+    groups, required datasets and attributes, a check of the content (``check(path, content)``),
+    and the words of its messages (``what``: "GIIP reference file"; ``make``: the command that
+    writes one). Reference maps are :data:`REFERENCE`; the softness model is another kind."""
+
+    format: str
+    version: int
+    groups: tuple
+    required: dict
+    required_attrs: dict
+    what: str
+    make: str
+    check: object = None
+    attrs_checksum_from: int = 1  # the first schema version with an attrs_checksum
+
+
+def _damaged(path, why, kind=None) -> ReferenceFileError:
+    kind = kind or REFERENCE
+    name = kind.what.replace("GIIP ", "")
+    return ReferenceFileError(f"the {name} {path} is damaged or truncated ({why}); rebuild it with '{kind.make}'")
 
 
 def _checksum(datasets: dict) -> str:
@@ -140,10 +160,13 @@ def _read_attrs(obj) -> dict:
     return out
 
 
-def write_reference(path, content: dict, root_attrs: dict | None = None) -> None:
-    """Write ``content = {group: {"attrs": {...}, "datasets": {...}}}`` atomically to ``path``."""
+def write_reference(path, content: dict, root_attrs: dict | None = None, kind: FileKind | None = None) -> None:
+    """Write ``content = {group: {"attrs": {...}, "datasets": {...}}}`` atomically to ``path``
+    (a reference file, or a file of another ``kind``)."""
     import h5py
 
+    kind = kind or REFERENCE
+    GROUPS = kind.groups
     path = os.fspath(path)
     folder = os.path.dirname(os.path.abspath(path))
     datasets = {g: {k: np.asarray(v) for k, v in content.get(g, {}).get("datasets", {}).items()} for g in GROUPS}
@@ -154,8 +177,8 @@ def write_reference(path, content: dict, root_attrs: dict | None = None) -> None
     os.close(fd)
     try:
         with h5py.File(tmp, "w") as f:
-            f.attrs["format"] = FORMAT
-            f.attrs["schema_version"] = np.int64(SCHEMA_VERSION)
+            f.attrs["format"] = kind.format
+            f.attrs["schema_version"] = np.int64(kind.version)
             for k, v in (root_attrs or {}).items():
                 f.attrs[k] = v
             f.attrs["checksum"] = _checksum(datasets)
@@ -175,19 +198,22 @@ def write_reference(path, content: dict, root_attrs: dict | None = None) -> None
         except OSError:
             pass
         if isinstance(exc, OSError):  # name the target, not the hidden temporary file
-            raise OSError(f"cannot write the reference file {path}: {exc.strerror or exc}") from exc
+            raise OSError(f"cannot write the {kind.what.replace('GIIP ', '')} {path}: {exc.strerror or exc}") from exc
         raise
 
 
-def read_reference(path) -> tuple[dict, dict]:
-    """Read and check a reference file; returns ``(content, root_attrs)`` as for :func:`write_reference`."""
+def read_reference(path, kind: FileKind | None = None) -> tuple[dict, dict]:
+    """Read and check a reference file (or a file of another ``kind``); returns ``(content,
+    root_attrs)`` as for :func:`write_reference`."""
     import h5py
 
+    kind = kind or REFERENCE
+    FORMAT, SCHEMA_VERSION, GROUPS, what, make = kind.format, kind.version, kind.groups, kind.what, kind.make
     path = os.fspath(path)
     if not os.path.exists(path):
-        raise FileNotFoundError(f"reference file not found: {path}")
+        raise FileNotFoundError(f"{what.replace('GIIP ', '')} not found: {path}")
     if os.path.isdir(path):
-        raise ReferenceFileError(f"{path} is a directory, not a GIIP reference file")
+        raise ReferenceFileError(f"{path} is a directory, not a {what}")
     try:
         with open(path, "rb") as fh:
             head = fh.read(8)
@@ -195,74 +221,75 @@ def read_reference(path) -> tuple[dict, dict]:
         raise ReferenceFileError(f"cannot read {path}: {e}") from e
     if head != b"\x89HDF\r\n\x1a\n" and not h5py.is_hdf5(path):
         raise ReferenceFileError(
-            f"{path} is not a GIIP reference file (not an HDF5 file); build one with 'giip build'"
+            f"{path} is not a {what} (not an HDF5 file); build one with '{make}'"
         )
     try:
         f = h5py.File(path, "r")
     except OSError as e:
-        raise _damaged(path, f"HDF5 cannot open it: {e}") from e
+        raise _damaged(path, f"HDF5 cannot open it: {e}", kind) from e
     with f:
         try:
             fmt = f.attrs.get("format")
         except (OSError, RuntimeError, KeyError) as e:
-            raise _damaged(path, f"unreadable header: {e}") from e
+            raise _damaged(path, f"unreadable header: {e}", kind) from e
         if isinstance(fmt, bytes):
             fmt = fmt.decode()
         if fmt != FORMAT:
-            what = "it has no 'format' attribute" if fmt is None else f"its format is {fmt!r}"
+            found = "it has no 'format' attribute" if fmt is None else f"its format is {fmt!r}"
             raise ReferenceFileError(
-                f"{path} is not a GIIP reference file ({what}, expected {FORMAT!r}); build one with 'giip build'"
+                f"{path} is not a {what} ({found}, expected {FORMAT!r}); build one with '{make}'"
             )
         version = f.attrs.get("schema_version")
         try:
             version = int(version)
         except (TypeError, ValueError):
-            raise _damaged(path, f"schema_version {version!r} is not an integer") from None
+            raise _damaged(path, f"schema_version {version!r} is not an integer", kind) from None
         if version > SCHEMA_VERSION:
             from .. import __version__
 
             raise ReferenceFileError(
-                f"{path} uses reference schema version {version}, newer than the version "
+                f"{path} uses {what.replace('GIIP ', '').replace(' file', '')} schema version {version}, newer than the version "
                 f"{SCHEMA_VERSION} this giip-plugin ({__version__}) reads; upgrade giip-plugin "
                 "(pip install -U giip-plugin)"
             )
         if version < 1:
-            raise _damaged(path, f"schema_version {version} is not valid")
+            raise _damaged(path, f"schema_version {version} is not valid", kind)
         try:
             root = _read_attrs(f)
             content = {}
             for g in GROUPS:
                 if g not in f:
-                    raise _damaged(path, f"group /{g} is missing")
+                    raise _damaged(path, f"group /{g} is missing", kind)
                 grp = f[g]
                 content[g] = {"attrs": _read_attrs(grp), "datasets": {k: grp[k][()] for k in grp.keys()}}
         except ReferenceFileError:
             raise
         except (OSError, RuntimeError, KeyError, ValueError, TypeError) as e:
-            raise _damaged(path, f"{type(e).__name__}: {e}") from e
-    for g, names in REQUIRED.items():
+            raise _damaged(path, f"{type(e).__name__}: {e}", kind) from e
+    for g, names in kind.required.items():
         for n in names:
             if n not in content[g]["datasets"]:
-                raise _damaged(path, f"dataset /{g}/{n} is missing")
-    for g, names in REQUIRED_ATTRS.items():
+                raise _damaged(path, f"dataset /{g}/{n} is missing", kind)
+    for g, names in kind.required_attrs.items():
         for n in names:
             if n not in content[g]["attrs"]:
-                raise _damaged(path, f"attribute {n!r} of /{g} is missing")
+                raise _damaged(path, f"attribute {n!r} of /{g} is missing", kind)
     stored = root.get("checksum")
     if stored is None:
-        raise _damaged(path, "no checksum")
+        raise _damaged(path, "no checksum", kind)
     if stored != _checksum({g: content[g]["datasets"] for g in GROUPS}):
-        raise _damaged(path, "checksum mismatch: the stored arrays are not those that were written")
-    if version >= 2:
+        raise _damaged(path, "checksum mismatch: the stored arrays are not those that were written", kind)
+    if version >= kind.attrs_checksum_from:
         stored_attrs = root.get("attrs_checksum")
         if stored_attrs is None:
-            raise _damaged(path, "no attrs_checksum")
+            raise _damaged(path, "no attrs_checksum", kind)
         if stored_attrs != _attrs_checksum({g: content[g]["attrs"] for g in GROUPS}):
             raise _damaged(
                 path, "attribute checksum mismatch: a parameter (sigma, a cutoff, the species, epsilon, ...) "
-                "was changed after the file was written"
+                "was changed after the file was written", kind
             )
-    _check_shapes(path, content)
+    if kind.check is not None:
+        kind.check(path, content)
     return content, root
 
 
@@ -301,6 +328,23 @@ def _check_shapes(path, c):
     need(sel.ndim == 1 and len(sel) >= 1 and sel.min() >= 0 and sel.max() < k, "selected coordinates out of range")
     for name, arr in (("distances", d["matrix"]), ("eigenvectors", df["eigenvectors"]), ("P", df["P"])):
         need(np.all(np.isfinite(arr)), f"{name} contain non-finite values")
+
+
+REFERENCE = FileKind(FORMAT, SCHEMA_VERSION, GROUPS, REQUIRED, REQUIRED_ATTRS, "GIIP reference file", "giip build",
+                     check=_check_shapes, attrs_checksum_from=2)
+
+
+def file_format(path) -> str | None:
+    """The ``format`` attribute of an HDF5 file of this package ("giip-reference",
+    "giip-softness"), or None when the file is not HDF5 or has none (no other check)."""
+    import h5py
+
+    try:
+        with h5py.File(os.fspath(path), "r") as f:
+            fmt = f.attrs.get("format")
+    except (OSError, ValueError):
+        return None
+    return fmt.decode() if isinstance(fmt, bytes) else (str(fmt) if fmt is not None else None)
 
 
 # --------------------------------------------------------------------------- a map <-> its content

@@ -1,0 +1,312 @@
+"""Softness (giip_plugin.softness): structure functions against a double loop, p_hop on a known
+jump, D2min from OVITO, training on a labelled set, the model file, ``giip softness train`` /
+``giip apply`` / ``giip info``, the ASE analyser, and the errors."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from ase import Atoms
+
+from giip_plugin.softness import SoftnessModel, StructureFunctions, Trajectory, d2min, p_hop, train
+from giip_plugin.softness.training import rearrangement_labels
+
+pytest.importorskip("sklearn")
+
+
+def gas(n=60, L=7.0, seed=0, dmin=0.85, species=("A", "B")):
+    rng = np.random.default_rng(seed)
+    pos = []
+    while len(pos) < n:
+        p = rng.uniform(0, L, 3)
+        if all(np.linalg.norm((p - q + L / 2) % L - L / 2) > dmin for q in pos):
+            pos.append(p)
+    a = Atoms(positions=pos, cell=np.eye(3) * L, pbc=True)
+    a.new_array("species", np.array([species[k % len(species)] for k in range(n)]))
+    return a
+
+
+SMALL = dict(mu=tuple(np.round(np.arange(0.5, 2.01, 0.25), 6)), width=0.2,
+             angular=((1.0, 1, 1), (1.5, -1, 2), (2.0, 1, 4)), angular_cutoff=2.0)
+
+
+def brute_force(atoms, sf):
+    """The structure functions by a double (and triple) loop over minimum images."""
+    L = atoms.cell.lengths()[0]
+    pos, names = atoms.positions, atoms.arrays["species"]
+    n = len(atoms)
+    out = np.zeros((n, sf.n_features))
+    nmu = len(sf.mu)
+    for i in range(n):
+        vec = {}
+        for j in range(n):
+            if j == i:
+                continue
+            d = (pos[j] - pos[i] + L / 2) % L - L / 2
+            vec[j] = d
+            r = np.linalg.norm(d)
+            if r < sf.radial_cutoff:
+                s = sf.species.index(names[j])
+                for m, mu in enumerate(sf.mu):
+                    out[i, s * nmu + m] += np.exp(-((r - mu) / sf.width) ** 2)
+        near = [j for j, d in vec.items() if np.linalg.norm(d) < sf.angular_cutoff]
+        for a_, j in enumerate(near):
+            for k in near[a_ + 1:]:
+                rij, rik = vec[j], vec[k]
+                rjk = rik - rij
+                cos = rij @ rik / (np.linalg.norm(rij) * np.linalg.norm(rik))
+                e2 = rij @ rij + rik @ rik + rjk @ rjk
+                for c, (xi, lam, zeta) in enumerate(sf.angular):
+                    out[i, len(sf.species) * nmu + c] += np.exp(-e2 / xi**2) * (1 + lam * cos) ** zeta
+    return out
+
+
+def test_structure_functions_equal_a_double_loop():
+    atoms = gas()
+    sf = StructureFunctions(("A", "B"), **SMALL)
+    F = sf.compute(atoms)
+    ref = brute_force(atoms, sf)
+    assert F.shape == (len(atoms), 2 * len(SMALL["mu"]) + 3) and ref.max() > 1
+    np.testing.assert_allclose(F, ref, rtol=1e-10, atol=1e-12)
+    # a subset of centres, in the order given, and chunks of centres
+    idx = np.array([7, 2, 30])
+    np.testing.assert_allclose(sf.compute(atoms, idx, chunk=2), ref[idx], rtol=1e-10, atol=1e-12)
+    # rotation and permutation invariance
+    q = np.linalg.qr(np.random.default_rng(1).normal(size=(3, 3)))[0]
+    rot = Atoms(positions=atoms.positions @ q.T, cell=atoms.cell[:] @ q.T, pbc=True)
+    rot.new_array("species", atoms.arrays["species"])
+    np.testing.assert_allclose(sf.compute(rot), F, rtol=1e-9, atol=1e-10)
+    perm = np.random.default_rng(2).permutation(len(atoms))
+    np.testing.assert_allclose(sf.compute(atoms[perm]), F[perm], rtol=1e-10, atol=1e-12)
+
+
+def test_default_structure_functions_have_the_thesis_sizes():
+    sf = StructureFunctions(("A", "B"))
+    assert len(sf.mu) == 48 and sf.mu[0] == 0.3 and sf.mu[-1] == 5.0 and len(sf.angular) == 66
+    assert sf.n_features == 2 * 48 + 66 and len(sf.names) == sf.n_features
+    assert StructureFunctions.from_dict(sf.to_dict()) == sf
+    with pytest.raises(ValueError, match="lambda"):
+        StructureFunctions(("A",), angular=((1.0, 0, 1),))
+    with pytest.raises(ValueError, match="not among the structure functions' species"):
+        sf.compute(gas(species=("A", "C")))
+
+
+def test_p_hop_of_a_known_jump():
+    rng = np.random.default_rng(0)
+    T, N = 60, 3
+    X = rng.normal(scale=0.02, size=(T, N, 3))
+    X[30:, 1] += [0.7, 0.0, 0.0]  # particle 1 hops by 0.7 at frame 30
+    ph = p_hop(X, 10)
+    assert ph.shape == (T - 10, N)
+    t = np.argmax(ph[:, 1]) + 5
+    assert abs(t - 30) <= 1
+    assert ph[:, 1].max() == pytest.approx(0.7**2 * (5 * 6 / 36), rel=0.15)  # d^2 h(h+1)/(h+1)^2 at the jump
+    assert ph[:, [0, 2]].max() < 0.01
+    # against the definition, frame by frame
+    h = 5
+    for k in (0, 17, 49):
+        tt = k + h
+        A, B = X[tt - h:tt + 1], X[tt:tt + h + 1]
+        qa = np.mean(np.sum((A - B.mean(0)) ** 2, axis=-1), axis=0)
+        qb = np.mean(np.sum((B - A.mean(0)) ** 2, axis=-1), axis=0)
+        np.testing.assert_allclose(ph[k], np.sqrt(qa * qb), rtol=1e-9, atol=1e-14)
+    frames, up, calm, _ = rearrangement_labels(X, 10, p_c=0.05)
+    assert up[:, 1].any() and not up[:, [0, 2]].any() and calm[:, 0].any() and not calm[:, 1][20:30].any()
+    with pytest.raises(ValueError, match="too short for a p_hop window"):
+        p_hop(X[:10], 10)
+    with pytest.raises(ValueError, match="even number"):
+        p_hop(X, 7)
+
+
+def _write_dump(path, frames, L, cols=("id", "type", "x", "y", "z"), steps=None):
+    with open(path, "w") as fh:
+        for k, (ids, types, pos) in enumerate(frames):
+            fh.write(f"ITEM: TIMESTEP\n{(steps or range(0, 10**9, 100))[k]}\nITEM: NUMBER OF ATOMS\n{len(ids)}\n")
+            fh.write("ITEM: BOX BOUNDS pp pp pp\n" + f"0 {L}\n" * 3)
+            fh.write("ITEM: ATOMS " + " ".join(cols) + "\n")
+            for i, t, p in zip(ids, types, pos):
+                fh.write(f"{i} {t} {p[0]:.10f} {p[1]:.10f} {p[2]:.10f}\n")
+
+
+def test_trajectory_unwraps_and_orders_by_id(tmp_path):
+    L = 5.0
+    ids = np.array([3, 1, 2])
+    path = tmp_path / "t.dump"
+    frames = []
+    for k in range(6):
+        pos = np.array([[1.0, 1.0, 1.0], [4.6 + 0.2 * k, 2.0, 2.0], [2.5, 2.5, 2.5]])
+        frames.append((ids[::(-1) ** k], [1, 1, 2][::(-1) ** k], (pos % L)[::(-1) ** k]))
+    _write_dump(path, frames, L)
+    tr = Trajectory.read(path, type_names={1: "A", 2: "B"})
+    assert tr.ids.tolist() == [1, 2, 3] and tr.n_frames == 6 and tr.frame_interval() == 100
+    x = tr.positions[:, :, 0]
+    # atom of id 1 is the first line of frame 0 ([1, 1, 1]); whichever atom crosses x = L stays continuous
+    assert np.all(np.abs(np.diff(x, axis=0)) < 0.5)
+    moving = np.argmax(np.ptp(x, axis=0))
+    np.testing.assert_allclose(np.diff(x[:, moving]), 0.2, atol=1e-9)
+
+
+def test_d2min_from_ovito(tmp_path):
+    pytest.importorskip("ovito")
+    rng = np.random.default_rng(3)
+    L = 8.0
+    n = 64
+    g = np.stack(np.meshgrid(*[np.arange(4)] * 3, indexing="ij"), -1).reshape(-1, 3) * 2.0 + 0.5
+    pos0 = g + rng.normal(scale=0.05, size=(n, 3))
+    pos1 = pos0.copy()
+    pos1[10] += [0.6, 0.0, 0.0]  # one particle moves non-affinely
+    ids = np.arange(1, n + 1)
+    path = tmp_path / "d.dump"
+    _write_dump(path, [(ids, np.ones(n, int), pos0), (ids, np.ones(n, int), pos1)], L)
+    d2 = d2min(path, 1, cutoff=2.5)
+    assert d2.shape == (1, n)
+    assert np.argmax(d2[0]) == 10 and d2[0, 10] > 10 * np.median(d2[0])
+    with pytest.raises(ValueError, match="too few"):
+        d2min(path, 2, cutoff=2.5)
+
+
+def _labelled_trajectory(seed=0, n=160, L=8.0):
+    """A 'trajectory' of 4 copies of random structures; particles with a neighbour closer than
+    0.95 are labelled rearranging, those without one within 1.05 quiet: the separating direction
+    is the radial function at short distances."""
+    from giip_plugin.io import Frame
+
+    frames, up, calm = [], [], []
+    for k in range(4):
+        a = gas(n=n, L=L, seed=seed + k, dmin=0.8)
+        frames.append(Frame.from_atoms(a, index=k))
+        from giip_plugin.environments.neighbors import neighbor_pairs
+
+        i, j, D = neighbor_pairs(a, 1.2)
+        r = np.linalg.norm(D, axis=1)
+        near = np.full(n, np.inf)
+        np.minimum.at(near, i, r)
+        up.append(near < 0.95)
+        calm.append(near > 1.05)
+    species = np.asarray(frames[0].species)
+    tr = Trajectory(frames, np.stack([f.atoms.positions for f in frames]), np.arange(4) * 100,
+                    np.arange(n), species)
+    return tr, (np.arange(4), np.array(up), np.array(calm), None)
+
+
+def test_training_recovers_a_known_separating_direction(tmp_path):
+    tr, labels = _labelled_trajectory()
+    sf = StructureFunctions(("A", "B"), mu=tuple(np.round(np.arange(0.6, 2.01, 0.1), 6)), width=0.1, angular=())
+    model, report = train([tr], sf, label_sets=[labels], n_per_class=200, held_out=0.25, Cs=(0.1, 1.0), seed=0)
+    assert model.centers == ("A", "B")
+    assert np.all(model.cv_accuracy > 0.9)
+    # the largest weights sit on the radial functions between 0.8 and 1.0 (the labelling distance)
+    for k in range(2):
+        top = np.argsort(-np.abs(model.weights[k]))[:3]
+        mus = np.array([float(sf.names[t].split("(")[1].rstrip(")")) for t in top])
+        assert np.all((mus >= 0.75) & (mus <= 1.05)), [sf.names[t] for t in top]
+    # held out (the last frame): rearranging particles are soft, quiet ones hard
+    for c in ("A", "B"):
+        assert report[c]["rearranging_positive"] > 0.85 and report[c]["quiet_negative"] > 0.85
+    # the file round trip gives the same softness
+    path = tmp_path / "soft.h5"
+    model.save(path)
+    back = SoftnessModel.load(path)
+    fr = tr.frames[-1]
+    np.testing.assert_allclose(back.softness(fr.atoms), model.softness(fr.atoms), atol=1e-12)
+    assert back.centers == model.centers and "cross-validated accuracy" in back.describe()
+
+
+def test_model_file_errors(tmp_path):
+    from giip_plugin.reference import ReferenceMap
+
+    tr, labels = _labelled_trajectory()
+    sf = StructureFunctions(("A", "B"), mu=(0.8, 0.9, 1.0, 1.1), width=0.1, angular=())
+    model, _ = train([tr], sf, label_sets=[labels], n_per_class=50, held_out=0.0, Cs=(1.0,))
+    path = tmp_path / "soft.h5"
+    model.save(path)
+    with pytest.raises(ValueError, match="not a GIIP reference file.*giip-softness"):
+        ReferenceMap.load(path)
+    import h5py
+
+    with h5py.File(path, "r+") as f:
+        f["svm/weights"][0, 0] += 1.0
+    with pytest.raises(ValueError, match="softness model file .* is damaged.*giip softness train"):
+        SoftnessModel.load(path)
+    with pytest.raises(ValueError, match="not among the structure functions' species"):
+        model.softness(gas(species=("A", "Cu")))
+
+
+# --------------------------------------------------------------------------- the command line
+def _md_like_dump(path, n=100, L=5.4, T=40, seed=0):
+    """Particles vibrating on a jittered lattice, a few hopping once: a dump with xu yu zu."""
+    rng = np.random.default_rng(seed)
+    g = np.stack(np.meshgrid(*[np.arange(5)] * 3, indexing="ij"), -1).reshape(-1, 3)[:n] * (L / 5)
+    base = g + rng.normal(scale=0.05, size=(n, 3))
+    hop = {2 * k: 8 + (3 * k) % 20 for k in range(16)}  # 16 particles of type A (odd ids) hop once
+    frames = []
+    for t in range(T):
+        pos = base + rng.normal(scale=0.03, size=(n, 3))
+        for i, t0 in hop.items():
+            if t >= t0:
+                pos[i] += [0.6, 0.0, 0.0]
+        frames.append((np.arange(1, n + 1), 1 + (np.arange(n) % 2), pos))
+    _write_dump(path, frames, L, cols=("id", "type", "xu", "yu", "zu"))
+
+
+def test_cli_train_info_apply(tmp_path, capsys):
+    from giip_plugin.cli import main
+    from giip_plugin.io import iter_frames
+
+    dump = tmp_path / "md.dump"
+    _md_like_dump(dump)
+    out = tmp_path / "soft.h5"
+    rc = main(["softness", "train", str(dump), "-o", str(out), "--type-names", "1=A,2=B", "--window-frames", "6",
+               "--p-c", "0.05", "--n-per-class", "40", "--held-out", "0.2", "--no-progress", "--centers", "A"])
+    err = capsys.readouterr().err
+    assert rc == 0, err
+    assert "cross-validated accuracy" in err and "held out" in err
+    assert main(["info", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert "softness model" in text and "centre A" in text and "window_frames = 6" in text
+    res = tmp_path / "soft.dump"
+    assert main(["apply", str(out), str(dump), "-o", str(res), "--frames", "0:2", "--no-progress"]) == 0
+    capsys.readouterr()
+    frames = list(iter_frames([str(res)], type_names={1: "A", 2: "B"}))
+    assert len(frames) == 2 and "d_softness" in frames[0].columns
+    S = np.asarray(frames[0].atoms.arrays["d_softness"]).reshape(-1)
+    a = frames[0].species == "A"
+    assert np.all(np.isfinite(S[a])) and np.all(np.isnan(S[~a]))
+    model = SoftnessModel.load(out)
+    src = next(iter(iter_frames([str(dump)], type_names={1: "A", 2: "B"})))
+    np.testing.assert_allclose(S, model.softness(src.atoms), atol=1e-6, equal_nan=True)
+
+
+def test_cli_train_errors(tmp_path, capsys):
+    from giip_plugin.cli import main
+
+    dump = tmp_path / "md.dump"
+    _md_like_dump(dump, T=8)
+    out = tmp_path / "soft.h5"
+    base = ["softness", "train", str(dump), "-o", str(out), "--type-names", "1=A,2=B", "--no-progress"]
+    assert main(base + ["--window-frames", "10"]) != 0
+    assert "too short for a p_hop window" in capsys.readouterr().err
+    assert main(base) != 0
+    assert "--dt" in capsys.readouterr().err
+    assert main(base + ["--labels", "d2min"]) != 0
+    assert "--lag" in capsys.readouterr().err
+    assert not out.exists()
+
+
+def test_ase_analyser(tmp_path):
+    from giip_plugin.analysis import SoftnessAnalyzer
+
+    tr, labels = _labelled_trajectory()
+    sf = StructureFunctions(("A", "B"), mu=(0.8, 0.9, 1.0, 1.1), width=0.1, angular=())
+    model, _ = train([tr], sf, label_sets=[labels], n_per_class=50, held_out=0.0, Cs=(1.0,))
+    path = tmp_path / "soft.h5"
+    model.save(path)
+    atoms = tr.frames[0].atoms.copy()
+    calc = SoftnessAnalyzer(str(path))
+    calc.annotate(atoms)
+    np.testing.assert_allclose(atoms.arrays["softness"], model.softness(atoms), atol=1e-12)
+    atoms.calc = calc
+    np.testing.assert_allclose(atoms.calc.get_property("softness", atoms), model.softness(atoms), atol=1e-12)
+    with pytest.raises(TypeError, match="no parameter"):
+        SoftnessAnalyzer(str(path), exact=True)
