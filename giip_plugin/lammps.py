@@ -100,6 +100,7 @@ atoms; set ``OMP_NUM_THREADS=1`` (PyTorch threads) when the ranks fill the cores
 from __future__ import annotations
 
 import functools
+import os
 import sys
 import time
 import traceback
@@ -145,13 +146,18 @@ class HookResult:
     coordinates: np.ndarray  # (n, K), NaN: not analysed
     ref_distance: np.ndarray  # NaN: not analysed
     analysed: np.ndarray = field(default=None)  # bool
+    softness: np.ndarray = field(default=None)  # a softness model's hook: NaN where not analysed
 
 
 def _make_analyzer(reference, device=None, dtype=None, exact=False):
-    if hasattr(reference, "analyze") and hasattr(reference, "reference"):
-        return reference  # a GIIPAnalyzer (or compatible object)
-    from .analysis import GIIPAnalyzer
+    if hasattr(reference, "analyze") and (hasattr(reference, "reference") or hasattr(reference, "model")):
+        return reference  # a GIIPAnalyzer or SoftnessAnalyzer (or compatible object)
+    from .analysis import GIIPAnalyzer, SoftnessAnalyzer
+    from .softness import SoftnessModel, is_softness_file
 
+    if isinstance(reference, SoftnessModel) or (isinstance(reference, (str, os.PathLike))
+                                                and os.path.exists(reference) and is_softness_file(reference)):
+        return SoftnessAnalyzer(reference)
     return GIIPAnalyzer(reference, device=device, dtype=dtype, exact=exact)
 
 
@@ -227,13 +233,22 @@ class GIIPHook:
         except (TypeError, ValueError):
             takes_strict = False
         self._analyze_extra = {"strict": False} if takes_strict else {}
-        ref = self.analyzer.reference
-        if getattr(ref, "environments", None) is None:
-            raise ValueError("the reference has no environment settings (it was built from an "
-                             "environment set); in-situ analysis needs a reference built from structures")
-        self.n_coords = int(self.analyzer.n_coords)
-        self.n_classes = int(getattr(self.analyzer, "n_classes", ref.n_classes))
-        self.r_outer = float(ref.environments.r_outer)
+        self.softness = hasattr(self.analyzer, "model")  # a softness model: one column, d_P_softness
+        if self.softness:
+            ref = self.analyzer.model
+            self.n_coords = self.n_classes = 0
+            f = ref.features
+            self.r_outer = float(max(f.radial_cutoff, f.angular_cutoff * f.length if f.angular else 0.0))
+            ref_dim = int(f.dim)
+        else:
+            ref = self.analyzer.reference
+            if getattr(ref, "environments", None) is None:
+                raise ValueError("the reference has no environment settings (it was built from an "
+                                 "environment set); in-situ analysis needs a reference built from structures")
+            self.n_coords = int(self.analyzer.n_coords)
+            self.n_classes = int(getattr(self.analyzer, "n_classes", ref.n_classes))
+            self.r_outer = float(ref.environments.r_outer)
+            ref_dim = int(getattr(ref, "dim", ref.environments.dim))
 
         self.rank = int(lmp.extract_setting("world_rank"))
         self.world_size = int(lmp.extract_setting("world_size"))
@@ -244,7 +259,6 @@ class GIIPHook:
         if not box_exists:
             raise ValueError("attach() needs the simulation box: call it after create_box/read_data")
         dim = int(lmp.extract_setting("dimension"))
-        ref_dim = int(getattr(ref, "dim", ref.environments.dim))
         if dim != ref_dim:
             raise ValueError(f"the LAMMPS system is {dim}D, the reference is {ref_dim}D")
         self._check_style("fix", "property/atom")
@@ -269,9 +283,14 @@ class GIIPHook:
         # names of everything this hook creates
         from .analysis.columns import dump_names
 
-        cols = dump_names(self.n_coords, p)  # the names giip apply writes too
-        self.names = {"class": cols["class"], "dc": cols["dc_array"], "ref_distance": cols["ref_distance"],
-                      "error": f"i_{p}_error"}
+        if self.softness:
+            from .analysis.columns import softness_name
+
+            self.names = {"softness": softness_name(p), "error": f"i_{p}_error"}
+        else:
+            cols = dump_names(self.n_coords, p)  # the names giip apply writes too
+            self.names = {"class": cols["class"], "dc": cols["dc_array"], "ref_distance": cols["ref_distance"],
+                          "error": f"i_{p}_error"}
         self._fix_props = f"{p}_props"
         self._fix_run = f"{p}_run"
         self._fix_halt = f"{p}_halt"
@@ -318,9 +337,27 @@ class GIIPHook:
         if not self._has_style(category, style):
             raise ValueError(f"this LAMMPS build has no {category} {style}")
 
+    def _fields(self):
+        """``(key, property name, width, initial value)`` of the per-atom results."""
+        nm = self.names
+        if self.softness:
+            return [("softness", nm["softness"], 1, np.nan)]
+        return [("class", nm["class"], 1, -1), ("dc", nm["dc"], self.n_coords, np.nan),
+                ("ref_distance", nm["ref_distance"], 1, np.nan)]
+
     def _check_species(self):
-        ref = self.analyzer.reference
         names = set(self.type_names.values())
+        if self.softness:
+            model = self.analyzer.model
+            unknown = sorted(names - set(model.species))
+            if unknown:
+                raise ValueError(f"the LAMMPS types (named {format_type_names(self.type_names)}) have species "
+                                 f"{unknown} that the softness model does not know (it has {list(model.species)}); "
+                                 "pass type_names")
+            if not names & set(model.centers):
+                raise ValueError(f"no LAMMPS type is a species with a softness hyperplane {list(model.centers)}")
+            return
+        ref = self.analyzer.reference
         check_species(sorted(names), ref, where=f"the LAMMPS types (named {format_type_names(self.type_names)})")
         centers = getattr(ref.environments, "centers", None)
         if centers is not None and not names & set(centers):
@@ -352,9 +389,9 @@ class GIIPHook:
                 raise ValueError(f"could not set the ghost cutoff (comm_modify cutoff {value:.10g}): {exc}; "
                                  "set it in the input and attach with comm_cutoff=False") from exc
             self.comm_cutoff = value
-        K = self.n_coords
-        self._cmd(f"fix {self._fix_props} all property/atom {nm['class']} {nm['dc']} {K} "
-                  f"{nm['ref_distance']} {nm['error']} ghost no", f"unfix {self._fix_props}")
+        props = " ".join(name if width == 1 else f"{name} {width}" for _, name, width, _ in self._fields())
+        self._cmd(f"fix {self._fix_props} all property/atom {props} {nm['error']} ghost no",
+                  f"unfix {self._fix_props}")
         self._initialise_values()
         self._cmd(f"variable {self._var_halt} internal 0", f"variable {self._var_halt} delete")
         self._cmd(f"variable {self._var_erratom} atom {nm['error']}", f"variable {self._var_erratom} delete")
@@ -386,23 +423,20 @@ class GIIPHook:
         nlocal = int(self.lmp.extract_setting("nlocal"))
         if nlocal:
             arrays = self._arrays(nlocal)
-            arrays["class"][:] = -1
-            arrays["dc"][:] = np.nan
-            arrays["ref_distance"][:] = np.nan
+            for key, _, _, init in self._fields():
+                arrays[key][:] = init
             arrays["error"][:] = 0
 
     def _arrays(self, nlocal):
         ex = self.lmp.numpy.extract_atom
-        nm = self.names
-        out = {"class": ex(nm["class"], nelem=nlocal, dim=1),
-               "dc": ex(nm["dc"], nelem=nlocal, dim=self.n_coords),
-               "ref_distance": ex(nm["ref_distance"], nelem=nlocal, dim=1),
-               "error": ex(nm["error"], nelem=nlocal, dim=1)}
+        out = {key: ex(name, nelem=nlocal, dim=width) for key, name, width, _ in self._fields()}
+        out["error"] = ex(self.names["error"], nelem=nlocal, dim=1)
         if any(a is None for a in out.values()):
             raise RuntimeError("the per-atom properties of the GIIP hook are missing (was its fix "
                                f"{self._fix_props} removed?)")
-        if out["dc"].ndim == 1:
-            out["dc"] = out["dc"].reshape(nlocal, self.n_coords)
+        for key, _, width, _ in self._fields():
+            if width > 1 and out[key].ndim == 1:
+                out[key] = out[key].reshape(nlocal, width)
         return out
 
     # ------------------------------------------------------------------ per step
@@ -450,7 +484,7 @@ class GIIPHook:
         K = self.n_coords
         if nlocal == 0:
             self.last = HookResult(step, ids, np.zeros(0, np.int64), np.zeros((0, K)), np.zeros(0),
-                                   np.zeros(0, bool))
+                                   np.zeros(0, bool), np.zeros(0) if self.softness else None)
             return
         x = np.array(lmp.numpy.extract_atom("x", nelem=nall, dim=3), dtype=float, copy=True)
         types = np.array(lmp.numpy.extract_atom("type", nelem=nall, dim=1), dtype=np.int64, copy=True)
@@ -472,6 +506,12 @@ class GIIPHook:
         for w in caught:
             self._warn(f"GIIP analysis at step {step}: {w.message}")
         arrays = self._arrays(nlocal)
+        if self.softness:
+            S = np.array(res.softness[:nlocal])
+            arrays["softness"][:] = S
+            self.last = HookResult(step, ids, np.full(nlocal, -1, np.int64), np.zeros((nlocal, 0)),
+                                   np.full(nlocal, np.nan), np.array(res.analysed[:nlocal]), S)
+            return
         arrays["class"][:] = res.classes[:nlocal]
         arrays["dc"][:] = res.coordinates[:nlocal]
         arrays["ref_distance"][:] = res.ref_distance[:nlocal]
@@ -528,10 +568,12 @@ class GIIPHook:
     # ------------------------------------------------------------------ public
     @property
     def dump_columns(self) -> str:
-        """``d_P_class d2_P_dc[1] ... d2_P_dc[K] d_P_ref_distance`` for ``dump custom``."""
-        nm = self.names
-        dc = " ".join(f"{nm['dc']}[{i + 1}]" for i in range(self.n_coords))
-        return f"{nm['class']} {dc} {nm['ref_distance']}".replace("  ", " ")
+        """``d_P_class d2_P_dc[1] ... d2_P_dc[K] d_P_ref_distance`` for ``dump custom`` (a softness
+        model: ``d_softness``, or ``d_P_softness`` for another prefix than giip)."""
+        out = []
+        for _, name, width, _ in self._fields():
+            out += [name] if width == 1 else [f"{name}[{i + 1}]" for i in range(width)]
+        return " ".join(out)
 
     def gather(self) -> dict:
         """Current per-atom values of all atoms (every rank gets all; a collective call: call it on
@@ -540,6 +582,10 @@ class GIIPHook:
         lmp = self.lmp
         n = int(lmp.get_natoms())
         ids = np.ctypeslib.as_array(lmp.gather_concat("id", 0, 1)).astype(np.int64)
+        if self.softness:
+            S = np.ctypeslib.as_array(lmp.gather_concat(self.names["softness"], 1, 1)).copy()
+            order = np.argsort(ids[:n], kind="stable")
+            return {"ids": ids[:n][order], "softness": S[:n][order]}
         cls = np.ctypeslib.as_array(lmp.gather_concat(self.names["class"], 1, 1)).copy()
         dc = np.ctypeslib.as_array(lmp.gather_concat(self.names["dc"], 1, self.n_coords)).copy()
         dist = np.ctypeslib.as_array(lmp.gather_concat(self.names["ref_distance"], 1, 1)).copy()

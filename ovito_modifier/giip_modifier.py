@@ -131,6 +131,8 @@ def clear_caches() -> None:
 
 
 def _result_nbytes(res) -> int:
+    if hasattr(res, "softness"):
+        return res.softness.nbytes + res.analysed.nbytes
     return sum(a.nbytes for a in (res.classes, res.coordinates, res.ref_distance, res.analysed))
 
 
@@ -158,7 +160,9 @@ class GIIPModifier(ModifierInterface):
 
     Parameters
     ----------
-    reference_file : path of the reference map (``giip build ... -o REF.h5``).
+    reference_file : path of the reference map (``giip build ... -o REF.h5``), or of a softness model
+        (``giip softness train ... -o SOFT.h5``): then the output is ``Softness`` per particle,
+        coloured over its range unless ``color_by="none"``.
     color_by : ``"class"`` (default; one colour per class), ``"coordinate"`` (a viridis colour map
         over the range of diffusion coordinate ``coordinate``), or ``"none"`` (no ``Color`` output).
     coordinate : which diffusion coordinate colours the particles with ``color_by="coordinate"``
@@ -212,8 +216,19 @@ class GIIPModifier(ModifierInterface):
             if an is not None:
                 _ANALYZERS.move_to_end(key)
                 return an, key
-        from giip_plugin.analysis import GIIPAnalyzer
+        from giip_plugin.analysis import GIIPAnalyzer, SoftnessAnalyzer
+        from giip_plugin.softness import is_softness_file
 
+        if is_softness_file(path):  # a softness model (giip softness train): one property, Softness
+            try:
+                an = SoftnessAnalyzer(path)
+            except (ValueError, OSError, KeyError) as exc:
+                raise RuntimeError(f"GIIP: cannot use the softness model {path}: {exc}") from exc
+            with _LOCK:
+                _ANALYZERS[key] = an
+                while len(_ANALYZERS) > _MAX_ANALYZERS:
+                    _ANALYZERS.popitem(last=False)
+            return an, key
         if device == "cuda":
             import torch
 
@@ -319,8 +334,20 @@ class GIIPModifier(ModifierInterface):
                 raise RuntimeError("GIIP: 'Analyse selected particles only' is on but no particles are selected "
                                    "(insert a selection modifier before this one)")
             selection = np.asarray(data.particles["Selection"][...]) != 0
-        n, k = len(atoms), analyzer.n_coords
         key = self._content_key(atoms, species, selection, ref_key)
+        if hasattr(analyzer, "model"):  # softness
+            res = _recall(key)
+            if res is None:
+                yield "GIIP: softness (structure functions)"
+                try:
+                    res = analyzer.analyze(atoms, indices=None if selection is None else np.flatnonzero(selection),
+                                           species=species)
+                except ValueError as exc:
+                    raise RuntimeError(f"GIIP: {exc}") from exc
+                _remember(key, res)
+            self._output_softness(data, res)
+            return
+        n, k = len(atoms), analyzer.n_coords
         res = self._from_data_cache(data_cache, frame, key, n, k)
         if res is None:
             res = _recall(key)
@@ -332,6 +359,24 @@ class GIIPModifier(ModifierInterface):
                 _remember(key, res)
             self._to_data_cache(data_cache, frame, key, res)
         self._output(data, res, analyzer)
+
+    def _output_softness(self, data, res) -> None:
+        """``Softness`` per particle (NaN: species without a hyperplane, or not selected) and, unless
+        ``color_by="none"``, a viridis colour over its range; attributes ``Softness.mean``,
+        ``Softness.fraction_positive``, ``GIIP.n_analysed``."""
+        parts = data.particles_
+        parts.create_property("Softness", data=res.softness)
+        if self.color_by != "none":
+            parts.create_property("Color", data=coordinate_colors(res.softness,
+                                                                  nan_color=tuple(self.not_analysed_color)))
+        ok = np.isfinite(res.softness)
+        data.attributes["GIIP.n_analysed"] = int(ok.sum())
+        data.attributes["GIIP.n_not_analysed"] = int(len(ok) - ok.sum())
+        if ok.any():
+            data.attributes["Softness.mean"] = float(res.softness[ok].mean())
+            data.attributes["Softness.fraction_positive"] = float(np.mean(res.softness[ok] > 0))
+            data.attributes["GIIP.color_min"] = float(res.softness[ok].min())
+            data.attributes["GIIP.color_max"] = float(res.softness[ok].max())
 
     def _output(self, data, res, analyzer) -> None:
         n_classes, k = analyzer.n_classes, analyzer.n_coords

@@ -583,3 +583,44 @@ def test_a_soap_reference_in_a_running_simulation(lmp, ljref, tmp_path):
         _assert_frame_matches(fr, res, 2, atol=1e-7)
     lmp.command("undump d")
     hook.detach()
+
+
+def test_a_softness_model_in_a_running_simulation(lmp, tmp_path):
+    """A softness model (2D, one species) attached like a reference: the dump holds d_softness."""
+    pytest.importorskip("sklearn")
+    from giip_plugin.analysis import SoftnessAnalyzer
+    from giip_plugin.softness import SoftnessModel, StructureFunctions
+
+    sf = StructureFunctions(("Ar",), mu=(0.9, 1.0, 1.1, 1.2), width=0.1, angular=((1.0, 1, 1), (1.5, -1, 2)),
+                            angular_cutoff=1.5, dim=2)
+    F = sf.n_features
+    rng = np.random.default_rng(0)
+    model = SoftnessModel(sf, ("Ar",), np.zeros((1, F)), np.ones((1, F)), rng.normal(size=(1, F)), np.array([0.1]),
+                          np.array([1.0]), np.array([0.9]), np.array([[10, 10]]),
+                          {"method": "p_hop"}, {"type_names": {"1": "Ar"}})
+    path = tmp_path / "soft.h5"
+    model.save(path)
+    _system(lmp)
+    hook = attach(lmp, str(path), every=EVERY)
+    assert hook.softness and hook.dump_columns == "d_softness"
+    assert hook.comm_cutoff == pytest.approx(sf.radial_cutoff + 0.3)
+    dump = tmp_path / "soft.dump"
+    lmp.command(f"dump d all custom {EVERY} {dump} id type x y z {hook.dump_columns}")
+    lmp.command("dump_modify d sort id format float %.17g")
+    lmp.command(f"run {EVERY}")
+    frames = _read_frames(dump)
+    assert len(frames) == 2 and hook.error is None
+    an = SoftnessAnalyzer(path)
+    for fr in frames:
+        from ase import Atoms
+
+        box = fr["box"]
+        pos = np.stack([_column(fr, c) for c in ("x", "y", "z")], axis=1)
+        atoms = Atoms(positions=pos - box[:, 0], cell=np.diag(box[:, 1] - box[:, 0]), pbc=(True, True, False))
+        res = an.analyze(atoms, species=np.full(len(atoms), "Ar"))
+        assert np.all(np.isfinite(res.softness))
+        np.testing.assert_allclose(_column(fr, "d_softness"), res.softness, atol=1e-9)
+    g = hook.gather()
+    np.testing.assert_allclose(g["softness"], _column(frames[-1], "d_softness"), atol=1e-12)
+    lmp.command("undump d")
+    hook.detach()

@@ -401,3 +401,29 @@ def test_a_soap_reference_colours_through_the_same_modifier(tmp_path):
     assert np.array_equal(cls, res.classes)
     np.testing.assert_allclose(np.asarray(data.particles["GIIP Reference Distance"]), res.ref_distance,
                                atol=1e-12, equal_nan=True)
+
+
+def test_a_softness_model_colours_through_the_same_modifier(tmp_path):
+    """A softness model file in the modifier: Softness per particle, NaN for species without a hyperplane."""
+    pytest.importorskip("sklearn")
+    from giip_plugin.softness import SoftnessModel, StructureFunctions
+    from ovito.io.ase import ovito_to_ase
+
+    sf = StructureFunctions(("Ni", "Nb"), mu=(2.4, 2.6, 2.8, 3.0), width=0.2, angular=((2.0, 1, 1),),
+                            angular_cutoff=3.2)
+    F = sf.n_features
+    model = SoftnessModel(sf, ("Ni",), np.zeros((1, F)), np.ones((1, F)), np.linspace(-1, 1, F)[None], np.array([0.0]),
+                          np.array([1.0]), np.array([0.9]), np.array([[10, 10]]), {"method": "p_hop"},
+                          {"type_names": {"1": "Ni", "2": "Nb"}})
+    path = tmp_path / "soft.h5"
+    model.save(path)
+    clear_caches()
+    p, _ = pipeline_with(path)
+    data = p.compute()
+    S = np.asarray(data.particles["Softness"])
+    ni = np.asarray(data.particles.particle_types) == 1
+    assert np.all(np.isfinite(S[ni])) and np.all(np.isnan(S[~ni]))
+    assert "Color" in data.particles and data.attributes["GIIP.n_analysed"] == ni.sum()
+    atoms = ovito_to_ase(crop(import_file(str(DUMP)), CUBE).compute())
+    names = np.where(np.asarray(atoms.numbers) == 1, "Ni", "Nb")
+    np.testing.assert_allclose(S, model.softness(atoms, species=names), atol=1e-12, equal_nan=True)

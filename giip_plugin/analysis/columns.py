@@ -17,7 +17,7 @@ import re
 
 import numpy as np
 
-__all__ = ["dump_names", "dump_columns", "array_columns", "read_columns", "check_prefix", "DEFAULT_PREFIX"]
+__all__ = ["softness_name", "dump_names", "dump_columns", "array_columns", "read_columns", "check_prefix", "DEFAULT_PREFIX"]
 
 DEFAULT_PREFIX = "giip"
 
@@ -29,6 +29,13 @@ def check_prefix(prefix: str) -> str:
     if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", prefix):
         raise ValueError(f"the column prefix must be letters, digits and underscores, got {prefix!r}")
     return prefix
+
+
+def softness_name(prefix: str = DEFAULT_PREFIX) -> str:
+    """The dump column of softness: ``d_softness`` (``d_P_softness`` for another prefix ``P``),
+    written by ``giip apply SOFT.h5`` and the LAMMPS hook alike."""
+    p = check_prefix(prefix)
+    return "d_softness" if p == DEFAULT_PREFIX else f"d_{p}_softness"
 
 
 def dump_names(n_coords: int, prefix: str = DEFAULT_PREFIX) -> dict:

@@ -27,13 +27,19 @@ class SoftnessResult:
     softness: np.ndarray
     analysed: np.ndarray
 
-    def as_arrays(self, prefix: str = "") -> dict:
-        """``softness`` (or ``PREFIX_softness``): the name for ``atoms.arrays`` and extxyz."""
-        return {f"{prefix}_softness" if prefix else "softness": self.softness}
+    def as_arrays(self, prefix: str = "giip") -> dict:
+        """``softness`` (``P_softness`` for another prefix than giip): the name for
+        ``atoms.arrays`` and extxyz."""
+        from .columns import softness_name
 
-    def dump_columns(self, prefix: str = "") -> dict:
-        """``d_softness`` (or ``d_PREFIX_softness``): the LAMMPS dump column."""
-        return {f"d_{prefix}_softness" if prefix else "d_softness": self.softness}
+        return {softness_name(prefix)[2:]: self.softness}
+
+    def dump_columns(self, prefix: str = "giip") -> dict:
+        """``d_softness`` (``d_P_softness`` for another prefix): the LAMMPS dump column, as the
+        LAMMPS hook writes it."""
+        from .columns import softness_name
+
+        return {softness_name(prefix): self.softness}
 
 
 def load_softness(model):

@@ -120,9 +120,8 @@ def run(args) -> int:
 
         analyzer = SoftnessAnalyzer(args.reference)
         ref = analyzer.model
-        prefix = "" if args.prefix == "giip" else args.prefix
-        dump_cols = lambda res, _p: res.dump_columns(prefix)
-        array_cols = lambda res, _p: res.as_arrays(prefix)
+        dump_cols = lambda res, p: res.dump_columns(p)
+        array_cols = lambda res, p: res.as_arrays(p)
         dim_default = ref.features.dim
         if args.scheduler:
             raise CLIError("--scheduler is for reference maps; a softness model is applied locally")
