@@ -310,3 +310,20 @@ def test_ase_analyser(tmp_path):
     np.testing.assert_allclose(atoms.calc.get_property("softness", atoms), model.softness(atoms), atol=1e-12)
     with pytest.raises(TypeError, match="no parameter"):
         SoftnessAnalyzer(str(path), exact=True)
+
+
+def test_cli_train_with_d2min_labels(tmp_path, capsys):
+    pytest.importorskip("ovito")
+    from giip_plugin.cli import main
+
+    dump = tmp_path / "md.dump"
+    _md_like_dump(dump)
+    out = tmp_path / "soft.h5"
+    rc = main(["softness", "train", str(dump), "-o", str(out), "--type-names", "1=A,2=B", "--labels", "d2min",
+               "--lag", "2", "--d2min-cutoff", "1.6", "--d2min-threshold", "0.5", "--n-per-class", "30",
+               "--centers", "A", "--no-progress"])
+    err = capsys.readouterr().err
+    assert rc == 0, err
+    model = SoftnessModel.load(out)
+    assert model.labels["method"] == "D2min" and model.labels["lag_frames"] == 2
+    assert model.n_train[0, 0] >= 10

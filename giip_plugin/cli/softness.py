@@ -44,6 +44,8 @@ def add_parser(sub):
     g.add_argument("--no-angular", action="store_true", help="radial structure functions only")
     g.add_argument("--n-per-class", type=int, default=6000, help="rearranging and quiet training particles per species")
     g.add_argument("--held-out", type=float, default=0.3, help="fraction of the last frames held out (default 0.3)")
+    g.add_argument("--max-frames", type=int, default=40,
+                   help="training samples from at most this many evenly spaced frames per trajectory (default 40)")
     g.add_argument("--seed", type=int, default=0)
     t.add_argument("--no-progress", action="store_true")
     t.add_argument("--debug", action="store_true", help="show tracebacks")
@@ -103,7 +105,7 @@ def run_train(args) -> int:
         try:
             model, report = train(trajs, feats, window=w, p_c=args.p_c, centers=centers, n_per_class=args.n_per_class,
                                   held_out=args.held_out, seed=args.seed, progress=not args.no_progress, log=_log,
-                                  labels_info=info, provenance=_prov(args, inputs, type_names))
+                                  labels_info=info, max_frames=args.max_frames, provenance=_prov(args, inputs, type_names))
         except ValueError as e:
             raise CLIError(str(e)) from None
     else:
@@ -114,6 +116,7 @@ def run_train(args) -> int:
                 "threshold": float(args.d2min_threshold)}
         model, report = train_on_labels(trajs, feats, labs, args.lag, args.d2min_threshold, centers=centers,
                                         n_per_class=args.n_per_class, held_out=args.held_out, seed=args.seed,
+                                        max_frames=args.max_frames,
                                         progress=not args.no_progress, log=_log, labels_info=info,
                                         provenance=_prov(args, inputs, type_names))
     for c, r in report.items():

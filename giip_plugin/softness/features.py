@@ -133,13 +133,17 @@ class StructureFunctions:
         return out
 
     def _radial(self, out, i, s, r):
+        """Sum the Gaussians of every pair into its centre's row (bincount per chunk of pairs)."""
         mu = np.asarray(self.mu)
         nmu = len(mu)
+        width = len(self.species) * nmu
+        acc = np.zeros(out.shape[0] * width)
         for a in range(0, len(r), 1 << 16):
             sl = slice(a, a + (1 << 16))
             g = np.exp(-np.square((r[sl, None] - mu[None, :]) / self.width))
-            cols = s[sl, None] * nmu + np.arange(nmu)[None, :]
-            np.add.at(out, (np.repeat(i[sl], nmu), cols.reshape(-1)), g.reshape(-1))
+            flat = (i[sl] * width + s[sl] * nmu)[:, None] + np.arange(nmu)[None, :]
+            acc += np.bincount(flat.reshape(-1), weights=g.reshape(-1), minlength=len(acc))
+        out[:, :width] += acc.reshape(out.shape[0], width)
 
     def _angular(self, out, i, D, n, chunk):
         """Sum over pairs j < k of neighbours of each centre (``D`` sorted by centre)."""

@@ -4,9 +4,9 @@
    particle rearranges at frame ``t`` when ``p_hop > p_c``, and is *quiet* at ``t`` when
    ``p_hop < p_c`` at every frame within ``quiet`` frames of ``t`` (default: one window).
 2. Balanced training sets per centre species: ``n_per_class`` rearranging and as many quiet
-   (particle, frame) samples (fewer when fewer exist), drawn at random (``seed``) from the
-   training frames; the first ``1 - held_out`` of each trajectory's frames train, the rest are
-   held out.
+   (particle, frame) samples (fewer when fewer exist), drawn at random (``seed``) from up to
+   ``max_frames`` evenly spaced training frames; the first ``1 - held_out`` of each trajectory's
+   frames train, the rest are held out.
 3. Features: the structure functions of each sample's particle in its frame.
 4. A linear SVM (scikit-learn ``LinearSVC``) on standardised features, ``C`` chosen by 5-fold
    cross-validation over ``Cs``; the cross-validated accuracy is reported.
@@ -69,7 +69,7 @@ def train_on_labels(trajectories, features, d2min_arrays, lag, threshold, **kw):
 def train(trajectories, features: StructureFunctions, *, window: int | None = None, p_c: float = DEFAULT_P_C,
           quiet: int | None = None, centers=None, n_per_class: int = 6000, held_out: float = 0.3,
           Cs=DEFAULT_CS, seed: int = 0, progress: bool = False, log=None, labels_info: dict | None = None,
-          provenance: dict | None = None, label_sets=None):
+          provenance: dict | None = None, label_sets=None, max_frames: int = 40):
     """Train a :class:`SoftnessModel` (see the module docstring).
 
     Parameters
@@ -78,6 +78,9 @@ def train(trajectories, features: StructureFunctions, *, window: int | None = No
     features : StructureFunctions
     window : int
         ``p_hop`` window in frames (even).
+    max_frames : int
+        Training samples come from at most this many frames of each trajectory, evenly spaced
+        (each frame costs one neighbour list out to the largest radial centre).
     label_sets : list, optional
         Per trajectory ``(frames, rearranging, quiet, value)`` instead of ``p_hop`` labels (e.g.
         :func:`d2min_labels`).
@@ -118,12 +121,14 @@ def train(trajectories, features: StructureFunctions, *, window: int | None = No
         else:
             fr, up, calm, ph = rearrangement_labels(tr.positions, window, p_c, quiet)
         n_train_frames = int(np.ceil(len(fr) * (1 - held_out)))
-        say(f"trajectory {k}: {tr.n_frames} frames, {len(fr)} with a full p_hop window; "
+        use = np.zeros(len(fr), dtype=bool)
+        use[np.unique(np.linspace(0, n_train_frames - 1, min(int(max_frames), n_train_frames)).astype(int))] = True
+        say(f"trajectory {k}: {tr.n_frames} frames, {len(fr)} labelled; "
             f"{int(up.sum())} rearranging and {int(calm.sum())} quiet (particle, frame) samples")
         for c in centers:
             col = tr.species == c
             for name, mask in (("rearr", up), ("quiet", calm)):
-                t, i = np.nonzero(mask[:n_train_frames] & col[None, :])
+                t, i = np.nonzero(mask & use[:, None] & col[None, :])
                 pools[c][name].append(np.column_stack([np.full(len(t), k), fr[t], i]))
         if n_train_frames < len(fr):
             test.append((k, fr[n_train_frames:], up[n_train_frames:], calm[n_train_frames:]))
@@ -140,7 +145,8 @@ def train(trajectories, features: StructureFunctions, *, window: int | None = No
         n = min(int(n_per_class), len(picks["rearr"]), len(picks["quiet"]))
         if n < 10:
             raise ValueError(f"only {len(picks['rearr'])} rearranging and {len(picks['quiet'])} quiet samples of "
-                             f"species {c}: too few to train (a longer trajectory, a lower p_c, or a hotter run)")
+                             f"species {c}: too few to train (a longer trajectory, another threshold (--p-c, --d2min-threshold), or a "
+                             "hotter run)")
         chosen = [picks[name][rng.choice(len(picks[name]), n, replace=False)] for name in ("rearr", "quiet")]
         X = _features_of(trajectories, features, np.concatenate(chosen), feature_cache, progress, f"features {c}")
         y = np.concatenate([np.ones(n), np.zeros(n)])

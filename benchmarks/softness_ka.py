@@ -1,0 +1,144 @@
+#!/usr/bin/env python
+"""Softness on the Kob-Andersen glass former: writes docs/softness.md and its figures.
+
+    python benchmarks/softness_ka.py [--work DIR] [--n-per-class 2000] [--T 0.6]
+
+1. Runs ``lammps_examples/ka_glass.in`` (4,000 particles, rho 1.2, T = 0.6, 200 tau of
+   production dumped every 0.5 tau) unless its dump is in ``--work`` already.
+2. Trains softness for the A particles (``p_hop`` window 10 tau, ``p_c = 0.2``, the first 70 % of
+   the frames; 5-fold cross-validated C), with all structure functions and with the radial ones
+   only.
+3. On the held-out last 30 % of the frames: the fraction of rearranging A particles with
+   S > 0 (the thesis: about 90 % at T = 0.47), of quiet ones with S < 0, and P_R(S), the
+   fraction of particles rearranging against softness (the thesis: it rises roughly
+   exponentially).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+
+import numpy as np
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+REPO = os.path.dirname(HERE)
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--work", default=os.path.join(HERE, "out", "ka"))
+    p.add_argument("--T", default="0.6")
+    p.add_argument("--n-per-class", type=int, default=2000)
+    p.add_argument("--doc", default=os.path.join(REPO, "docs", "softness.md"))
+    p.add_argument("--figures", default=os.path.join(REPO, "docs", "figures"))
+    args = p.parse_args(argv)
+    os.makedirs(args.work, exist_ok=True)
+    dump = os.path.join(args.work, f"ka_glass_T{args.T}.dump")
+    if not os.path.exists(dump):
+        print("running the Kob-Andersen example", flush=True)
+        subprocess.run([sys.executable, os.path.join(REPO, "lammps_examples", "run_example.py"), "ka_glass",
+                        "--omp", "2", "--var", f"T={args.T}", "--out", args.work], check=True)
+
+    from giip_plugin.softness import StructureFunctions, Trajectory, train
+
+    t0 = time.perf_counter()
+    tr = Trajectory.read(dump, type_names={1: "A", 2: "B"}, progress=True)
+    t_read = time.perf_counter() - t0
+    dt, interval = 0.005, tr.frame_interval()
+    window = int(round(10.0 / (dt * interval)))
+    window += window % 2
+    runs = {}
+    for name, angular in (("radial and angular (162)", None), ("radial only (96)", ())):
+        kw = {} if angular is None else {"angular": angular}
+        sf = StructureFunctions(("A", "B"), **kw)
+        t0 = time.perf_counter()
+        model, report = train([tr], sf, window=window, p_c=0.2, centers=("A",), n_per_class=args.n_per_class,
+                              held_out=0.3, seed=0, progress=True, log=lambda m: print("  " + m, flush=True))
+        runs[name] = (model, report["A"], time.perf_counter() - t0)
+        print(f"{name}: CV accuracy {model.cv_accuracy[0]:.3f}, held out S>0 of rearranging "
+              f"{report['A']['rearranging_positive']:.3f}", flush=True)
+    full_model = runs["radial and angular (162)"][0]
+    full_model.save(os.path.join(args.work, "ka_softness.h5"))
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    os.makedirs(args.figures, exist_ok=True)
+    fig, axes = plt.subplots(1, 2, figsize=(9.5, 3.6), constrained_layout=True)
+    for name, (model, rep, _) in runs.items():
+        S, up = rep["softness"], rep["rearranging"]
+        edges = np.linspace(np.quantile(S, 0.005), np.quantile(S, 0.995), 21)
+        which = np.digitize(S, edges) - 1
+        mids, pr = [], []
+        for b in range(len(edges) - 1):
+            m = which == b
+            if m.sum() >= 50:
+                mids.append(0.5 * (edges[b] + edges[b + 1]))
+                pr.append(up[m].mean())
+        axes[0].semilogy(mids, np.maximum(pr, 1e-5), "o-", label=name)
+    axes[0].set_xlabel("softness S")
+    axes[0].set_ylabel("P_R(S): fraction rearranging")
+    axes[0].legend(fontsize=8)
+    model, rep, _ = runs["radial and angular (162)"]
+    S, up = rep["softness"], rep["rearranging"]
+    axes[1].hist(S[~up], bins=60, density=True, alpha=0.6, label="all other A particles")
+    axes[1].hist(S[up], bins=60, density=True, alpha=0.6, label="rearranging (p_hop > 0.2)")
+    axes[1].axvline(0, color="k", lw=0.8)
+    axes[1].set_xlabel("softness S")
+    axes[1].set_ylabel("density")
+    axes[1].legend(fontsize=8)
+    fig.savefig(os.path.join(args.figures, "softness_ka.png"), dpi=110)
+    plt.close(fig)
+
+    L = ["# Softness: validation on the Kob-Andersen glass former", "",
+         "Written by `python benchmarks/softness_ka.py` (2 cores). Softness (Cubuk et al. 2015; Cubuk, thesis, "
+         "Harvard 2016) is trained and applied by `giip softness train` / `giip apply SOFT.h5` "
+         "(`giip_plugin/softness/`).", "",
+         "## System and protocol", "",
+         f"- `lammps_examples/ka_glass.in`: Kob-Andersen 80:20, 4,000 particles, rho = 1.2, **T = {args.T}** "
+         "(NVT), 200 tau of production dumped every 0.5 tau (401 frames, `id type xu yu zu`). The thesis works "
+         "at T = 0.47, where the relaxation is about 100 times slower than here: too long for 2 cores, so the "
+         "numbers below are at a higher temperature, where structure predicts less of the dynamics.",
+         f"- Rearrangements: `p_hop` over a window of 10 tau ({window} frames), `p_c = 0.2`; quiet particles: "
+         "`p_hop < p_c` within one window before and after.",
+         "- Features: 48 radial functions per species (mu = 0.3 .. 5.0, L = 0.1) and 66 angular functions (a grid of "
+         "the thesis's size, xi = 1.0 .. 3.0, zeta = 1, 2, 4, lambda = +-1, neighbours within 2.0; the thesis's own "
+         "table of (xi, lambda, zeta) is not reproduced here).",
+         f"- Training: A particles, {args.n_per_class} rearranging + {args.n_per_class} quiet (particle, frame) "
+         "samples from the first 70 % of the frames (the thesis: 6,000 + 6,000), standardised, linear SVM, C by "
+         "5-fold cross-validation.",
+         f"- Reading the trajectory: {t_read:.0f} s.", "",
+         "## Results (held out: the last 30 % of the frames, every A particle of 10 frames)", "",
+         "| features | C | cross-validated accuracy | rearranging with S > 0 | quiet with S < 0 | training time (s) |",
+         "|---|---|---|---|---|---|"]
+    for name, (model, rep, sec) in runs.items():
+        L.append(f"| {name} | {model.C[0]:g} | {model.cv_accuracy[0]:.3f} | "
+                 f"{100 * rep['rearranging_positive']:.1f} % (of {rep['n_rearranging']}) | "
+                 f"{100 * rep['quiet_negative']:.1f} % (of {rep['n_quiet']}) | {sec:.0f} |")
+    pr = runs["radial and angular (162)"][1]["P_R"]
+    L += ["", "P_R(S) by deciles of S (all structure functions):", "",
+          "| median S of the decile | " + " | ".join(f"{v:.2f}" for v in pr["S"]) + " |",
+          "|---|" + "---|" * len(pr["S"]),
+          "| P_R | " + " | ".join(f"{v:.4f}" for v in pr["P_R"]) + " |", "",
+          "![P_R(S) and the distributions of S](figures/softness_ka.png)", "",
+          "The thesis reports about 90 % of the rearranging particles at S > 0 at T = 0.47 (77 % from the first "
+          "peaks of g_AA and g_AB alone). The figures above are measured at T = 0.6 on a shorter trajectory; "
+          "compare them with that caveat.", "",
+          "Not done here: GIIP diffusion coordinates as (extra) features, and the comparison of the two as "
+          "predictors of rearrangements (issue 18 lists it; see the issue note).", ""]
+    with open(args.doc, "w") as fh:
+        fh.write("\n".join(L))
+    json.dump({k: {"cv": float(m.cv_accuracy[0]), "C": float(m.C[0]), "positive": r["rearranging_positive"],
+                   "quiet_negative": r["quiet_negative"], "P_R": r["P_R"], "seconds": s}
+               for k, (m, r, s) in runs.items()}, open(os.path.join(args.work, "softness_results.json"), "w"), indent=1)
+    print(f"wrote {args.doc}")
+
+
+if __name__ == "__main__":
+    main()
