@@ -78,12 +78,12 @@ def main(argv=None):
         mids, pr = [], []
         for b in range(len(edges) - 1):
             m = which == b
-            if m.sum() >= 50:
+            if m.sum() >= 50 and up[m].any():  # bins with no rearranging particle have no point on a log scale
                 mids.append(0.5 * (edges[b] + edges[b + 1]))
                 pr.append(up[m].mean())
-        axes[0].semilogy(mids, np.maximum(pr, 1e-5), "o-", label=name)
+        axes[0].semilogy(mids, pr, "o-", label=name)
     axes[0].set_xlabel("softness S")
-    axes[0].set_ylabel("P_R(S): fraction rearranging")
+    axes[0].set_ylabel("P_R(S): fraction rearranging (bins of >= 50)")
     axes[0].legend(fontsize=8)
     model, rep, _ = runs["radial and angular (162)"]
     S, up = rep["softness"], rep["rearranging"]

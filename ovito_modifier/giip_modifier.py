@@ -219,25 +219,17 @@ class GIIPModifier(ModifierInterface):
         from giip_plugin.analysis import GIIPAnalyzer, SoftnessAnalyzer
         from giip_plugin.softness import is_softness_file
 
-        if is_softness_file(path):  # a softness model (giip softness train): one property, Softness
-            try:
-                an = SoftnessAnalyzer(path)
-            except (ValueError, OSError, KeyError) as exc:
-                raise RuntimeError(f"GIIP: cannot use the softness model {path}: {exc}") from exc
-            with _LOCK:
-                _ANALYZERS[key] = an
-                while len(_ANALYZERS) > _MAX_ANALYZERS:
-                    _ANALYZERS.popitem(last=False)
-            return an, key
-        if device == "cuda":
+        softness = is_softness_file(path)  # a softness model (giip softness train): one property, Softness
+        if device == "cuda" and not softness:
             import torch
 
             if not torch.cuda.is_available():
                 raise RuntimeError("GIIP: device 'cuda' was chosen but PyTorch finds no CUDA GPU; choose 'auto' or 'cpu'")
         try:
-            an = GIIPAnalyzer(path, device=device, exact=bool(self.exact))
+            an = SoftnessAnalyzer(path) if softness else GIIPAnalyzer(path, device=device, exact=bool(self.exact))
         except (ValueError, OSError, KeyError) as exc:
-            raise RuntimeError(f"GIIP: cannot use the reference file {path}: {exc}") from exc
+            what = "softness model" if softness else "reference file"
+            raise RuntimeError(f"GIIP: cannot use the {what} {path}: {exc}") from exc
         with _LOCK:
             _ANALYZERS[key] = an
             while len(_ANALYZERS) > _MAX_ANALYZERS:

@@ -612,12 +612,7 @@ def test_a_softness_model_in_a_running_simulation(lmp, tmp_path):
     assert len(frames) == 2 and hook.error is None
     an = SoftnessAnalyzer(path)
     for fr in frames:
-        from ase import Atoms
-
-        box = fr["box"]
-        pos = np.stack([_column(fr, c) for c in ("x", "y", "z")], axis=1)
-        atoms = Atoms(positions=pos - box[:, 0], cell=np.diag(box[:, 1] - box[:, 0]), pbc=(True, True, False))
-        res = an.analyze(atoms, species=np.full(len(atoms), "Ar"))
+        res = _offline(an, fr)
         assert np.all(np.isfinite(res.softness))
         np.testing.assert_allclose(_column(fr, "d_softness"), res.softness, atol=1e-9)
     g = hook.gather()

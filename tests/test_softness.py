@@ -3,8 +3,6 @@ jump, D2min from OVITO, training on a labelled set, the model file, ``giip softn
 ``giip apply`` / ``giip info``, the ASE analyser, and the errors."""
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pytest
 from ase import Atoms
@@ -213,14 +211,20 @@ def test_training_recovers_a_known_separating_direction(tmp_path):
     assert back.centers == model.centers and "cross-validated accuracy" in back.describe()
 
 
-def test_model_file_errors(tmp_path):
-    from giip_plugin.reference import ReferenceMap
-
+def _small_model(tmp_path):
+    """A model trained on the labelled set (radial functions near the labelling distance), saved."""
     tr, labels = _labelled_trajectory()
     sf = StructureFunctions(("A", "B"), mu=(0.8, 0.9, 1.0, 1.1), width=0.1, angular=())
     model, _ = train([tr], sf, label_sets=[labels], n_per_class=50, held_out=0.0, Cs=(1.0,))
     path = tmp_path / "soft.h5"
     model.save(path)
+    return tr, model, path
+
+
+def test_model_file_errors(tmp_path):
+    from giip_plugin.reference import ReferenceMap
+
+    _, model, path = _small_model(tmp_path)
     with pytest.raises(ValueError, match="not a GIIP reference file.*giip-softness"):
         ReferenceMap.load(path)
     import h5py
@@ -297,11 +301,7 @@ def test_cli_train_errors(tmp_path, capsys):
 def test_ase_analyser(tmp_path):
     from giip_plugin.analysis import SoftnessAnalyzer
 
-    tr, labels = _labelled_trajectory()
-    sf = StructureFunctions(("A", "B"), mu=(0.8, 0.9, 1.0, 1.1), width=0.1, angular=())
-    model, _ = train([tr], sf, label_sets=[labels], n_per_class=50, held_out=0.0, Cs=(1.0,))
-    path = tmp_path / "soft.h5"
-    model.save(path)
+    tr, model, path = _small_model(tmp_path)
     atoms = tr.frames[0].atoms.copy()
     calc = SoftnessAnalyzer(str(path))
     calc.annotate(atoms)
