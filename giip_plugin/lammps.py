@@ -237,9 +237,8 @@ class GIIPHook:
         if self.softness:
             ref = self.analyzer.model
             self.n_coords = self.n_classes = 0
-            f = ref.features
-            self.r_outer = float(max(f.radial_cutoff, f.angular_cutoff * f.length if f.angular else 0.0))
-            ref_dim = int(f.dim)
+            self.r_outer = float(ref.features.cutoff)
+            ref_dim = int(ref.features.dim)
         else:
             ref = self.analyzer.reference
             if getattr(ref, "environments", None) is None:

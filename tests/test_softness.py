@@ -327,3 +327,47 @@ def test_cli_train_with_d2min_labels(tmp_path, capsys):
     model = SoftnessModel.load(out)
     assert model.labels["method"] == "D2min" and model.labels["lag_frames"] == 2
     assert model.n_train[0, 0] >= 10
+
+
+def test_giip_coordinates_as_features(tmp_path, capsys):
+    """--features both: the structure functions and the diffusion coordinates of a GIIP map; the
+    model refuses a map that changed."""
+    from giip_plugin.cli import main
+    from giip_plugin.io import iter_frames
+    from giip_plugin.softness import FeatureSet, MapCoordinates
+
+    dump = tmp_path / "md.dump"
+    _md_like_dump(dump)
+    ref = tmp_path / "map.h5"
+    common = ["--type-names", "1=A,2=B", "--no-progress"]
+    assert main(["build", str(dump), "-o", str(ref), "--r-inner", "1.1", "--r-outer", "1.6", "--sigma", "0.3",
+                 "--species", "vector", "--n-train", "30", "--frames", "0:2", "--classes", "3", "--n-coords", "2",
+                 "--epsilon", "1.0", *common]) == 0
+    out = tmp_path / "soft.h5"
+    train_cmd = ["softness", "train", str(dump), "-o", str(out), "--window-frames", "6", "--p-c", "0.05",
+                 "--n-per-class", "30", "--centers", "A", "--max-frames", "8", "--no-angular", *common]
+    assert main(train_cmd + ["--features", "both"]) != 0
+    assert "needs --reference" in capsys.readouterr().err
+    assert main(train_cmd + ["--features", "both", "--reference", str(ref)]) == 0, capsys.readouterr().err
+    model = SoftnessModel.load(out)
+    assert isinstance(model.features, FeatureSet) and isinstance(model.features.parts[1], MapCoordinates)
+    assert model.features.names[-2:] == ("giip_dc1", "giip_dc2")
+    fr = next(iter(iter_frames([str(dump)], type_names={1: "A", 2: "B"})))
+    S = model.softness(fr.atoms)
+    assert np.all(np.isfinite(S[fr.species == "A"]))
+    assert main(["info", str(out)]) == 0 and "GIIP map        2 diffusion coordinates" in capsys.readouterr().out
+    # the map's coordinates enter: they equal what the map gives these atoms
+    a = np.flatnonzero(fr.species == "A")[:5]
+    from giip_plugin.reference import ReferenceMap
+
+    np.testing.assert_allclose(model.features.parts[1].compute(fr.atoms, a),
+                               ReferenceMap.load(ref).transform(fr.atoms, indices=a).coordinates, atol=1e-12)
+    # another map at the same path: refused
+    assert main(["build", str(dump), "-o", str(ref), "--r-inner", "1.1", "--r-outer", "1.6", "--sigma", "0.3",
+                 "--species", "vector", "--n-train", "30", "--frames", "0:2", "--classes", "3", "--n-coords", "2",
+                 "--epsilon", "1.0", "--seed", "5", *common]) == 0
+    from giip_plugin.softness import features as feats_mod
+
+    feats_mod._MAPS.clear()
+    with pytest.raises(ValueError, match="not the one this softness model was trained with"):
+        SoftnessModel.load(out).softness(fr.atoms)

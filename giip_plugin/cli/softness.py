@@ -42,6 +42,9 @@ def add_parser(sub):
     g = t.add_argument_group("features and training")
     g.add_argument("--length", type=float, default=1.0, help="length unit of the structure functions (sigma_AA; default 1)")
     g.add_argument("--no-angular", action="store_true", help="radial structure functions only")
+    g.add_argument("--features", choices=("sf", "giip", "both"), default="sf",
+                   help="structure functions (default), the diffusion coordinates of a GIIP map (--reference), or both")
+    g.add_argument("--reference", metavar="REF.h5", help="the GIIP map of --features giip/both")
     g.add_argument("--n-per-class", type=int, default=6000, help="rearranging and quiet training particles per species")
     g.add_argument("--held-out", type=float, default=0.3, help="fraction of the last frames held out (default 0.3)")
     g.add_argument("--max-frames", type=int, default=40,
@@ -74,6 +77,10 @@ def run_train(args) -> int:
     if not os.path.isdir(outdir):
         raise CLIError(f"the output folder {outdir} does not exist")
     check_output(args.output, inputs)
+    if args.features != "sf" and not args.reference:
+        raise CLIError(f"--features {args.features} needs --reference REF.h5 (a GIIP map of the same system)")
+    if args.reference and not os.path.exists(args.reference):
+        raise CLIError(f"reference map not found: {args.reference}")
     if args.labels == "d2min" and (args.lag is None or args.d2min_threshold is None):
         raise CLIError("--labels d2min needs --lag N (frames) and --d2min-threshold X")
     if args.labels == "phop" and args.window_frames is None and args.dt is None:
@@ -90,6 +97,21 @@ def run_train(args) -> int:
     dim = trajs[0].frames[0].dim
     feats = StructureFunctions(tuple(species), length=args.length, dim=dim, angular=() if args.no_angular else
                                StructureFunctions.__dataclass_fields__["angular"].default)
+    if args.features != "sf":
+        from ..softness import FeatureSet, MapCoordinates
+
+        try:
+            coords = MapCoordinates.of(args.reference)
+        except ValueError as e:
+            raise CLIError(f"--reference: {e}") from None
+        if set(species) - set(coords.species) or coords.dim != dim:
+            raise CLIError(f"--reference: the map is {coords.dim}D with species {list(coords.species)}; the "
+                           f"trajectories are {dim}D with {species}")
+        if args.features == "giip":
+            feats = coords
+        else:
+            feats = FeatureSet((StructureFunctions(coords.species, length=args.length, dim=dim,
+                                                   angular=feats.angular), coords))
     if args.labels == "phop":
         interval = trajs[0].frame_interval()
         if args.window_frames is not None:

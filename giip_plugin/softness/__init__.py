@@ -2,16 +2,16 @@
 
 * :mod:`.labels` -- which particles rearrange: ``p_hop`` over a window, ``D2min`` (OVITO), and
   :class:`Trajectory` (a dump's frames, particles by id, positions unwrapped);
-* :mod:`.features` -- the radial and angular structure functions;
+* :mod:`.features` -- the radial and angular structure functions, and a GIIP map's coordinates;
 * :mod:`.training` -- balanced training sets, a linear SVM (scikit-learn) with C by cross-validation;
 * :mod:`.model` -- the fitted :class:`SoftnessModel` and its HDF5 file.
 
 Applying a model: :class:`giip_plugin.analysis.SoftnessAnalyzer`, ``giip apply SOFT.h5 ...``.
 """
-from .features import DEFAULT_ANGULAR, DEFAULT_MU, StructureFunctions
+from .features import DEFAULT_ANGULAR, DEFAULT_MU, FeatureSet, MapCoordinates, StructureFunctions
 from .labels import DEFAULT_P_C, DEFAULT_WINDOW, Trajectory, d2min, p_hop
 from .model import SoftnessModel, is_softness_file
 from .training import rearrangement_labels, train
 
-__all__ = ["StructureFunctions", "DEFAULT_MU", "DEFAULT_ANGULAR", "p_hop", "d2min", "Trajectory", "DEFAULT_P_C",
+__all__ = ["StructureFunctions", "MapCoordinates", "FeatureSet", "DEFAULT_MU", "DEFAULT_ANGULAR", "p_hop", "d2min", "Trajectory", "DEFAULT_P_C",
            "DEFAULT_WINDOW", "SoftnessModel", "is_softness_file", "train", "rearrangement_labels"]

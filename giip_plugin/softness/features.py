@@ -16,11 +16,13 @@ is vectorised over pairs and triplets, in chunks of centres.
 """
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 
 import numpy as np
 
-__all__ = ["StructureFunctions", "DEFAULT_MU", "DEFAULT_ANGULAR"]
+__all__ = ["StructureFunctions", "MapCoordinates", "FeatureSet", "features_from_dict", "DEFAULT_MU",
+           "DEFAULT_ANGULAR"]
 
 DEFAULT_MU = tuple(np.round(np.arange(0.3, 5.0 + 1e-9, 0.1), 10).tolist())
 DEFAULT_ANGULAR = tuple((round(float(xi), 10), lam, zeta) for xi in np.arange(1.0, 3.0 + 1e-9, 0.2)
@@ -86,12 +88,17 @@ class StructureFunctions:
         return len(self.names)
 
     @property
+    def cutoff(self) -> float:
+        """The largest distance of a neighbour that enters the features."""
+        return max(self.radial_cutoff, self.angular_cutoff * self.length if self.angular else 0.0)
+
+    @property
     def radial_cutoff(self) -> float:
         """Neighbours of the radial functions: the largest mu plus 4 widths (exp(-16) below)."""
         return (max(self.mu) + 4.0 * self.width) * self.length
 
     def to_dict(self) -> dict:
-        return {"species": list(self.species), "mu": list(self.mu), "width": self.width,
+        return {"kind": "structure_functions", "species": list(self.species), "mu": list(self.mu), "width": self.width,
                 "angular": [list(a) for a in self.angular], "angular_cutoff": self.angular_cutoff,
                 "length": self.length, "dim": self.dim}
 
@@ -115,8 +122,7 @@ class StructureFunctions:
         idx = np.arange(len(atoms)) if indices is None else np.asarray(indices, dtype=np.int64)
         lookup = {s: k for k, s in enumerate(self.species)}
         spec_index = np.array([lookup[s] for s in names.tolist()], dtype=np.int64)
-        cut = max(self.radial_cutoff, self.angular_cutoff * self.length if self.angular else 0.0)
-        i, j, D = neighbor_pairs(atoms, cut, self.dim)
+        i, j, D = neighbor_pairs(atoms, self.cutoff, self.dim)
         D = D[:, : self.dim]
         out = np.zeros((len(idx), self.n_features))
         if len(idx) == 0:
@@ -183,3 +189,116 @@ class StructureFunctions:
                     if x != xi:
                         continue
                     out[:, col] += np.bincount(owner, weights=e * (1.0 + lam * cos) ** zeta, minlength=n)
+
+
+# --------------------------------------------------------------------------- map coordinates
+_MAPS: dict = {}
+
+
+def _load_map(path, checksum):
+    """A reference map, loaded once per (path, checksum); refused if the file changed."""
+    from ..reference import ReferenceMap
+    from ..reference.fileformat import read_reference
+
+    key = (os.path.abspath(path), checksum)
+    if key not in _MAPS:
+        if not os.path.exists(path):
+            raise FileNotFoundError(f"the softness model uses the GIIP coordinates of the reference map {path}, which "
+                                    "is not there: put it back, or retrain the model")
+        _, root = read_reference(path)
+        if root.get("checksum") != checksum:
+            raise ValueError(f"the reference map {path} is not the one this softness model was trained with (its "
+                             "checksum differs): retrain the model with the new map")
+        _MAPS.clear()
+        _MAPS[key] = ReferenceMap.load(path)
+    return _MAPS[key]
+
+
+@dataclass(frozen=True)
+class MapCoordinates:
+    """Features from a GIIP reference map: the kept diffusion coordinates of each particle's
+    environment (the map's default path, as ``giip apply``). Particles without a neighbour get 0.
+    ``reference``: the map's path; ``checksum``: its stored checksum (the model refuses another
+    file)."""
+
+    reference: str
+    checksum: str
+    n_coords: int
+    species: tuple
+    dim: int
+    cutoff: float
+
+    @classmethod
+    def of(cls, path) -> "MapCoordinates":
+        from ..reference.fileformat import read_reference
+
+        path = os.path.abspath(os.fspath(path))
+        _, root = read_reference(path)
+        ref = _load_map(path, root["checksum"])
+        if ref.metric_name != "giip":
+            raise ValueError(f"{path} is a {ref.metric_name.upper()} map; softness features need a GIIP map")
+        return cls(path, root["checksum"], int(ref.n_coords), tuple(ref.species), int(ref.dim),
+                   float(ref.environments.r_outer))
+
+    @property
+    def names(self) -> tuple:
+        return tuple(f"giip_dc{k + 1}" for k in range(self.n_coords))
+
+    @property
+    def n_features(self) -> int:
+        return self.n_coords
+
+    def to_dict(self) -> dict:
+        return {"kind": "giip_coordinates", "reference": self.reference, "checksum": self.checksum,
+                "n_coords": self.n_coords, "species": list(self.species), "dim": self.dim, "cutoff": self.cutoff}
+
+    def compute(self, atoms, indices=None, species=None, *, chunk: int = 512) -> np.ndarray:
+        ref = _load_map(self.reference, self.checksum)
+        idx = np.arange(len(atoms)) if indices is None else np.asarray(indices, dtype=np.int64)
+        out = np.zeros((len(idx), self.n_coords))
+        if len(idx) == 0:
+            return out
+        envs = ref.environments.compute(atoms, indices=idx, species=species)
+        ok = np.flatnonzero(envs.counts > 0)
+        if len(ok):
+            out[ok] = ref.transform(envs.subset(ok)).coordinates
+        return out
+
+
+@dataclass(frozen=True)
+class FeatureSet:
+    """Several feature sources side by side (structure functions and map coordinates)."""
+
+    parts: tuple
+
+    def __post_init__(self):
+        species = {p.species for p in self.parts}
+        if len(species) != 1:
+            raise ValueError(f"the feature sources have different species {sorted(species)}")
+        if len({p.dim for p in self.parts}) != 1:
+            raise ValueError("the feature sources are of different dimensions")
+
+    species = property(lambda self: self.parts[0].species)
+    dim = property(lambda self: self.parts[0].dim)
+    names = property(lambda self: tuple(n for p in self.parts for n in p.names))
+    n_features = property(lambda self: sum(p.n_features for p in self.parts))
+    cutoff = property(lambda self: max(p.cutoff for p in self.parts))
+
+    def to_dict(self) -> dict:
+        return {"kind": "set", "parts": [p.to_dict() for p in self.parts]}
+
+    def compute(self, atoms, indices=None, species=None, **kw) -> np.ndarray:
+        return np.concatenate([p.compute(atoms, indices, species, **kw) for p in self.parts], axis=1)
+
+
+def features_from_dict(d: dict):
+    """The feature object of a model file's ``/features`` attributes."""
+    kind = d.get("kind", "structure_functions")
+    if kind == "structure_functions":
+        return StructureFunctions.from_dict(d)
+    if kind == "giip_coordinates":
+        return MapCoordinates(d["reference"], d["checksum"], int(d["n_coords"]), tuple(d["species"]), int(d["dim"]),
+                              float(d["cutoff"]))
+    if kind == "set":
+        return FeatureSet(tuple(features_from_dict(p) for p in d["parts"]))
+    raise ValueError(f"unknown feature kind {kind!r} (a model of a newer giip-plugin?)")

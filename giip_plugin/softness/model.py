@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .features import StructureFunctions
+from .features import StructureFunctions, features_from_dict
 
 __all__ = ["SoftnessModel", "SOFTNESS", "is_softness_file"]
 
@@ -47,8 +47,7 @@ def _kind():
 
     return FileKind("giip-softness", 1, ("features", "svm", "labels", "provenance"),
                     {"svm": ("mean", "scale", "weights", "intercept", "C", "cv_accuracy", "n_train")},
-                    {"features": ("species", "mu", "width", "angular", "angular_cutoff", "length", "dim", "names"),
-                     "svm": ("centers",)},
+                    {"features": ("names",), "svm": ("centers",)},
                     "softness model file", "giip softness train", check=_check)
 
 
@@ -68,7 +67,7 @@ class SoftnessModel:
     per centre: ``mean`` and ``scale`` of the features, ``weights`` and ``intercept`` in the
     standardised space, the SVM's ``C`` and its cross-validated accuracy."""
 
-    features: StructureFunctions
+    features: object  # StructureFunctions, MapCoordinates or a FeatureSet of them
     centers: tuple
     mean: np.ndarray
     scale: np.ndarray
@@ -135,7 +134,7 @@ class SoftnessModel:
 
         c, _ = read_reference(os.fspath(path), kind=SOFTNESS)
         fa, s = c["features"]["attrs"], c["svm"]["datasets"]
-        feats = StructureFunctions.from_dict(fa)
+        feats = features_from_dict(fa)
         if list(feats.names) != list(fa["names"]):
             raise ValueError(f"{path}: the feature definitions do not give the stored feature names (a model of "
                              "another version of giip-plugin?); retrain it with 'giip softness train'")
@@ -144,12 +143,17 @@ class SoftnessModel:
 
     def describe(self) -> str:
         f = self.features
-        L = ["softness model (linear SVM on structure functions)",
-             f"  species         {', '.join(f.species)}; hyperplanes for {', '.join(self.centers)}",
-             f"  radial          G_Y(mu), mu = {min(f.mu):g} .. {max(f.mu):g} ({len(f.mu)} per species), width "
-             f"{f.width:g}, length unit {f.length:g}",
-             f"  angular         {len(f.angular)} functions Psi(xi, lambda, zeta), cutoff {f.angular_cutoff:g}",
-             f"  features        {f.n_features}",
+        L = ["softness model (linear SVM)",
+             f"  species         {', '.join(f.species)}; hyperplanes for {', '.join(self.centers)}"]
+        for part in getattr(f, "parts", (f,)):
+            if isinstance(part, StructureFunctions):
+                L.append(f"  radial          G_Y(mu), mu = {min(part.mu):g} .. {max(part.mu):g} ({len(part.mu)} per "
+                         f"species), width {part.width:g}, length unit {part.length:g}")
+                L.append(f"  angular         {len(part.angular)} functions Psi(xi, lambda, zeta), cutoff "
+                         f"{part.angular_cutoff:g}")
+            else:
+                L.append(f"  GIIP map        {part.n_coords} diffusion coordinates of {part.reference}")
+        L += [f"  features        {f.n_features}",
              f"  labels          {self.labels.get('method', '?')}: " + ", ".join(
                  f"{k} = {v}" for k, v in self.labels.items() if k != "method")]
         for k, c in enumerate(self.centers):
