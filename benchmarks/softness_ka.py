@@ -145,8 +145,8 @@ def main(argv=None):
           "|---|" + "---|" * len(pr["S"]),
           "| P_R | " + " | ".join(f"{v:.4f}" for v in pr["P_R"]) + " |", "",
           "![P_R(S) and the distributions of S](figures/softness_ka.png)", "",
-          "Each model's S has its own scale (the distance to its hyperplane in its standardised feature space; a "
-          "small C gives a short w and a wide S): compare the slopes of log P_R across each curve's range, not "
+          "Each model's S has its own scale (the signed distance to its hyperplane in its own standardised feature space, "
+          "whose spread along the normal differs between feature sets): compare the slopes of log P_R across each curve's range, not "
           "the S values of different models.", "",
           "The thesis reports about 90 % of the rearranging particles at S > 0 at T = 0.47 (77 % from the first "
           "peaks of g_AA and g_AB alone). The figures above are measured at T = 0.6 on a shorter trajectory; "
