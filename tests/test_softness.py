@@ -371,3 +371,16 @@ def test_giip_coordinates_as_features(tmp_path, capsys):
     feats_mod._MAPS.clear()
     with pytest.raises(ValueError, match="not the one this softness model was trained with"):
         SoftnessModel.load(out).softness(fr.atoms)
+
+
+def test_cli_train_records_its_command_line(tmp_path):
+    from giip_plugin.cli import main
+
+    dump = tmp_path / "md.dump"
+    _md_like_dump(dump)
+    out = tmp_path / "soft.h5"
+    assert main(["softness", "train", str(dump), "-o", str(out), "--type-names", "1=A,2=B", "--window-frames", "6",
+                 "--p-c", "0.05", "--n-per-class", "40", "--centers", "A", "--no-angular", "--no-progress"]) == 0
+    cmd = SoftnessModel.load(out).provenance["command_line"]
+    assert cmd.startswith(f"giip softness train {dump} -o {out}")
+    assert "--window-frames 6" in cmd and "--p-c 0.05" in cmd and "--no-angular" in cmd and "--centers A" in cmd

@@ -20,6 +20,25 @@ class CLIError(Exception):
     """An error whose message is shown to the user as is (no traceback)."""
 
 
+def rebuild_command(args, words, positional, output, *, skip=(), zero_is_unset=()) -> str:
+    """The command, rebuilt from the parsed options ``args`` (the same whether giip was run from a
+    shell or through ``giip_plugin.cli.main([...])``): ``words`` (e.g. ``["giip", "build"]``), the
+    positional arguments ``positional``, ``-o output``, then every option that was given (options in
+    ``skip`` and those in ``zero_is_unset`` equal to 0 left out)."""
+    import shlex
+
+    parts = [*words, *positional, "-o", output]
+    internal = {"func", "command", "debug", "no_progress", *skip}
+    for key, value in vars(args).items():
+        if key in internal or key.startswith("_"):
+            continue
+        if value is None or value is False or (key in zero_is_unset and value == 0):
+            continue
+        opt = "--" + key.replace("_", "-")
+        parts += [opt] if value is True else [opt, str(value)]
+    return " ".join(shlex.quote(str(p)) for p in parts)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="giip",

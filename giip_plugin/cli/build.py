@@ -12,7 +12,6 @@ again. The checkpoint is removed once the reference file is written.
 from __future__ import annotations
 
 import os
-import shlex
 import sys
 import time
 
@@ -128,17 +127,11 @@ def _parse_auto(text, kind, name):
 
 
 def _command_line(args) -> str:
-    """The command, rebuilt from the parsed options (the same whether giip was run from a shell or
-    through ``giip_plugin.cli.main([...])``)."""
-    parts = ["giip", "build", *args.traj, "-o", args.output]
-    for key, value in vars(args).items():
-        if key in ("traj", "output", "func", "command", "debug", "no_progress", "restart") or key.startswith("_"):
-            continue
-        if value is None or value is False or (key in ("select_lowest", "select_highest") and value == 0):
-            continue
-        opt = "--" + key.replace("_", "-")
-        parts += [opt] if value is True else [opt, str(value)]
-    return " ".join(shlex.quote(str(p)) for p in parts)
+    """The command, rebuilt from the parsed options (:func:`giip_plugin.cli.rebuild_command`)."""
+    from . import rebuild_command
+
+    return rebuild_command(args, ["giip", "build"], args.traj, args.output, skip=("traj", "output", "restart"),
+                           zero_is_unset=("select_lowest", "select_highest"))
 
 
 def _log(msg):

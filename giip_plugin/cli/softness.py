@@ -13,7 +13,6 @@ rearranging particles with S > 0. Apply it with ``giip apply SOFT.h5 DUMP -o OUT
 from __future__ import annotations
 
 import os
-import shlex
 import sys
 import time
 
@@ -152,7 +151,10 @@ def run_train(args) -> int:
 def _prov(args, inputs, type_names):
     import datetime
 
-    return {"command_line": "giip softness train " + " ".join(shlex.quote(a) for a in sys.argv[3:]) if
-            sys.argv[1:3] == ["softness", "train"] else "", "input_files": [os.path.abspath(p) for p in inputs],
+    from . import rebuild_command
+
+    command = rebuild_command(args, ["giip", "softness", "train"], args.traj, args.output,
+                              skip=("traj", "output", "softness_command"))
+    return {"command_line": command, "input_files": [os.path.abspath(p) for p in inputs],
             "date": datetime.datetime.now(datetime.timezone.utc).replace(microsecond=0).isoformat(),
             "type_names": {str(k): v for k, v in (type_names or {}).items()}}
