@@ -554,6 +554,16 @@ def test_insitu_example_gives_the_serial_atoms_and_results_on_two_ranks(ljref, t
         assert np.array_equal(da[ia], db[ib], equal_nan=True)
 
 
+def _dump_one_analysis_interval(lmp, hook, dump):
+    """Run one analysis interval with the hook's columns dumped at both analysis steps."""
+    lmp.command(f"dump d all custom {EVERY} {dump} id type x y z {hook.dump_columns}")
+    lmp.command("dump_modify d sort id format float %.17g")
+    lmp.command(f"run {EVERY}")
+    frames = _read_frames(dump)
+    assert len(frames) == 2 and hook.error is None
+    return frames
+
+
 def test_a_soap_reference_in_a_running_simulation(lmp, ljref, tmp_path):
     """A map built with --metric soap from the same frames: the hook's dump holds its results."""
     pytest.importorskip("featomic")
@@ -572,11 +582,7 @@ def test_a_soap_reference_in_a_running_simulation(lmp, ljref, tmp_path):
     _system(lmp)
     hook = attach(lmp, analyzer, every=EVERY)
     dump = tmp_path / "soap.dump"
-    lmp.command(f"dump d all custom {EVERY} {dump} id type x y z {hook.dump_columns}")
-    lmp.command("dump_modify d sort id format float %.17g")
-    lmp.command(f"run {EVERY}")
-    frames = _read_frames(dump)
-    assert len(frames) == 2 and hook.error is None
+    frames = _dump_one_analysis_interval(lmp, hook, dump)
     for fr in frames:
         res = _offline(analyzer, fr)
         assert res.analysed.all()
@@ -605,11 +611,7 @@ def test_a_softness_model_in_a_running_simulation(lmp, tmp_path):
     assert hook.softness and hook.dump_columns == "d_softness"
     assert hook.comm_cutoff == pytest.approx(sf.radial_cutoff + 0.3)
     dump = tmp_path / "soft.dump"
-    lmp.command(f"dump d all custom {EVERY} {dump} id type x y z {hook.dump_columns}")
-    lmp.command("dump_modify d sort id format float %.17g")
-    lmp.command(f"run {EVERY}")
-    frames = _read_frames(dump)
-    assert len(frames) == 2 and hook.error is None
+    frames = _dump_one_analysis_interval(lmp, hook, dump)
     an = SoftnessAnalyzer(path)
     for fr in frames:
         res = _offline(an, fr)

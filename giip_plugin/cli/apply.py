@@ -95,7 +95,7 @@ def run(args) -> int:
     from tqdm.auto import tqdm
 
     from ..analysis import GIIPAnalyzer
-    from ..analysis.columns import array_columns, check_prefix, dump_columns
+    from ..analysis.columns import check_prefix
     from ..io import AnnotatedWriter, iter_frames, writer_format
     from ..io.atomic import check_output
     from ..io.frames import expand_paths
@@ -120,15 +120,13 @@ def run(args) -> int:
 
         analyzer = SoftnessAnalyzer(args.reference)
         ref = analyzer.model
-        dump_cols = lambda res, p: res.dump_columns(p)
-        array_cols = lambda res, p: res.as_arrays(p)
         dim_default = ref.features.dim
         if args.scheduler:
             raise CLIError("--scheduler is for reference maps; a softness model is applied locally")
     else:
         analyzer = GIIPAnalyzer(args.reference, device=args.device, progress=not args.no_progress, exact=args.exact)
         ref = analyzer.reference
-        dump_cols, array_cols, dim_default = dump_columns, array_columns, ref.dim
+        dim_default = ref.dim
     if args.type_names:
         type_names = parse_type_names(args.type_names)
         check_type_names_against_reference(type_names, ref)
@@ -139,7 +137,8 @@ def run(args) -> int:
     bar = tqdm(unit="frame", desc="giip apply", disable=args.no_progress, file=sys.stderr)
     n_frames = n_atoms = 0
     with AnnotatedWriter(args.output, type_names=type_names or reference_type_numbers(ref)) as writer:
-        columns = dump_cols if writer.format == "lammps-dump" else array_cols
+        # both results name their own columns (AnalysisResult, SoftnessResult)
+        columns = (lambda r, p: r.dump_columns(p)) if writer.format == "lammps-dump" else (lambda r, p: r.as_arrays(p))
         if args.scheduler:
             results = _run_dask(args.scheduler, analyzer, frames, ref)
         else:

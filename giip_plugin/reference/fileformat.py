@@ -53,7 +53,7 @@ FORMAT = "giip-reference"
 SCHEMA_VERSION = 2
 
 __all__ = ["FORMAT", "SCHEMA_VERSION", "write_reference", "read_reference", "ReferenceFileError", "FileKind", "REFERENCE",
-           "file_format", "map_to_content",
+           "file_format", "root_attribute", "map_to_content",
            "map_from_content"]
 
 # datasets every schema-1 file has (the optional ones: training/sigmas)
@@ -334,17 +334,23 @@ REFERENCE = FileKind(FORMAT, SCHEMA_VERSION, GROUPS, REQUIRED, REQUIRED_ATTRS, "
                      check=_check_shapes, attrs_checksum_from=2)
 
 
-def file_format(path) -> str | None:
-    """The ``format`` attribute of an HDF5 file of this package ("giip-reference",
-    "giip-softness"), or None when the file is not HDF5 or has none (no other check)."""
+def root_attribute(path, name: str):
+    """One attribute of the root of an HDF5 file (text decoded), or None when the file is not HDF5
+    or has no such attribute; nothing else is read or checked."""
     import h5py
 
     try:
         with h5py.File(os.fspath(path), "r") as f:
-            fmt = f.attrs.get("format")
+            v = f.attrs.get(name)
     except (OSError, ValueError):
         return None
-    return fmt.decode() if isinstance(fmt, bytes) else (str(fmt) if fmt is not None else None)
+    return v.decode() if isinstance(v, bytes) else (str(v) if v is not None else None)
+
+
+def file_format(path) -> str | None:
+    """The ``format`` attribute of an HDF5 file of this package ("giip-reference",
+    "giip-softness"), or None when the file is not HDF5 or has none (no other check)."""
+    return root_attribute(path, "format")
 
 
 # --------------------------------------------------------------------------- a map <-> its content

@@ -454,14 +454,13 @@ class ReferenceMap:
         if hasattr(data, "atoms") and hasattr(data, "source"):  # a Frame
             data = data.atoms
         if hasattr(data, "get_positions"):
-            if self.metric_name == "soap":
+            if self.metric_name == "soap":  # spectra of the structure itself
                 from ..environments.neighbors import species_names
 
-                if self.environments is None:
-                    self.compute_environments(data)  # the error of a map without environment settings
+                metric = self.metric  # (a map without environment settings raises its error here)
                 names = species_names(data)
                 idx = self.environments.center_indices(data, names) if indices is None else indices
-                return self.metric_inputs(data, idx, names)
+                return metric.features_of_structure(data, idx, names)
             return self.compute_environments(data, indices=indices)
         return EnvironmentSet.from_list(list(data))
 

@@ -272,13 +272,18 @@ class SOAPMetric:
 
         r = np.linalg.norm(envs.positions, axis=1)
         f = smooth_cutoff(r, self.r_inner, self.r_outer)
-        code = envs.weights / np.where(f > 0, f, 1.0)[:, None]
-        dist = np.abs(code[:, None, :] - self._codes[None, :, :]).max(axis=2)
-        types = dist.argmin(axis=1)
-        if len(types) and np.any(dist[np.arange(len(types)), types] > 1e-6):
+        types, off = self._types_of_codes(envs.weights / np.where(f > 0, f, 1.0)[:, None])
+        if len(types) and np.any(off > 1e-6):
             raise ValueError("the environments' weights are not those of the reference's species encoding and "
                              "cutoff: compute them with the reference's environments (ReferenceMap.environments)")
         return types
+
+    def _types_of_codes(self, codes):
+        """The featomic type of each row of channel ``codes`` (the nearest distinct code) and how far
+        the row is from it."""
+        dist = np.abs(np.asarray(codes)[:, None, :] - self._codes[None, :, :]).max(axis=2)
+        types = dist.argmin(axis=1)
+        return types, dist[np.arange(len(types)), types]
 
     def features_of_structure(self, atoms, indices, species, *, chunk: int = 16384) -> SOAPFeatures:
         """Power spectra of the atoms ``indices`` of a structure (``species``: every atom's name).
@@ -292,8 +297,7 @@ class SOAPMetric:
         pbc = np.asarray(atoms.get_pbc(), dtype=bool)
         if self.dim == 3 and pbc.all() and abs(np.linalg.det(np.asarray(atoms.get_cell()[:]))) > 1e-9:
             names = np.asarray(species).astype(str)
-            codes = self.encoding.encode(names)  # raises on unknown species
-            types = np.abs(codes[:, None, :] - self._codes[None, :, :]).max(axis=2).argmin(axis=1)
+            types, _ = self._types_of_codes(self.encoding.encode(names))  # encode raises on unknown species
             pos = np.asarray(atoms.get_positions(), dtype=float)
             if not np.all(np.isfinite(pos)):
                 raise ValueError("some atoms have NaN or infinite positions; fix or remove them before the analysis")

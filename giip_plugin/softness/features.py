@@ -198,15 +198,15 @@ _MAPS: dict = {}
 def _load_map(path, checksum):
     """A reference map, loaded once per (path, checksum); refused if the file changed."""
     from ..reference import ReferenceMap
-    from ..reference.fileformat import read_reference
+    from ..reference.fileformat import root_attribute
 
     key = (os.path.abspath(path), checksum)
     if key not in _MAPS:
         if not os.path.exists(path):
             raise FileNotFoundError(f"the softness model uses the GIIP coordinates of the reference map {path}, which "
                                     "is not there: put it back, or retrain the model")
-        _, root = read_reference(path)
-        if root.get("checksum") != checksum:
+        # the stored checksum names the map; ReferenceMap.load checks the content against it
+        if root_attribute(path, "checksum") != checksum:
             raise ValueError(f"the reference map {path} is not the one this softness model was trained with (its "
                              "checksum differs): retrain the model with the new map")
         _MAPS.clear()
@@ -230,14 +230,18 @@ class MapCoordinates:
 
     @classmethod
     def of(cls, path) -> "MapCoordinates":
-        from ..reference.fileformat import read_reference
+        from ..reference.fileformat import root_attribute
 
         path = os.path.abspath(os.fspath(path))
-        _, root = read_reference(path)
-        ref = _load_map(path, root["checksum"])
+        checksum = root_attribute(path, "checksum")
+        if checksum is None:
+            from ..reference import ReferenceFileError
+
+            raise ReferenceFileError(f"{path} is not a GIIP reference file (no checksum); build one with 'giip build'")
+        ref = _load_map(path, checksum)
         if ref.metric_name != "giip":
             raise ValueError(f"{path} is a {ref.metric_name.upper()} map; softness features need a GIIP map")
-        return cls(path, root["checksum"], int(ref.n_coords), tuple(ref.species), int(ref.dim),
+        return cls(path, checksum, int(ref.n_coords), tuple(ref.species), int(ref.dim),
                    float(ref.environments.r_outer))
 
     @property
