@@ -13,7 +13,7 @@ import warnings
 
 from .. import __version__
 
-SUBCOMMANDS = ("build", "info", "apply", "report", "interpret", "compare", "softness")
+SUBCOMMANDS = ("build", "info", "apply", "report", "interpret", "compare", "softness", "generate")
 
 
 class CLIError(Exception):

@@ -10,7 +10,7 @@ HELP = "show the parameters, classes and diffusion coordinates of a reference fi
 def add_parser(subparsers):
     p = subparsers.add_parser("info", help=HELP, description=HELP + ".")
     p.add_argument("reference", metavar="REF.h5", help="reference file written by 'giip build' (or a softness model "
-                   "written by 'giip softness train')")
+                   "written by 'giip softness train', or a generative model by 'giip generate train')")
     p.add_argument("--json", action="store_true", help="machine-readable output (JSON)")
     p.add_argument("--debug", action="store_true", help="show tracebacks")
     p.set_defaults(func=run)
@@ -31,6 +31,20 @@ def run(args) -> int:
         else:
             print(f"file: {args.reference}")
             print(model.describe())
+        return 0
+    from ..generate import MotifModel, is_generative_file
+
+    if is_generative_file(args.reference):
+        gen = MotifModel.load(args.reference)
+        if args.json:
+            print(json.dumps({"file": args.reference, "kind": "generative", "n": gen.n, "latent": gen.latent,
+                              "hidden": list(gen.hidden), "species": list(gen.species_names),
+                              "environments": gen.environments.to_dict(), "sigma": gen.sigma,
+                              "history": {k: v for k, v in gen.history.items() if not isinstance(v, list)},
+                              "provenance": gen.provenance}, indent=1, default=_default))
+        else:
+            print(f"file: {args.reference}")
+            print(gen.describe())
         return 0
     ref = ReferenceMap.load(args.reference)
     if args.json:
