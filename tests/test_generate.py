@@ -248,3 +248,24 @@ def test_command_line(si_map, tmp_path, capsys):
     assert r.returncode == 0 and "generative model" in r.stdout
     assert main(["generate", "train", "-o", str(tmp_path / "x.h5")]) == 1  # neither TRAJ nor --reference
     assert "give trajectories (TRAJ...) or --reference MAP.h5" in capsys.readouterr().err
+
+
+def test_report_renders_motifs_generated_along_coordinates(si_map, tmp_path, capsys):
+    pytest.importorskip("ovito")
+    from PIL import Image
+
+    from giip_plugin.cli import main
+
+    gen = tmp_path / "gen.h5"
+    assert main(["generate", "train", "--reference", str(si_map), "-o", str(gen), "--epochs", "60",
+                 "--no-progress"]) == 0
+    out = tmp_path / "report"
+    assert main(["report", str(si_map), "-o", str(out), "--generator", str(gen), "--generated-steps", "3"]) == 0
+    for j in (1, 2):
+        with Image.open(out / f"generated_dc{j}.png") as im:
+            assert im.size == (900, 400) and len(np.unique(np.asarray(im.convert("RGB")).reshape(-1, 3), axis=0)) >= 3
+    assert "dc1 requested -> obtained" in capsys.readouterr().err
+    strip = tmp_path / "along.png"
+    assert main(["generate", "along", str(gen), str(si_map), "--coord", "2", "--steps", "2", "-o", str(strip),
+                 "--xyz", str(tmp_path / "along.xyz"), "--no-progress"]) == 0
+    assert strip.exists() and (tmp_path / "along.xyz").exists()

@@ -269,60 +269,6 @@ def _local_and_frames(args):
     return local, frames, float(args.sigma), group, names
 
 
-# ---------------------------------------------------------------------------------------------- writing
-def write_motifs(path, model, motifs, info_rows=None):
-    """Motifs to extended XYZ (one frame each; ``info_rows``: per motif dicts for ``atoms.info``)."""
-    import ase.io
-
-    frames = []
-    for k in range(len(motifs)):
-        a = motif_atoms(model, motifs, k)
-        for key, v in (info_rows[k] if info_rows else {}).items():
-            a.info[key] = v
-        frames.append(a)
-    tmp = f"{path}.tmp"
-    ase.io.write(tmp, frames, format="extxyz")
-    os.replace(tmp, path)
-
-
-def motif_atoms(model, motifs, k):
-    el = model.provenance.get("element")
-    center = model.provenance.get("center") or el or motifs.species_names[0]
-    a = motifs.to_atoms(k, center=center)
-    if el:
-        a.set_chemical_symbols([el] * len(a))
-    a.center(vacuum=4.0)
-    return a
-
-
-def render_row(path, model, motifs, spacing=None):
-    """Render motifs side by side (OVITO), atoms coloured by species (the centre darker)."""
-    import numpy as np
-    from ase import Atoms
-
-    from ..interpret.render import render_values
-
-    r = float(model.environments.r_outer)
-    step = spacing or 2.4 * r
-    parts, values = [], []
-    for k in range(len(motifs)):
-        a = motifs.to_atoms(k, center=motifs.species_names[0])
-        a.positions[:, 0] += k * step
-        parts.append(a)
-        codes = np.concatenate([[-1.0], motifs.species[k][motifs.present[k]].astype(float)])
-        values.append(codes)
-    row = Atoms(symbols=["X"] * sum(len(p) for p in parts), positions=np.vstack([p.positions for p in parts]))
-    v = np.concatenate(values)
-    lo, hi = -1.0, max(1.0, float(len(model.species_names) - 1))
-    return render_values(row, v, path, size=(min(300 * len(motifs), 2400), 400), cmap="Viridis", limits=(lo, hi),
-                         radius=0.35 * r / 2.0, camera_dir=(0, 1, -0.35), symmetric=False)
-
-
-def _nearest_info(model, motifs):
-    k, d = model.nearest_real(motifs)
-    return k, d
-
-
 # ---------------------------------------------------------------------------------------------- actions
 def run_sample(args) -> int:
     import numpy as np
@@ -335,8 +281,8 @@ def run_sample(args) -> int:
         motifs, z, acc = model.sample(args.count, seed=args.seed, min_distance=args.min_distance)
     except RuntimeError as e:
         raise CLIError(str(e)) from None
-    k, d = _nearest_info(model, motifs)
-    write_motifs(args.output, model, motifs, [{"giip_nearest_real": float(d[i]), "nearest_training": int(k[i]),
+    k, d = model.nearest_real(motifs)
+    model.write(args.output, motifs, [{"giip_nearest_real": float(d[i]), "nearest_training": int(k[i]),
                                                "z": " ".join(f"{x:.4g}" for x in z[i])} for i in range(len(z))])
     _log(f"{len(motifs)} motifs ({100 * acc:.0f} % of the draws valid); GIIP distance to the nearest real motif: "
          f"median {float(np.median(d)):.3g}; wrote {args.output}")
@@ -372,6 +318,7 @@ def _motif_arg(model, text, type_names=None):
 
 
 def run_interpolate(args) -> int:
+    from ..interpret.render import render_motifs
     from ..species import parse_type_names
 
     _check_out(args.output, [args.model])
@@ -382,11 +329,11 @@ def run_interpolate(args) -> int:
         motifs, t = model.interpolate(a, b, args.steps)
     except ValueError as e:
         raise CLIError(str(e)) from None
-    k, d = _nearest_info(model, motifs)
-    write_motifs(args.output, model, motifs, [{"t": float(t[i]), "giip_nearest_real": float(d[i])}
+    k, d = model.nearest_real(motifs)
+    model.write(args.output, motifs, [{"t": float(t[i]), "giip_nearest_real": float(d[i])}
                                               for i in range(len(t))])
     if args.render:
-        render_row(args.render, model, motifs)
+        render_motifs(model, motifs, args.render)
     _log(f"{len(motifs)} motifs from {args.a} to {args.b}; wrote {args.output}" +
          (f" and {args.render}" if args.render else ""))
     return 0
@@ -414,7 +361,7 @@ def run_infill(args) -> int:
         res = infill(model, known, missing=args.missing, seed=args.seed)
     except ValueError as e:
         raise CLIError(str(e)) from None
-    write_motifs(args.output, model, res.motif, [{"added": len(res.added), "gram_residual": res.residual}])
+    model.write(args.output, res.motif, [{"added": len(res.added), "gram_residual": res.residual}])
     _log(f"added {len(res.added)} atoms to the {len(pos)} known ones (Gram misfit of the known atoms "
          f"{res.residual:.3g}); wrote {args.output}")
     return 0
@@ -434,28 +381,13 @@ def run_at(args) -> int:
     rows = [{"target": args.at, "error": float(res.error[i]), "giip_nearest_reference": float(res.ref_distance[i]),
              **{f"dc{j + 1}": float(res.coordinates[i, j]) for j in range(res.coordinates.shape[1])}}
             for i in range(len(res.error))]
-    write_motifs(args.output, model, res.motifs, rows)
+    model.write(args.output, res.motifs, rows)
     for i, r in enumerate(rows):
         got = ", ".join(f"dc{j + 1} = {res.coordinates[i, j]:.4g}" for j in sorted(target))
         _log(f"motif {i}: {got} (error {r['error']:.3g} training spreads; nearest reference at "
              f"{r['giip_nearest_reference']:.3g})")
     _log(f"{res.evaluated} candidates placed on the map; wrote {args.output}")
     return 0
-
-
-def along(model, ref, coord: int, steps: int, *, seed: int = 0, progress: bool = False):
-    """Motifs generated at ``steps`` values of coordinate ``coord`` (0-based) from its 5th to 95th
-    percentile over the map's training environments: ``(motifs, values, AtCoordinates list)``."""
-    import numpy as np
-
-    from ..generate import Motifs
-    from ..generate.search import at_coordinates
-
-    vals = np.percentile(ref.coordinates[:, coord], [5, 95])
-    values = np.linspace(vals[0], vals[1], int(steps))
-    found = [at_coordinates(model, ref, {coord: float(v)}, 1, seed=seed + i, progress=progress)
-             for i, v in enumerate(values)]
-    return Motifs.concatenate([f.motifs for f in found]), values, found
 
 
 def run_along(args) -> int:
@@ -465,14 +397,17 @@ def run_along(args) -> int:
         raise CLIError(f"the map has {ref.n_coords} selected coordinates (dc1 .. dc{ref.n_coords})")
     if args.steps < 2:
         raise CLIError("--steps must be at least 2")
+    from ..generate.search import along
+    from ..interpret.render import render_motifs
+
     try:
         motifs, values, found = along(model, ref, args.coord - 1, args.steps, seed=args.seed,
                                       progress=not args.no_progress)
     except (ValueError, RuntimeError) as e:
         raise CLIError(str(e)) from None
-    render_row(args.output, model, motifs)
+    render_motifs(model, motifs, args.output)
     if args.xyz:
-        write_motifs(args.xyz, model, motifs, [{f"target_dc{args.coord}": float(v),
+        model.write(args.xyz, motifs, [{f"target_dc{args.coord}": float(v),
                                                 f"dc{args.coord}": float(f.coordinates[0, args.coord - 1])}
                                                for v, f in zip(values, found)])
     got = ", ".join(f"{v:.3g}->{f.coordinates[0, args.coord - 1]:.3g}" for v, f in zip(values, found))

@@ -5,7 +5,10 @@
 * ``training_plane.png``: the training environments in the plane of two selected coordinates
   (``--coords``, default 1,2), coloured by class;
 * ``cluster_error.png``: largest class diameter against the number of classes, the chosen one marked;
-* ``exemplars.png``: the medoid environment of each class, drawn in 3D (in the plane for 2D maps).
+* ``exemplars.png``: the medoid environment of each class, drawn in 3D (in the plane for 2D maps);
+* with ``--generator GEN.h5`` (``giip generate train --reference REF.h5``): ``generated_dc1.png``,
+  ``generated_dc2.png``: motifs generated at evenly spaced values of each of the first two
+  selected coordinates (5th to 95th percentile of the training set), rendered with OVITO.
 
 Coordinates are numbered as the ``d2_giip_dc[1..k]`` columns of ``giip apply``: dcJ is the J-th
 selected (parsimonious) coordinate; the figures also give its eigenvector number (psiI).
@@ -31,6 +34,10 @@ def add_parser(subparsers):
                    help="leading coordinates in the eigenvalue / r^2 figure (default 20)")
     p.add_argument("--max-classes", type=int, default=24, metavar="N",
                    help="most classes drawn in the exemplar figure (default 24)")
+    p.add_argument("--generator", metavar="GEN.h5",
+                   help="a generative model of this map: also render motifs generated along dc1 and dc2")
+    p.add_argument("--generated-steps", type=int, default=5, metavar="N",
+                   help="motifs per coordinate with --generator (default 5)")
     p.add_argument("--debug", action="store_true", help="show tracebacks")
     p.set_defaults(func=run)
     return p
@@ -76,7 +83,32 @@ def run(args) -> int:
         raise CLIError("--n-leading and --max-classes must be at least 1")
     if os.path.exists(args.output) and not os.path.isdir(args.output):
         raise CLIError(f"{args.output} exists and is not a folder")
+    gen = None
+    if args.generator:
+        from ..generate import MotifModel
+        from ..generate.search import check_model_fits_map
+
+        if not os.path.exists(args.generator):
+            raise CLIError(f"generative model not found: {args.generator}")
+        if args.generated_steps < 2:
+            raise CLIError("--generated-steps must be at least 2")
+        gen = MotifModel.load(args.generator)
+        try:
+            check_model_fits_map(gen, ref)
+        except ValueError as e:
+            raise CLIError(f"--generator: {e}") from None
     paths = write_report(ref, args.output, coords=coords, n_leading=args.n_leading, max_classes=args.max_classes)
+    if gen is not None:
+        from ..generate.search import along
+        from ..interpret.render import render_motifs
+
+        for j in range(min(2, ref.n_coords)):
+            motifs, values, found = along(gen, ref, j, args.generated_steps)
+            path = os.path.join(args.output, f"generated_dc{j + 1}.png")
+            render_motifs(gen, motifs, path)
+            got = ", ".join(f"{v:.3g}->{f.coordinates[0, j]:.3g}" for v, f in zip(values, found))
+            print(f"giip report: dc{j + 1} requested -> obtained: {got}", file=sys.stderr)
+            paths.append(path)
     if ref.n_coords < 2:
         print("giip report: the map has fewer than 2 selected coordinates: no training-set plane", file=sys.stderr)
     for p in paths:

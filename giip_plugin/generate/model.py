@@ -257,9 +257,38 @@ class MotifModel:
             prev = one
         return Motifs(pos, out.species, out.species_names), t
 
-    def describe(self) -> str:
-        from .vae import default_hidden  # noqa: F401  (the layout is described, not recomputed)
+    # ------------------------------------------------------------------ output
+    def atoms(self, motifs: Motifs, k: int):
+        """Motif ``k`` as ``ase.Atoms`` (the centre first, in a box with 4 length units of vacuum):
+        species names, or the element of a one-species model (``provenance["element"]``)."""
+        el = self.provenance.get("element")
+        center = self.provenance.get("center") or el or motifs.species_names[0]
+        a = motifs.to_atoms(k, center=center)
+        if el:
+            a.set_chemical_symbols([el] * len(a))
+        a.center(vacuum=4.0)
+        return a
 
+    def write(self, path, motifs: Motifs, info_rows=None) -> None:
+        """Motifs to extended XYZ, one frame each (``info_rows``: a dict per motif for ``atoms.info``);
+        written to a temporary file first, so a failed write leaves no partial file."""
+        import ase.io
+
+        frames = []
+        for k in range(len(motifs)):
+            a = self.atoms(motifs, k)
+            a.info.update((info_rows[k] if info_rows else {}))
+            frames.append(a)
+        path = os.fspath(path)
+        tmp = f"{path}.tmp"
+        try:
+            ase.io.write(tmp, frames, format="extxyz")
+            os.replace(tmp, path)
+        finally:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+
+    def describe(self) -> str:
         n_in = self.n_gram + self.n * self.n_classes
         L = ["generative model of motifs (variational autoencoder on Gram matrices)",
              f"  motifs          {self.n} nearest neighbours within r_outer = {self.environments.r_outer:g} "

@@ -15,7 +15,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-__all__ = ["at_coordinates", "AtCoordinates", "check_model_fits_map"]
+__all__ = ["at_coordinates", "AtCoordinates", "check_model_fits_map", "parse_target", "along"]
 
 
 class AtCoordinates(NamedTuple):
@@ -127,3 +127,16 @@ def at_coordinates(model, ref, target: dict, count: int = 4, *, rounds: int = 4,
     motifs = model.decode(allz[top])
     motifs = model.synchronise(motifs, model.training.subset(model.nearest_real(motifs)[0]))
     return AtCoordinates(motifs, allz[top], allc[top], dict(target), alls[top], alld[top], len(allz))
+
+
+def along(model, ref, coord: int, steps: int, *, seed: int = 0, progress: bool = False):
+    """Motifs generated at ``steps`` values of the selected coordinate ``coord`` (0-based), from its
+    5th to its 95th percentile over the map's training environments (the other coordinates free).
+    Returns ``(motifs, values, [AtCoordinates per value])``."""
+    from .motifs import Motifs
+
+    lo, hi = np.percentile(ref.coordinates[:, coord], [5, 95])
+    values = np.linspace(lo, hi, int(steps))
+    found = [at_coordinates(model, ref, {coord: float(v)}, 1, seed=seed + i, progress=progress)
+             for i, v in enumerate(values)]
+    return Motifs.concatenate([f.motifs for f in found]), values, found

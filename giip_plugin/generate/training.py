@@ -82,7 +82,7 @@ def train(motifs: Motifs, environments: LocalEnvironments, *, sigma: float, grou
     target_s = np.where(motifs.species < 0, K - 1, motifs.species)
     n_gram = n * (n + 1) // 2
     n_in = n_gram + n * K
-    hidden = tuple(int(h) for h in (hidden or default_hidden(n_in, latent)))
+    hidden = tuple(int(h) for h in (hidden or default_hidden(n_gram, latent)))
     pos_all, spc_all = motifs.positions, motifs.species
 
     history = {"train_loss": [], "held_out_loss": []}

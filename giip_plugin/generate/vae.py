@@ -3,7 +3,7 @@
 Input of one motif: its standardised Gram upper triangle (:mod:`.gram`) followed by one one-hot
 species vector per slot (the species, and one more class for an absent slot). Encoder: fully
 connected layers with tanh (the seed's 36-28-18-8 for 8 neighbours of one species: by default the
-hidden widths are 28/36 and 18/36 of the input), then the mean and log-variance of the latent
+hidden widths are 28/36 and 18/36 of the Gram triangle's length), then the mean and log-variance of the latent
 Gaussian. Decoder: the mirror image, ending in the Gram triangle and the species logits.
 
 Loss per motif: squared error of the standardised Gram triangle, cross-entropy of the species
@@ -19,9 +19,9 @@ import numpy as np
 __all__ = ["default_hidden", "build_network", "encode_inputs", "permuted_copies"]
 
 
-def default_hidden(n_in: int, latent: int) -> tuple:
-    """The seed's proportions (36-28-18-8) for an input of ``n_in`` numbers."""
-    return (max(latent + 2, int(round(n_in * 28 / 36))), max(latent + 1, int(round(n_in * 18 / 36))))
+def default_hidden(n_gram: int, latent: int) -> tuple:
+    """The seed's proportions (36-28-18-8 for the 36 numbers of an 8-neighbour Gram triangle)."""
+    return (max(latent + 2, int(round(n_gram * 28 / 36))), max(latent + 1, int(round(n_gram * 18 / 36))))
 
 
 def build_network(n_in: int, n_gram: int, n_slots: int, n_classes: int, hidden, latent: int):

@@ -12,7 +12,7 @@ import numpy as np
 
 from ..io.frames import import_ovito
 
-__all__ = ["render_values"]
+__all__ = ["render_values", "render_motifs"]
 
 
 def render_values(atoms, values, path, *, size=(900, 900), cmap: str = "Blue-White-Red", limits=None,
@@ -111,3 +111,25 @@ def _gradient(name):
     if name not in grads:
         raise ValueError(f"unknown colour map {name!r}; choose one of {sorted(grads)}")
     return grads[name]()
+
+
+def render_motifs(model, motifs, path, *, spacing: float | None = None, size_per_motif: int = 300):
+    """Render motifs of a generative model side by side along x (``path``: PNG), atoms coloured by
+    species index (the centre darkest): e.g. motifs generated along a diffusion coordinate."""
+    from ase import Atoms
+
+    r = float(model.environments.r_outer)
+    step = spacing or 2.4 * r
+    pos, val = [], []
+    for k in range(len(motifs)):
+        m = motifs.present[k]
+        p = np.zeros((1 + int(m.sum()), 3))
+        p[1:, : motifs.dim] = motifs.positions[k][m]
+        p[:, 0] += k * step
+        pos.append(p)
+        val.append(np.concatenate([[-1.0], motifs.species[k][m].astype(float)]))
+    row = Atoms(symbols=["X"] * sum(len(p) for p in pos), positions=np.vstack(pos))
+    hi = max(1.0, float(len(motifs.species_names) - 1))
+    return render_values(row, np.concatenate(val), path, size=(min(size_per_motif * len(motifs), 2400), 400),
+                         cmap="Viridis", limits=(-1.0, hi), radius=0.18 * r, camera_dir=(0, 1, -0.35),
+                         symmetric=False)
