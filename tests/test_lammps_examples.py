@@ -208,3 +208,44 @@ def test_driver_under_mpiexec(tmp_path):
     cols, _, data = _read_dump(out / "lj2d_dislocations.dump")
     summary = json.loads((out / "lj2d_dislocations.json").read_text())
     assert len(data) == summary["n_final"]
+
+
+def test_asi_quench_tiny(tmp_path):
+    out = tmp_path / "asi"
+    _run_driver("asi_quench", out, {"n": 2, "melt_ps": 0.2, "rate": 5000, "hold_ps": 0.2, "dump_ps": 0.1})
+    import ase.io
+
+    frames = ase.io.read(out / "asi_quench.dump", index=":", format="lammps-dump-text")
+    assert len(frames) == 2 and len(frames[0]) == 64  # steps 900 and 1000 of the hold (840 .. 1040)
+
+
+def _timesteps(path):
+    lines = Path(path).read_text().splitlines()
+    return [int(lines[i + 1]) for i, line in enumerate(lines) if line == "ITEM: TIMESTEP"]
+
+
+def test_ka_glass_long_resumes_after_an_interruption(tmp_path):
+    """Killed in the middle of production, the same command carries on: every frame once, in order."""
+    script = REPO / "lammps_examples" / "ka_glass_long.py"
+    out = tmp_path / "ka"
+    cmd = [sys.executable, str(script), "--T", "0.47", "--n", "6", "--melt-steps", "200", "--quench-steps", "400",
+           "--age-steps", "400", "--prod-steps", "4000", "--chunk", "500", "--dump-every", "50", "--out", str(out)]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            env=_env_without_ld_path())
+    for line in proc.stdout:  # stop it once a production chunk is done, mid-way through the next
+        if line.startswith("prod: 1000/"):
+            time.sleep(0.3)
+            proc.kill()
+            break
+    proc.wait(timeout=120)
+    state = json.loads((out / "state.json").read_text())
+    assert state["stage"] in ("prod", "finished")
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=_env_without_ld_path())
+    assert r.returncode == 0, r.stdout + r.stderr
+    steps = _timesteps(out / "ka_glass_T0.47.dump")
+    assert steps == list(range(0, 4001, 50))
+    again = subprocess.run(cmd, capture_output=True, text=True, timeout=60, env=_env_without_ld_path())
+    assert "holds a finished run" in again.stdout
+    other = subprocess.run(cmd[:-2] + ["--T", "0.5", "--out", str(out)], capture_output=True, text=True,
+                           timeout=60, env=_env_without_ld_path())
+    assert other.returncode != 0 and "other settings" in other.stdout + other.stderr

@@ -22,7 +22,6 @@ Data only (no pickle); loading checks the checksums and the shapes.
 """
 from __future__ import annotations
 
-import datetime
 import os
 from dataclasses import dataclass, field
 
@@ -308,8 +307,7 @@ class MotifModel:
 
     # ------------------------------------------------------------------ file
     def save(self, path) -> None:
-        from .. import __version__
-        from ..reference.fileformat import write_reference
+        from ..reference.fileformat import write_model_file
 
         content = {
             "settings": {"attrs": {"n": self.n, "dim": self.dim, "species_names": list(self.species_names),
@@ -324,8 +322,7 @@ class MotifModel:
                          "attrs": dict(self.history)},
             "provenance": {"attrs": dict(self.provenance)},
         }
-        now = datetime.datetime.now(datetime.timezone.utc).replace(microsecond=0).isoformat()
-        write_reference(path, content, {"package_version": __version__, "created": now}, kind=GENERATIVE)
+        write_model_file(path, content, GENERATIVE)
 
     @classmethod
     def load(cls, path) -> "MotifModel":

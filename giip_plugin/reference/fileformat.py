@@ -202,6 +202,17 @@ def write_reference(path, content: dict, root_attrs: dict | None = None, kind: F
         raise
 
 
+def write_model_file(path, content: dict, kind: FileKind) -> None:
+    """:func:`write_reference` for a model file of ``kind``, stamped with the package version and
+    the date (the root attributes ``package_version`` and ``created``)."""
+    import datetime
+
+    from .. import __version__
+
+    now = datetime.datetime.now(datetime.timezone.utc).replace(microsecond=0).isoformat()
+    write_reference(path, content, {"package_version": __version__, "created": now}, kind=kind)
+
+
 def read_reference(path, kind: FileKind | None = None) -> tuple[dict, dict]:
     """Read and check a reference file (or a file of another ``kind``); returns ``(content,
     root_attrs)`` as for :func:`write_reference`."""

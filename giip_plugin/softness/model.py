@@ -18,7 +18,6 @@ Data only (no pickle); loading checks the checksums and the shapes.
 """
 from __future__ import annotations
 
-import datetime
 import os
 from dataclasses import dataclass, field
 
@@ -113,8 +112,7 @@ class SoftnessModel:
 
     # ------------------------------------------------------------------ file
     def save(self, path) -> None:
-        from .. import __version__
-        from ..reference.fileformat import write_reference
+        from ..reference.fileformat import write_model_file
 
         content = {
             "features": {"attrs": {**self.features.to_dict(), "names": list(self.features.names)}},
@@ -125,8 +123,7 @@ class SoftnessModel:
             "labels": {"attrs": dict(self.labels)},
             "provenance": {"attrs": dict(self.provenance)},
         }
-        now = datetime.datetime.now(datetime.timezone.utc).replace(microsecond=0).isoformat()
-        write_reference(path, content, {"package_version": __version__, "created": now}, kind=SOFTNESS)
+        write_model_file(path, content, SOFTNESS)
 
     @classmethod
     def load(cls, path) -> "SoftnessModel":
