@@ -77,6 +77,7 @@ def test_canonical_order_makes_encodings_permutation_invariant(model):
         assert np.allclose(model.encode(again), model.encode(m.subset([k])))
 
 
+@pytest.mark.slow
 def test_permutation_augmentation_teaches_the_encoder_to_ignore_order():
     import torch
 
@@ -250,6 +251,7 @@ def test_command_line(si_map, tmp_path, capsys):
     assert "give trajectories (TRAJ...) or --reference MAP.h5" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_report_renders_motifs_generated_along_coordinates(si_map, tmp_path, capsys):
     pytest.importorskip("ovito")
     from PIL import Image

@@ -55,6 +55,8 @@ def add_parser(sub):
     g.add_argument("--batch-size", type=int, default=128)
     g.add_argument("--lr", type=float, default=2e-3)
     g.add_argument("--beta", type=float, default=0.05, help="weight of the KL term (default 0.05)")
+    g.add_argument("--order", choices=("prototype", "distance"), default="prototype",
+                   help="the slots' canonical order: matched to a prototype motif (default) or by distance (the seed's)")
     g.add_argument("--augment", action="store_true",
                    help="feed the encoder randomly reordered copies (the seed's permutation augmentation) instead "
                         "of the canonical order")
@@ -216,7 +218,7 @@ def run_train(args) -> int:
     try:
         model = training.train(motifs, local, sigma=sigma, group=group, latent=args.latent, hidden=hidden,
                                epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, beta=args.beta,
-                               held_out=args.held_out, seed=args.seed, augment=args.augment,
+                               held_out=args.held_out, seed=args.seed, augment=args.augment, order=args.order,
                                progress=not args.no_progress, provenance=prov)
     except ValueError as e:
         raise CLIError(str(e)) from None

@@ -11,10 +11,11 @@ File layout (format ``giip-generative``, schema version 1)::
 
     /            attrs: format, schema_version, package_version, created, checksum, attrs_checksum
     /settings    attrs: n, dim, species_names, latent, hidden, environments (LocalEnvironments),
-                 sigma, group, min_distance, beta
+                 sigma, group, min_distance, beta, order (of the slots)
     /scaling     attrs: the Gram standardisation (diag_mean, diag_scale, off_mean, off_scale)
     /network     datasets: the PyTorch state (one dataset per parameter, float64)
-    /training    datasets: positions (N, n, dim), species (N, n), held_out (indices)
+    /training    datasets: positions (N, n, dim), species (N, n), held_out (indices),
+                 prototype (n, dim; the "prototype" slot order)
                  attrs: loss history, held-out reconstruction errors
     /provenance  attrs: command line, inputs, date, reference map, seed
 
@@ -58,6 +59,33 @@ def _kind():
 GENERATIVE = _kind()
 
 
+ORDERS = ("prototype", "distance")
+
+
+def canonical_order(motifs: Motifs, order: str, prototype=None, progress: bool = False) -> Motifs:
+    """The slot order the network reads and writes: ``"distance"`` (the seed's: neighbours by
+    distance from the centre) or ``"prototype"`` (each motif matched, by rotation, reflection and
+    assignment, to one prototype motif, whose slots it then follows: the same slot holds the atom
+    in the same place of every motif, which makes the Gram entries learnable where distances are
+    close). Either way the result does not depend on the order the motif came in."""
+    if order == "distance":
+        return motifs.sorted_by_distance()
+    if order == "prototype":
+        if prototype is None:
+            raise ValueError("the prototype order needs a prototype motif")
+        return motifs.aligned_to(prototype, progress=progress)
+    raise ValueError(f"unknown slot order {order!r}; choose one of {ORDERS}")
+
+
+def choose_prototype(motifs: Motifs) -> np.ndarray:
+    """The prototype of the ``"prototype"`` order: among the motifs with every slot filled (or the
+    fullest), the one whose sorted neighbour distances are nearest the median profile."""
+    full = np.flatnonzero(motifs.counts == motifs.counts.max())
+    r = np.sort(np.linalg.norm(motifs.positions[full], axis=2), axis=1)
+    k = full[int(np.argmin(np.abs(r - np.median(r, axis=0)).sum(1)))]
+    return motifs.sorted_by_distance().positions[k].copy()
+
+
 def is_generative_file(path) -> bool:
     from ..reference.fileformat import file_format
 
@@ -84,6 +112,8 @@ class MotifModel:
     beta: float = 0.1
     history: dict = field(default_factory=dict)
     provenance: dict = field(default_factory=dict)
+    order: str = "distance"  # the slots' canonical order: "distance" or "prototype"
+    prototype: np.ndarray | None = None  # (n, dim): the motif whose slots "prototype" order follows
 
     # ------------------------------------------------------------------ network
     @property
@@ -111,9 +141,14 @@ class MotifModel:
             self.__dict__["_net"] = net
         return net
 
-    def inputs(self, motifs: Motifs) -> np.ndarray:
+    def canonical(self, motifs: Motifs) -> Motifs:
+        """``motifs`` in the model's canonical slot order (:func:`canonical_order`)."""
         self.check_motifs(motifs)
-        return encode_inputs(self.scaling.transform(triu(gram(motifs.positions))), motifs.species, self.n_classes)
+        return canonical_order(motifs, self.order, self.prototype)
+
+    def inputs(self, motifs: Motifs) -> np.ndarray:
+        m = self.canonical(motifs)
+        return encode_inputs(self.scaling.transform(triu(gram(m.positions))), m.species, self.n_classes)
 
     def check_motifs(self, motifs: Motifs) -> None:
         """A clear error for motifs this model cannot read (slots, dimension, species)."""
@@ -134,10 +169,11 @@ class MotifModel:
             mu, _ = self.network().encode(torch.as_tensor(self.inputs(motifs)))
         return mu.numpy()
 
-    def decode(self, z: np.ndarray) -> Motifs:
+    def decode(self, z: np.ndarray, sort: bool = True) -> Motifs:
         """Motifs of latent vectors ``z`` ``(N, latent)``: Gram matrix to positions by
         eigendecomposition, each slot's most likely species (absent slots dropped), neighbours
-        sorted by distance. The orientation is arbitrary (:meth:`synchronise` fixes it)."""
+        sorted by distance (``sort=False``: in the network's slot order, the canonical one). The
+        orientation is arbitrary (:meth:`synchronise` fixes it)."""
         import torch
 
         z = np.atleast_2d(np.asarray(z, dtype=float))
@@ -145,15 +181,17 @@ class MotifModel:
             raise ValueError(f"latent vectors must have {self.latent} components, got {z.shape[1]}")
         with torch.no_grad():
             g, s = self.network().decode(torch.as_tensor(z))
-        return self._motifs_of_outputs(g.numpy(), s.numpy())
+        return self._motifs_of_outputs(g.numpy(), s.numpy(), sort)
 
-    def _motifs_of_outputs(self, g_scaled, logits) -> Motifs:
+    def _motifs_of_outputs(self, g_scaled, logits, sort=True) -> Motifs:
         G = untriu(self.scaling.inverse(g_scaled), self.n)
         cls = logits.argmax(2)
         absent = cls == self.n_classes - 1
         G[absent[:, :, None] | absent[:, None, :]] = 0.0
         X = positions_from_gram(G, self.dim)
         spc = np.where(absent, -1, cls)
+        if not sort:
+            return Motifs(X, spc, self.species_names)
         r = np.where(absent, np.inf, np.linalg.norm(X, axis=2))
         order = np.argsort(r, axis=1, kind="stable")
         return Motifs(np.take_along_axis(X, order[..., None], 1), np.take_along_axis(spc, order, 1), self.species_names)
@@ -293,7 +331,8 @@ class MotifModel:
              f"  motifs          {self.n} nearest neighbours within r_outer = {self.environments.r_outer:g} "
              f"(r_inner {self.environments.r_inner:g}), {self.dim}D, species {', '.join(self.species_names)} "
              f"(encoding {self.environments.encoding.mode})",
-             f"  network         {n_in}-" + "-".join(str(h) for h in self.hidden) + f"-{self.latent} (tanh), beta {self.beta:g}",
+             f"  network         {n_in}-" + "-".join(str(h) for h in self.hidden) + f"-{self.latent} (tanh), beta "
+             f"{self.beta:g}, slots in {self.order} order",
              f"  GIIP check      sigma {self.sigma:g}, group {self.group}",
              f"  training        {len(self.training)} motifs ({len(self.held_out)} held out), minimum atom "
              f"distance of generated motifs {self.min_distance:.3g}"]
@@ -314,11 +353,12 @@ class MotifModel:
                                    "latent": self.latent, "hidden": list(self.hidden),
                                    "environments": self.environments.to_dict(), "sigma": float(self.sigma),
                                    "group": self.group or "", "min_distance": float(self.min_distance),
-                                   "beta": float(self.beta)}},
+                                   "beta": float(self.beta), "order": self.order}},
             "scaling": {"attrs": {k: v for k, v in self.scaling.to_dict().items() if k != "n"}},
             "network": {"datasets": {k: np.asarray(v, dtype=float) for k, v in self.state.items()}},
             "training": {"datasets": {"positions": self.training.positions, "species": self.training.species,
-                                      "held_out": np.asarray(self.held_out, dtype=np.int64)},
+                                      "held_out": np.asarray(self.held_out, dtype=np.int64),
+                                      **({"prototype": self.prototype} if self.prototype is not None else {})},
                          "attrs": dict(self.history)},
             "provenance": {"attrs": dict(self.provenance)},
         }
@@ -337,7 +377,9 @@ class MotifModel:
                     GramScaling(n, **{k: float(v) for k, v in c["scaling"]["attrs"].items()}),
                     dict(c["network"]["datasets"]), Motifs(t["positions"], t["species"], names), t["held_out"],
                     float(s["min_distance"]), float(s.get("beta", 0.1)), dict(c["training"]["attrs"]),
-                    dict(c["provenance"]["attrs"]))
+                    dict(c["provenance"]["attrs"]), str(s.get("order", "distance")), t.get("prototype"))
+        if model.order == "prototype" and (model.prototype is None or model.prototype.shape != (n, model.dim)):
+            raise _damaged(path, "the prototype motif of the slot order is missing or of the wrong shape", GENERATIVE)
         try:
             model.network()
         except (RuntimeError, KeyError) as e:  # the stored weights do not fit the stored layout

@@ -141,6 +141,41 @@ class Motifs:
         spc[0, : len(order)] = [list(species_names).index(names[i]) for i in order]
         return cls(pos, spc, species_names)
 
+    # ------------------------------------------------------------------ orders
+    def sorted_by_distance(self) -> "Motifs":
+        """Each motif's present neighbours by distance from the centre, absent slots last."""
+        r = np.where(self.present, np.linalg.norm(self.positions, axis=2), np.inf)
+        order = np.argsort(r, axis=1, kind="stable")
+        return Motifs(np.take_along_axis(self.positions, order[..., None], 1),
+                      np.take_along_axis(self.species, order, 1), self.species_names)
+
+    def aligned_to(self, prototype: np.ndarray, progress: bool = False) -> "Motifs":
+        """Each motif's neighbours reordered to follow the slots of ``prototype`` (``(n, dim)``
+        positions): the motif is matched to the prototype by rotation, reflection and assignment
+        (:func:`~giip_plugin.generate.gram.synchronise` with ``match``), and the neighbour matched
+        to the prototype's slot ``j`` goes to slot ``j`` (unmatched slots are absent). Positions
+        are not rotated; only their order changes, which the input order cannot affect."""
+        from .gram import synchronise
+
+        proto = np.asarray(prototype, dtype=float)
+        if proto.shape != (self.n, self.dim):
+            raise ValueError(f"the prototype must have shape {(self.n, self.dim)}, got {proto.shape}")
+        pos = np.zeros_like(self.positions)
+        spc = np.full_like(self.species, -1)
+        it = range(len(self))
+        if progress:
+            from tqdm.auto import tqdm
+
+            it = tqdm(it, desc="aligning motifs", unit="motif")
+        for k in it:
+            m = np.flatnonzero(self.present[k])
+            if len(m) == 0:
+                continue
+            _, _, (a, b) = synchronise(self.positions[k][m], proto, match=True)
+            pos[k, b] = self.positions[k][m[a]]
+            spc[k, b] = self.species[k][m[a]]
+        return Motifs(pos, spc, self.species_names)
+
     # ------------------------------------------------------------------ conversion
     def to_environments(self, local: LocalEnvironments) -> EnvironmentSet:
         """The GIIP environments of these motifs under ``local`` (its smooth cutoff and species

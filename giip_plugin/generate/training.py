@@ -6,7 +6,7 @@ import numpy as np
 
 from ..environments import LocalEnvironments
 from .gram import GramScaling, gram, triu
-from .model import MotifModel
+from .model import MotifModel, canonical_order, choose_prototype
 from .motifs import Motifs
 from .vae import build_network, default_hidden, encode_inputs, permuted_copies
 
@@ -50,14 +50,18 @@ def motifs_of_frames(frames, local: LocalEnvironments, n: int | None = None, *, 
 
 def train(motifs: Motifs, environments: LocalEnvironments, *, sigma: float, group: str | None = "O3",
           latent: int = 8, hidden=None, epochs: int = 400, batch_size: int = 128, lr: float = 2e-3,
-          beta: float = 0.05, held_out: float = 0.1, seed: int = 0, augment: bool = True, progress: bool = False,
+          beta: float = 0.05, held_out: float = 0.1, seed: int = 0, augment: bool = False, order: str = "prototype",
+          progress: bool = False,
           provenance: dict | None = None, giip_check: int = 500) -> MotifModel:
     """Fit the VAE (:mod:`.vae`) to ``motifs`` and return the :class:`MotifModel`.
 
     ``held_out``: the fraction of motifs kept out of training (random, ``seed``); the best epoch by
     held-out loss is kept. The held-out reconstruction error is measured as the RMS error of the
     Gram matrix (length^2) and the GIIP distance between each held-out motif and its decoding
-    (width ``sigma``, ``group``; ``giip_check`` motifs at most). ``Ctrl-C`` stops the training and
+    (width ``sigma``, ``group``; ``giip_check`` motifs at most). ``order``: the slots' canonical
+    order (:func:`~.model.canonical_order`: ``"prototype"``, default, or the seed's ``"distance"``);
+    ``augment``: the encoder reads randomly reordered copies (the seed's permutation augmentation)
+    instead of the canonical order. ``Ctrl-C`` stops the training and
     keeps the best epoch so far.
     """
     import torch
@@ -71,6 +75,8 @@ def train(motifs: Motifs, environments: LocalEnvironments, *, sigma: float, grou
         raise ValueError(f"the motifs are {dim}D, the environment settings {environments.dim}D")
     if not 0 < held_out < 0.9:
         raise ValueError(f"held_out must be a fraction between 0 and 0.9, got {held_out}")
+    prototype = choose_prototype(motifs) if order == "prototype" else None
+    motifs = canonical_order(motifs, order, prototype, progress=progress)
     rng = np.random.default_rng(seed)
     perm = rng.permutation(len(motifs))
     n_val = max(1, int(round(held_out * len(motifs))))
@@ -123,10 +129,10 @@ def train(motifs: Motifs, environments: LocalEnvironments, *, sigma: float, grou
                     x = inputs_of(*permuted_copies(pos_all[tr], spc_all[tr], rng))
                 elif epoch == 0:
                     x = inputs_of(pos_all[tr], spc_all[tr])
-                order = rng.permutation(len(tr))
+                shuffle = rng.permutation(len(tr))
                 total = 0.0
                 for b in range(0, len(tr), batch_size):
-                    sel = order[b: b + batch_size]
+                    sel = shuffle[b: b + batch_size]
                     rec, sp, kl = loss_of(x[sel], tr[sel])
                     loss = rec + sp + beta * kl
                     opt.zero_grad()
@@ -159,7 +165,7 @@ def train(motifs: Motifs, environments: LocalEnvironments, *, sigma: float, grou
     dmin = dmin[np.isfinite(dmin)]
     min_distance = 0.8 * float(np.percentile(dmin, 1)) if len(dmin) else 0.0
     model = MotifModel(environments, float(sigma), group, n, motifs.species_names, int(latent), hidden, scaling,
-                       state, motifs, val, min_distance, float(beta), {}, dict(provenance or {}))
+                       state, motifs, val, min_distance, float(beta), {}, dict(provenance or {}), order, prototype)
     history.update(held_out_errors(model, motifs.subset(val[:giip_check])))
     history["epochs"] = len(history["train_loss"])
     model.history = history
@@ -167,13 +173,15 @@ def train(motifs: Motifs, environments: LocalEnvironments, *, sigma: float, grou
 
 
 def held_out_errors(model: MotifModel, motifs: Motifs) -> dict:
-    """Reconstruction of ``motifs`` by the model: the RMS error of the Gram matrix, the fraction of
-    slots with the wrong species (or presence), and the GIIP distance to the original (median, 90th
-    percentile)."""
-    rec = model.reconstruct(motifs)
-    G0, G1 = gram(motifs.positions), gram(rec.positions)
-    d = model.giip_distances(rec, motifs)
+    """Reconstruction of ``motifs`` by the model, slot by slot in the canonical order: the RMS error
+    of the Gram matrix of the decoded positions, the fraction of slots with the wrong species (or
+    presence); and the GIIP distance between each decoded motif and its original (median, 90th
+    percentile, mean)."""
+    canon = model.canonical(motifs)
+    rec = model.decode(model.encode(canon), sort=False)
+    G0, G1 = gram(canon.positions), gram(rec.positions)
+    d = model.giip_distances(rec, canon)
     return {"held_out_gram_rmse": float(np.sqrt(np.mean((G0 - G1) ** 2))),
-            "held_out_species_error": float(np.mean(rec.species != motifs.species)),
+            "held_out_species_error": float(np.mean(rec.species != canon.species)),
             "held_out_giip_median": float(np.median(d)), "held_out_giip_p90": float(np.percentile(d, 90)),
             "held_out_giip_mean": float(np.mean(d))}
