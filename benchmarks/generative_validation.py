@@ -64,9 +64,13 @@ def distance_figures(model, motifs, count=300, seed=0):
     """Generated motifs' GIIP distance to the nearest training motif, and held-out real motifs'."""
     train_idx = np.setdiff1d(np.arange(len(motifs)), model.held_out)
     real = motifs.subset(train_idx)
-    gen, _, acc = model.sample(count, seed=seed, synchronise=False)
-    _, d_gen = model.nearest_real(gen, real)
     _, d_held = model.nearest_real(motifs.subset(model.held_out[:count]), real)
+    try:
+        gen, _, acc = model.sample(count, seed=seed, synchronise=False)
+    except RuntimeError as e:  # no valid motif decoded
+        log(f"sampling failed: {e}")
+        return {"acceptance": 0.0, "generated": [], "held_out": d_held.tolist()}
+    _, d_gen = model.nearest_real(gen, real)
     return {"acceptance": acc, "generated": d_gen.tolist(), "held_out": d_held.tolist()}
 
 
@@ -195,7 +199,7 @@ def figure(res, path):
               ("a-Si, 8 neighbours, prototype order", res["asi_seed"]["prototype"]),
               ("NiNb map environments (prototype order)", res["ninb_map"])]
     for ax, (title, r) in zip(axes, panels):
-        bins = np.linspace(0, max(max(r["generated"]), max(r["held_out"])) * 1.05, 30)
+        bins = np.linspace(0, max(r["generated"] + r["held_out"]) * 1.05, 30)
         ax.hist(r["held_out"], bins, alpha=0.6, label="held-out real", density=True)
         ax.hist(r["generated"], bins, alpha=0.6, label="generated", density=True)
         ax.set_xlabel("GIIP distance to the nearest training motif")
@@ -223,6 +227,8 @@ def figure(res, path):
 
 def _q(a):
     a = np.asarray(a)
+    if len(a) == 0:
+        return "none valid"
     return f"{np.median(a):.3f} / {np.percentile(a, 90):.3f}"
 
 
