@@ -283,7 +283,13 @@ def write_doc(res, path):
                  f"{res[tag]['at_seconds']:.0f} s for the {len(errs)} targets.")
     L += ["", "Motifs generated along dc1 (left to right: the 5th to the 95th percentile; the centre darkest), "
           "a-Si map and NiNb map:", "", "![a-Si](figures/generated_asi_dc1.png)", "",
-          "![NiNb](figures/generated_ninb_dc1.png)", "", "## Reading", "", "READING", ""]
+          "![NiNb](figures/generated_ninb_dc1.png)", "", "## Reading", ""]
+    reading = "(to be written from the figures above)\n"
+    if os.path.exists(path):  # the reading is written by hand: a rerun keeps it
+        old = open(path).read()
+        if "## Reading\n" in old:
+            reading = old.split("## Reading\n", 1)[1].lstrip("\n")
+    L.append(reading)
     with open(path, "w") as fh:
         fh.write("\n".join(L))
 
