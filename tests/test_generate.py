@@ -247,6 +247,13 @@ def test_command_line(si_map, tmp_path, capsys):
     assert "dc1" in ase.io.read(at).info
     r = subprocess.run([sys.executable, "-m", "giip_plugin.cli", "info", str(gen)], capture_output=True, text=True)
     assert r.returncode == 0 and "generative model" in r.stdout
+    (tmp_path / "empty.xyz").write_text("")
+    assert main(["generate", "infill", str(gen), str(tmp_path / "empty.xyz"), "-o", str(tmp_path / "f.xyz")]) == 1
+    assert "cannot read the partial motif" in capsys.readouterr().err
+    partial = tmp_path / "partial.xyz"  # a training motif without its last neighbour
+    ase.io.write(partial, frames[0][:-1])
+    assert main(["generate", "infill", str(gen), str(partial), "-o", str(tmp_path / "f.xyz"), "--missing", "1"]) == 0
+    assert len(ase.io.read(tmp_path / "f.xyz")) == len(frames[0])
     assert main(["generate", "train", "-o", str(tmp_path / "x.h5")]) == 1  # neither TRAJ nor --reference
     assert "give trajectories (TRAJ...) or --reference MAP.h5" in capsys.readouterr().err
 

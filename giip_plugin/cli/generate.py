@@ -351,7 +351,11 @@ def run_infill(args) -> int:
     model = _load_model(args.model)
     if not os.path.exists(args.partial):
         raise CLIError(f"partial motif not found: {args.partial}")
-    atoms = ase.io.read(args.partial, index=0)
+    try:
+        atoms = ase.io.read(args.partial, index=0)
+    except Exception as e:  # ase raises several kinds for unreadable files
+        raise CLIError(f"cannot read the partial motif {args.partial}: {e} (give an xyz file: the centre first, "
+                       "then the known neighbours)") from None
     if len(atoms) < 2:
         raise CLIError(f"{args.partial} must hold the centre and at least one known neighbour")
     names = atoms.arrays.get("species", np.array(atoms.get_chemical_symbols()))[1:]
