@@ -244,9 +244,9 @@ def _element_of(names, local) -> dict:
 def _local_and_frames(args):
     import numpy as np
 
-    from ..environments import LocalEnvironments, SpeciesEncoding
     from ..environments.neighbors import species_names
     from ..io.frames import expand_paths, iter_frames, parse_frames
+    from ..reference.builder import _make_environments
     from ..species import parse_type_names
 
     paths = expand_paths(args.traj)
@@ -260,11 +260,10 @@ def _local_and_frames(args):
         raise CLIError("the trajectories hold no frames")
     names = sorted({s for fr in frames for s in np.unique(species_names(fr.atoms)).tolist()})
     dim = frames[0].dim
-    enc = SpeciesEncoding(args.species, tuple(names) if args.species != "none" else (),
-                          args.positive) if args.species != "none" else SpeciesEncoding()
     centers = tuple(c for c in (args.centers or "").replace(",", " ").split() if c) or None
-    try:
-        local = LocalEnvironments(args.r_inner, args.r_outer, enc, centers=centers, dim=dim)
+    try:  # the same settings as giip build makes from the same options
+        local = _make_environments(args.r_inner, args.r_outer, args.species, args.positive, centers, None, dim,
+                                   type_names, set(names))
     except ValueError as e:
         raise CLIError(str(e)) from None
     group = args.group or ("O3" if dim == 3 else "O2")

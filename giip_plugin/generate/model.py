@@ -29,9 +29,9 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..environments import LocalEnvironments
-from .gram import GramScaling, gram, positions_from_gram, synchronise, triu, untriu
+from .gram import GramScaling, positions_from_gram, synchronise, untriu
 from .motifs import Motifs
-from .vae import build_network, encode_inputs
+from .vae import build_network, network_inputs
 
 __all__ = ["MotifModel", "GENERATIVE", "is_generative_file"]
 
@@ -148,7 +148,7 @@ class MotifModel:
 
     def inputs(self, motifs: Motifs) -> np.ndarray:
         m = self.canonical(motifs)
-        return encode_inputs(self.scaling.transform(triu(gram(m.positions))), m.species, self.n_classes)
+        return network_inputs(m.positions, m.species, self.scaling, self.n_classes)
 
     def check_motifs(self, motifs: Motifs) -> None:
         """A clear error for motifs this model cannot read (slots, dimension, species)."""
@@ -190,11 +190,8 @@ class MotifModel:
         G[absent[:, :, None] | absent[:, None, :]] = 0.0
         X = positions_from_gram(G, self.dim)
         spc = np.where(absent, -1, cls)
-        if not sort:
-            return Motifs(X, spc, self.species_names)
-        r = np.where(absent, np.inf, np.linalg.norm(X, axis=2))
-        order = np.argsort(r, axis=1, kind="stable")
-        return Motifs(np.take_along_axis(X, order[..., None], 1), np.take_along_axis(spc, order, 1), self.species_names)
+        out = Motifs(X, spc, self.species_names)
+        return out.sorted_by_distance() if sort else out
 
     def reconstruct(self, motifs: Motifs) -> Motifs:
         """Decode the latent means of ``motifs``, each aligned onto its original (:meth:`synchronise`)."""
@@ -244,6 +241,10 @@ class MotifModel:
             pos[k] = motifs.positions[k] @ Q
         return Motifs(pos, motifs.species, motifs.species_names)
 
+    def onto_nearest_real(self, motifs: Motifs) -> Motifs:
+        """Each motif synchronised onto its nearest training motif (by GIIP distance)."""
+        return self.synchronise(motifs, self.training.subset(self.nearest_real(motifs)[0]))
+
     def valid(self, motifs: Motifs, min_distance: float | None = None) -> np.ndarray:
         """Motifs whose atoms (the centre included) are nowhere closer than ``min_distance``
         (default: the model's, from its training motifs) and that have at least one neighbour."""
@@ -273,7 +274,7 @@ class MotifModel:
                                "train longer or lower the minimum distance")
         motifs = self.decode(z)
         if synchronise:
-            motifs = self.synchronise(motifs, self.training.subset(self.nearest_real(motifs)[0]))
+            motifs = self.onto_nearest_real(motifs)
         return motifs, z, got / max(tried, 1)
 
     def interpolate(self, a: Motifs, b: Motifs, steps: int = 8) -> tuple:

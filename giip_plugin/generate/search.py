@@ -125,7 +125,7 @@ def at_coordinates(model, ref, target: dict, count: int = 4, *, rounds: int = 4,
     allc, alld = np.concatenate(pool_c), np.concatenate(pool_d)
     top = np.argsort(alls)[:count]
     motifs = model.decode(allz[top])
-    motifs = model.synchronise(motifs, model.training.subset(model.nearest_real(motifs)[0]))
+    motifs = model.onto_nearest_real(motifs)
     return AtCoordinates(motifs, allz[top], allc[top], dict(target), alls[top], alld[top], len(allz))
 
 

@@ -8,7 +8,7 @@ from ..environments import LocalEnvironments
 from .gram import GramScaling, gram, triu
 from .model import MotifModel, canonical_order, choose_prototype
 from .motifs import Motifs
-from .vae import build_network, default_hidden, encode_inputs, permuted_copies
+from .vae import build_network, default_hidden, network_inputs, permuted_copies
 
 __all__ = ["train", "motifs_of_reference", "motifs_of_frames"]
 
@@ -102,7 +102,7 @@ def train(motifs: Motifs, environments: LocalEnvironments, *, sigma: float, grou
         tg_all, ts_all = torch.as_tensor(target_g), torch.as_tensor(target_s)
 
         def inputs_of(pos, spc):
-            return torch.as_tensor(encode_inputs(scaling.transform(triu(gram(pos))), spc, K))
+            return torch.as_tensor(network_inputs(pos, spc, scaling, K))
 
         def loss_of(x, idx, sample=True):
             if sample:

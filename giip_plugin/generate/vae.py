@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["default_hidden", "build_network", "encode_inputs", "permuted_copies"]
+__all__ = ["default_hidden", "build_network", "encode_inputs", "network_inputs", "permuted_copies"]
 
 
 def default_hidden(n_gram: int, latent: int) -> tuple:
@@ -70,6 +70,14 @@ def encode_inputs(gram_scaled: np.ndarray, species: np.ndarray, n_classes: int) 
     onehot = np.zeros(species.shape + (n_classes,))
     np.put_along_axis(onehot, spc[..., None], 1.0, axis=2)
     return np.concatenate([gram_scaled, onehot.reshape(len(species), -1)], axis=1)
+
+
+def network_inputs(positions: np.ndarray, species: np.ndarray, scaling, n_classes: int) -> np.ndarray:
+    """Network inputs of motifs in the order given: the standardised Gram triangle of ``positions``
+    (``scaling``: a :class:`~.gram.GramScaling`), then the species one-hot vectors."""
+    from .gram import gram, triu
+
+    return encode_inputs(scaling.transform(triu(gram(positions))), species, n_classes)
 
 
 def permuted_copies(positions: np.ndarray, species: np.ndarray, rng: np.random.Generator):
