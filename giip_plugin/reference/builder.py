@@ -286,6 +286,7 @@ class MapBuilder:
             max_diameter=max_diameter, epsilon=epsilon, n_coords=n_coords, n_eigenpairs=n_eigenpairs,
             training_provenance=tprov, provenance=prov, type_names=tnames, search_settings=search_settings,
             metric=metric.name, soap_settings=getattr(metric, "settings", None) if metric.name == "soap" else None,
+            log=log,
         )
         if metric.name == "soap":
             ref.__dict__["_soap_metric"] = metric  # keeps the training power spectra

@@ -11,7 +11,10 @@ Layout (schema version 2)::
                                    species_sigma, type_names, search_settings, n_eigenpairs,
                                    epsilon, epsilon_info, class_selection, n_coords_request,
                                    metric ("giip" or "soap"; absent in files written before SOAP:
-                                   "giip"), metric_parameters (SOAP: n_max, l_max, library, ...)
+                                   "giip"), metric_parameters (SOAP: n_max, l_max, library, ...),
+                                   default_path (GIIP: the calibrated coarse search of the default
+                                   path and its measurement, calibration.py; absent in files
+                                   written before it: measured at first use)
     /training               positions (M, dim), weights (M, channels), offsets (n+1,),
                             [sigmas (M,)], centers (n,), classes (n,), file_index, frame_index,
                             atom_index, atom_id, timestep (n,), [soap_features (n, F): the unit
@@ -404,6 +407,8 @@ def map_to_content(ref) -> dict:
         "metric": ref.metric_name,
         "metric_parameters": ref.metric.parameters() if ref.metric_name == "soap" else {},
     }
+    if ref.metric_name == "giip":
+        params["default_path"] = ref.calibrated().to_dict()
     d = ref.diffusion
     return {
         "parameters": {"attrs": params},
@@ -482,10 +487,22 @@ def map_from_content(c):
         search_settings=SearchSettings(**p["search_settings"]) if p.get("search_settings") else SearchSettings(),
         metric_name=_metric_of(p),
         soap_settings=_soap_settings_of(p),
+        default_path=_default_path_of(p),
     )
     if ref.metric_name == "soap" and "soap_features" in t:
         ref.metric.set_training_features(training, t["soap_features"])
     return ref
+
+
+def _default_path_of(p):
+    """The calibrated default path of a GIIP map's file (None in files written before calibration:
+    the map calibrates itself at first use)."""
+    d = p.get("default_path")
+    if not d or _metric_of(p) != "giip":
+        return None
+    from .calibration import DefaultPath
+
+    return DefaultPath.from_dict(d)
 
 
 def _metric_of(p) -> str:

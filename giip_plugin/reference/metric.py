@@ -17,24 +17,30 @@ import numpy as np
 
 from ..environments import EnvironmentSet
 
-__all__ = ["GIIPMetric", "FastSettings", "fast_settings", "COARSE_SETTINGS", "SearchReport"]
+__all__ = ["GIIPMetric", "FastSettings", "fast_settings", "COARSE_SETTINGS", "COARSE_LADDER", "SearchReport",
+           "refine_mask"]
 
 # The default path of transform (and of every integration): every distance from a coarse search
 # (band limit capped at l_max, the best `candidates` local maxima among the `pool` largest grid
 # values per parity, `max_iter` Newton steps; the compiled kernel of kernels/fused.py on the CPU:
 # upper bounds, exact or nearly so for most pairs), then the exact search for every reference whose
 # coarse distance is within `margin` of the row's coarse minimum (at least the `refine` nearest).
-# Chosen by measurement against the exhaustive exact rows (benchmarks/RESULTS.md, "default path";
+# Which coarse search a map uses is measured on the map itself when it is built (calibration.py:
+# leave-one-out rows of its training environments against its own exact distance matrix), from the
+# cheapest rung of COARSE_LADDER up, or the exhaustive exact rows where no rung meets the accuracy
+# contract. The cheapest rung is the one measured on NiNb (benchmarks/RESULTS.md, "default path";
 # 300 NiNb atoms of another frame against 300 and 2,000 references): one start per parity (band
 # limit 6 or 7) puts the exact nearest 0.1-0.37 atoms of difference above the coarse minimum for
 # 1-2% of the atoms, which a margin of 0.3 still leaves at 99.67% exact nearest distances while
 # refining 9 references per atom; two starts per parity at band limit 7 (half the speed) put the
 # exact nearest at the coarse minimum for every atom, and the margin 0.05 refines 1.5 references
-# per atom on average.
+# per atom on average. The band limit 7 is far below what sharp Gaussians of few-atom environments
+# need (32 for sigma 0.3 A at 3 A): the higher rungs keep the exact search's band limit and search
+# more starts (benchmarks/default_vs_exact_small_envs.py).
 
 
 class FastSettings(NamedTuple):
-    l_max: int
+    l_max: int | None  # band-limit cap of the grid (None: the exact search's band limit)
     candidates: int
     max_iter: int
     pool: int
@@ -44,11 +50,33 @@ class FastSettings(NamedTuple):
 
 COARSE_SETTINGS = FastSettings(l_max=7, candidates=2, max_iter=2, pool=8, refine=1, margin=0.05)
 
+# the coarse searches a map's calibration tries, cheapest first (calibration.py)
+COARSE_LADDER = (
+    COARSE_SETTINGS,
+    FastSettings(l_max=None, candidates=4, max_iter=3, pool=16, refine=1, margin=0.05),
+    FastSettings(l_max=None, candidates=6, max_iter=4, pool=32, refine=1, margin=0.05),
+)
+
 
 def fast_settings(n_train: int | None = None) -> FastSettings:
-    """Coarse-search and refinement settings of the default path (one setting for every reference
-    size; ``n_train`` is accepted for compatibility)."""
+    """The cheapest coarse search of the default path (the same at every reference size; a map
+    uses the rung its calibration chose, :attr:`ReferenceMap.default_path`; ``n_train`` is accepted
+    for compatibility)."""
     return COARSE_SETTINGS
+
+
+def refine_mask(rows: np.ndarray, fs: FastSettings) -> np.ndarray:
+    """Which coarse distances of ``rows`` the default path recomputes exactly: the ``fs.refine``
+    nearest of each row and every distance within ``fs.margin`` of the row's minimum."""
+    nA, nB = rows.shape
+    k = int(min(max(int(fs.refine), 1), nB))
+    todo = rows <= rows.min(1)[:, None] + fs.margin
+    if k < nB:
+        near = np.argpartition(rows, k - 1, axis=1)[:, :k]
+        todo[np.repeat(np.arange(nA), k), near.reshape(-1)] = True
+    else:
+        todo[:] = True
+    return todo
 
 
 @dataclass
@@ -57,7 +85,8 @@ class SearchReport:
     coarsely, ``refined_pairs`` recomputed exactly, ``refined_atoms`` (atoms with more than their
     coarse nearest refined: a second reference within the margin), ``confirmed`` (atoms whose
     nearest reference after refinement is the coarse search's nearest, confirmed by the exact
-    search), ``exact_atoms`` (atoms of exhaustive exact rows), ``soap_atoms`` (atoms mapped by the
+    search), ``exact_atoms`` (atoms of exhaustive exact rows; ``calibrated_exact`` of them because the map's
+    calibration chose the exhaustive search as its default path), ``soap_atoms`` (atoms mapped by the
     SOAP metric, which has no search)."""
 
     atoms: int = 0
@@ -66,6 +95,7 @@ class SearchReport:
     refined_atoms: int = 0
     confirmed: int = 0
     exact_atoms: int = 0
+    calibrated_exact: int = 0
     soap_atoms: int = 0
 
     def add(self, other: "SearchReport") -> None:
@@ -76,7 +106,9 @@ class SearchReport:
         if self.soap_atoms:
             return f"{self.soap_atoms} atoms by SOAP distances (power spectra, no rotation search)"
         if self.exact_atoms:
-            return f"{self.exact_atoms} atoms by the exhaustive exact search"
+            why = (" (this map's calibration found no coarse search within the accuracy contract)"
+                   if self.calibrated_exact else "")
+            return f"{self.exact_atoms} atoms by the exhaustive exact search{why}"
         return (f"{self.atoms} atoms: {self.refined_atoms} refined beyond their coarse nearest reference "
                 f"({self.refined_pairs} exact searches), {self.confirmed} nearest references confirmed by the "
                 "exact search")
@@ -85,11 +117,15 @@ class SearchReport:
 @dataclass(frozen=True)
 class GIIPMetric:
     """The GIIP distance of a reference map: Gaussian width ``sigma``, orientation ``group`` ("O3",
-    "SO3", "O2", "SO2" or None) and the rotation search's :class:`~giip_plugin.kernels.SearchSettings`."""
+    "SO3", "O2", "SO2" or None), the rotation search's :class:`~giip_plugin.kernels.SearchSettings`
+    and the default path's ``coarse`` search (a :class:`FastSettings`; ``None``: the default path
+    is the exhaustive exact search, as a map's calibration decides where no coarse search meets the
+    accuracy contract)."""
 
     sigma: float
     group: str | None
     search_settings: object = None
+    coarse: FastSettings | None = COARSE_SETTINGS
 
     name = "giip"
 
@@ -99,15 +135,15 @@ class GIIPMetric:
         return self.search_settings or SearchSettings()
 
     def engine(self, envs: EnvironmentSet, training: EnvironmentSet, *, device=None, dtype=None,
-               coarse: bool = False):
+               coarse: bool | FastSettings = False):
         """A :class:`~giip_plugin.kernels.DistanceEngine` between ``envs`` (side A) and ``training``
-        (side B) (``coarse=True``: the coarse search of the default path, whose distances are upper
-        bounds)."""
+        (side B) (``coarse=True``: the coarse search of this metric's default path, whose distances
+        are upper bounds; a :class:`FastSettings`: that coarse search)."""
         from ..kernels import DistanceEngine
 
         settings, extra = self.settings(), {}
-        if coarse:
-            fs = COARSE_SETTINGS
+        if coarse is not False:
+            fs = coarse if isinstance(coarse, FastSettings) else (self.coarse or COARSE_SETTINGS)
             settings = replace(settings, candidates=fs.candidates, max_iter=fs.max_iter)
             extra = {"l_max": fs.l_max, "grid_pool": fs.pool}
         return DistanceEngine(envs, training, sigma=self.sigma, group=self.group, device=device,
@@ -122,39 +158,44 @@ class GIIPMetric:
 
         return training_distance_matrix(training, self.sigma, self.group, settings=self.search_settings, **compute)
 
+    def coarse_rows(self, envs: EnvironmentSet, training: EnvironmentSet, fs: FastSettings, *, device=None,
+                    progress=None) -> np.ndarray:
+        """Coarse distances (upper bounds) of every environment of ``envs`` to every training
+        environment with the coarse search ``fs``, ``(n, n_train)``."""
+        from ..kernels import fused
+
+        coarse = self.engine(envs, training, device=device, coarse=fs)
+        if coarse.compiled:  # the coarse search's own compiled mode (fixed Newton steps)
+            return fused.coarse_distance_rows(coarse, progress=progress)
+        nA, nB = len(envs), len(training)
+        ia, ib = np.repeat(np.arange(nA), nB), np.tile(np.arange(nB), nA)
+        return coarse.distances(ia, ib, progress=progress).reshape(nA, nB)
+
     def rows(self, envs: EnvironmentSet, training: EnvironmentSet, *, progress=None, device=None,
              exact: bool = False, report: SearchReport | None = None) -> np.ndarray:
         """Distances of each environment of ``envs`` to every training environment, ``(n, n_train)``.
 
-        Default: every distance from the coarse search (an upper bound, exact for most pairs), then
-        the exact search for the nearest references of each row: the coarse nearest and every
-        reference within :data:`COARSE_SETTINGS` ``.margin`` of it. The nearest training environment
-        and its distance are exact whenever the exact nearest is among those (every atom in the
-        measurements, see above). ``exact=True``: the exhaustive exact rows. ``report``: a
-        :class:`SearchReport` to add this call's figures to.
+        Default: every distance from the coarse search :attr:`coarse` (an upper bound, exact for
+        most pairs), then the exact search for the nearest references of each row
+        (:func:`refine_mask`: the coarse nearest and every reference within the margin of it). The
+        nearest training environment and its distance are exact whenever the exact nearest is among
+        those (every atom in the measurements, see above). ``exact=True``, or ``coarse=None``: the
+        exhaustive exact rows. ``report``: a :class:`SearchReport` to add this call's figures to.
         """
         nA, nB = len(envs), len(training)
-        ia, ib = np.repeat(np.arange(nA), nB), np.tile(np.arange(nB), nA)
         rep = SearchReport()
-        if exact or nA == 0 or nB == 0:
+        fs = self.coarse
+        if exact or fs is None or nA == 0 or nB == 0:
+            ia, ib = np.repeat(np.arange(nA), nB), np.tile(np.arange(nB), nA)
             out = self.engine(envs, training, device=device).distances(ia, ib, progress=progress).reshape(nA, nB)
             rep.exact_atoms = nA
+            rep.calibrated_exact = nA if (fs is None and not exact) else 0
             if report is not None:
                 report.add(rep)
             return out
-        from ..kernels import fused
-
-        fs = COARSE_SETTINGS
-        coarse = self.engine(envs, training, device=device, coarse=True)
-        if coarse.compiled:  # the coarse search's own compiled mode (fixed Newton steps)
-            rows = fused.coarse_distance_rows(coarse, progress=progress)
-        else:
-            rows = coarse.distances(ia, ib, progress=progress).reshape(nA, nB)
-        k = int(min(max(int(fs.refine), 1), nB))
-        near = np.argpartition(rows, k - 1, axis=1)[:, :k] if k < nB else np.tile(np.arange(nB), (nA, 1))
+        rows = self.coarse_rows(envs, training, fs, device=device, progress=progress)
         first = rows.argmin(1)
-        todo = rows <= rows[np.arange(nA), first][:, None] + fs.margin
-        todo[np.repeat(np.arange(nA), k), near.reshape(-1)] = True
+        todo = refine_mask(rows, fs)
         ra, rb = np.nonzero(todo)
         exact_d = self.engine(envs, training, device=device).distances(ra, rb, progress=progress)
         rows[ra, rb] = np.minimum(rows[ra, rb], exact_d)

@@ -149,6 +149,7 @@ class ReferenceMap:
     checkpoint_path: str | None = field(default=None, repr=False, compare=False)
     metric_name: str = "giip"  # "giip" or "soap" (the distance between environments; :mod:`.metric`, :mod:`.soap`)
     soap_settings: object = None  # SOAPSettings of a SOAP map
+    default_path: object = None  # calibration.DefaultPath of a GIIP map (measured at the build, or at first use)
 
     # ------------------------------------------------------------------ derived properties
     @property
@@ -225,9 +226,12 @@ class ReferenceMap:
         search_settings=None,
         metric: str = "giip",
         soap_settings=None,
+        log=None,
     ) -> "ReferenceMap":
         """Classes, diffusion map and parsimonious coordinates from a computed training matrix ``D``
-        (``metric``: "giip" or "soap", the distance ``D`` is of; ``soap_settings`` of a SOAP map)."""
+        (``metric``: "giip" or "soap", the distance ``D`` is of; ``soap_settings`` of a SOAP map).
+        A GIIP map then chooses its default path by measuring the coarse search against ``D``
+        (:func:`.calibration.calibrate`; ``log``: a function receiving its lines)."""
         from ..kernels import SearchSettings
         from ..validation import check_group, check_sigma
 
@@ -280,7 +284,7 @@ class ReferenceMap:
         from .. import __version__
 
         prov.setdefault("package_version", __version__)
-        return cls(
+        ref = cls(
             environments=environments,
             sigma=sigma,
             group=group,
@@ -302,6 +306,11 @@ class ReferenceMap:
             metric_name=_check_metric_name(metric),
             soap_settings=_soap_settings(metric, soap_settings),
         )
+        if ref.metric_name == "giip":
+            from .calibration import calibrate
+
+            ref.default_path = calibrate(ref, log=log)
+        return ref
 
     @classmethod
     def build(cls, data, *, sigma: float, environments: LocalEnvironments | None = None,
@@ -390,7 +399,7 @@ class ReferenceMap:
         (:mod:`.metric`) or, for a map built with ``metric="soap"``, a :class:`~.soap.SOAPMetric`
         (made once per map: it keeps the training power spectra)."""
         if self.metric_name != "soap":
-            return GIIPMetric(self.sigma, self.group, self.search_settings)
+            return GIIPMetric(self.sigma, self.group, self.search_settings, self.calibrated().coarse)
         m = self.__dict__.get("_soap_metric")
         if m is None:
             from .soap import SOAPMetric
@@ -398,6 +407,15 @@ class ReferenceMap:
             m = SOAPMetric.from_environments(self.environments, self.sigma, self.group, self.soap_settings)
             self.__dict__["_soap_metric"] = m
         return m
+
+    def calibrated(self):
+        """The default path of this GIIP map (:class:`.calibration.DefaultPath`), measured now if the
+        map has none yet (a file written before calibration existed)."""
+        if self.default_path is None:
+            from .calibration import calibrate
+
+            self.default_path = calibrate(self)
+        return self.default_path
 
     def engine_for(self, envs: EnvironmentSet, *, device=None, dtype=None, coarse: bool = False):
         """A :class:`~giip_plugin.kernels.DistanceEngine` between ``envs`` (side A) and the training
@@ -511,14 +529,17 @@ class ReferenceMap:
         batch : int
             Rows computed at a time (memory).
         exact : bool
-            ``False`` (default): coarse rotation searches for every pair (band limit 7, 2 starts
-            per parity, 2 Newton steps; compiled on the CPU by :mod:`giip_plugin.kernels.fused`),
-            then the exact search for the coarse nearest reference of each row and every reference
-            within 0.05 of it (:data:`~giip_plugin.reference.metric.COARSE_SETTINGS`). The nearest
-            reference, its distance and the class are those of the exhaustive search for every
-            atom measured; far distances can be slightly too large, which moves the coordinates by
-            far less than 1 % of their range (benchmarks/RESULTS.md, "default path"). ``True``: the
-            exhaustive exact search of every pair.
+            ``False`` (default): the map's default path (:attr:`default_path`, chosen when the map
+            was built by measuring the coarse search against the map's own exact distances,
+            :mod:`.calibration`): coarse rotation searches for every pair (for NiNb first shells
+            band limit 7, 2 starts per parity, 2 Newton steps; compiled on the CPU by
+            :mod:`giip_plugin.kernels.fused`), then the exact search for the coarse nearest
+            reference of each row and every reference within the calibrated margin of it; or the
+            exhaustive exact search where no coarse search met the accuracy contract on the map.
+            The nearest reference, its distance and the class are those of the exhaustive search
+            for every atom measured; far distances can be slightly too large, which moves the
+            coordinates by far less than 1 % of their range (benchmarks/RESULTS.md, "default
+            path"). ``True``: the exhaustive exact search of every pair.
         report : SearchReport, optional
             Receives how many atoms were refined and how many nearest references the exact search
             confirmed.
@@ -549,7 +570,8 @@ class ReferenceMap:
         if progress:
             from tqdm.auto import tqdm
 
-            extra = 0 if exact or self.metric_name == "soap" else min(COARSE_SETTINGS.refine, self.n_train)
+            coarse = None if exact or self.metric_name == "soap" else self.metric.coarse
+            extra = 0 if coarse is None else min(coarse.refine, self.n_train)
             bar = tqdm(total=n * (self.n_train + extra), unit="pair",
                        desc="SOAP distances" if self.metric_name == "soap" else "GIIP distances")
         from .. import config

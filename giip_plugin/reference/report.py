@@ -39,6 +39,9 @@ def summary(ref) -> dict:
             "n_coords_request": ref.n_coords_request,
             "metric": ref.metric_name,
             "metric_parameters": ref.metric.parameters() if ref.metric_name == "soap" else {},
+            "default_path": ref.default_path.to_dict() if ref.default_path is not None else None,
+            "default_path_text": (ref.default_path.describe() if ref.default_path is not None else
+                                  "not measured in this file (measured at its first use)"),
         },
         "training": {
             "n_train": ref.n_train,
@@ -94,6 +97,8 @@ def describe(ref) -> str:
     if p["type_names"]:
         L.append("  type names      " + ",".join(f"{k}={v}" for k, v in p["type_names"].items()))
     L.append(f"  group / dim     {p['group']} / {p['dim']}D")
+    if p["metric"] == "giip":
+        L.append(f"  default path    {p['default_path_text']}")
     info = p["epsilon_info"] or {}
     if info.get("method") == "given":
         how = "given"
