@@ -18,7 +18,8 @@ Measured, on ``--atoms`` random Ni centres of the frame:
 * with ``--whole-frame``, the default path on every Ni centre of the frame (measured), with its
   search report (atoms refined, nearest references confirmed);
 * in the same run, dscribe's SOAP descriptor (n_max 8, l_max 6) of the whole frame (what a user
-  would otherwise compute; a descriptor only: no classes, no map). Prints a table.
+  would otherwise compute; a descriptor only: no classes, no map). Prints a table. dscribe is a
+  baseline of this benchmark only, not a dependency of the project: ``pip install dscribe==2.1.2``.
 """
 from __future__ import annotations
 
@@ -123,7 +124,7 @@ def main(argv=None):
             rows.append((f"dscribe SOAP n_max 8 l_max 6 ({X.shape[1]} features)", f"{len(ni)} Ni (whole frame)",
                          None, t_soap, t_soap))
         except ImportError:
-            print("dscribe is not installed: pip install dscribe", file=sys.stderr)
+            print("dscribe is not installed: pip install dscribe==2.1.2 (the baseline of this benchmark)", file=sys.stderr)
     print(f"frame: {args.frame} ({len(atoms)} atoms, {len(ni)} Ni centres); threads {torch.get_num_threads()}")
     if t_build is not None:
         print(f"reference built in {t_build:.1f} s ({ref.n_train} training environments)")

@@ -41,18 +41,19 @@ def sharp_map():
 
 def test_ninb_keeps_the_cheapest_coarse_search(ninb_map):
     dp = ninb_map.default_path
-    assert dp.coarse == COARSE_SETTINGS and len(dp.trials) == 1
+    assert dp.coarse._replace(margin=0.05) == COARSE_SETTINGS and len(dp.trials) == 1
     t = dp.trials[0]
-    assert t["accepted"] and t["near_misses"] == 0 and t["nearest_exact"] == 1.0
+    assert t["accepted"] and t["near_misses"] <= 0.01 * dp.sample and t["nearest_exact"] == 1.0
     assert t["coord_max"] <= calibration.COORD_MAX and dp.sample == ninb_map.n_train
+    # the margin covers three times the largest gap seen
+    assert dp.coarse.margin == pytest.approx(max(COARSE_SETTINGS.margin, 3 * t["max_gap"]))
     assert "band limit 7" in dp.describe()
 
 
 def test_sharp_environments_get_a_finer_search_that_meets_the_contract(sharp_map):
     dp = sharp_map.default_path
-    assert dp.coarse != COARSE_SETTINGS
     assert not dp.trials[0]["accepted"] and dp.trials[0]["near_misses"] > 0
-    assert dp.coarse is None or dp.coarse in COARSE_LADDER[1:]
+    assert dp.coarse is None or dp.coarse._replace(margin=0.05) in COARSE_LADDER[1:]
     envs = sharp_map.compute_environments(noisy_diamond(5))
     rep = SearchReport()
     fast, exact = sharp_map.transform(envs, report=rep), sharp_map.transform(envs, exact=True)
@@ -103,4 +104,4 @@ def test_distances_that_no_search_reproduces_give_the_exhaustive_path(ninb_map):
 
 def test_sample_size():
     assert calibration.sample_size(10) == 10 and calibration.sample_size(300) == 300
-    assert calibration.sample_size(2000) == 100 and calibration.sample_size(20000) == 64
+    assert calibration.sample_size(2000) == calibration.sample_size(20000) == 400
