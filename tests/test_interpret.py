@@ -249,6 +249,21 @@ def test_report_writes_figures(which, request, tmp_path, capsys):
         assert str(out / name) in printed
 
 
+def test_report_in_the_papers_convention(map3d, tmp_path, capsys):
+    """--criterion paper: the eigenvalue figure with the polynomial-regression r^2 as well, and both
+    selections printed."""
+    from giip_plugin.reference import ReferenceMap
+
+    out = tmp_path / "report"
+    assert main(["report", str(map3d), "-o", str(out), "--criterion", "paper"]) == 0
+    cap = capsys.readouterr()
+    assert _is_png(out / "eigenvalues_r2_paper.png") and str(out / "eigenvalues_r2_paper.png") in cap.out.split()
+    ref = ReferenceMap.load(map3d)
+    r2, sel = ref.paper_criterion()
+    assert r2.shape == ref.eigenvalues.shape and np.all(r2 <= 1.0) and sel[0] == 0
+    assert "paper's polynomial-regression criterion: " + ", ".join(str(i + 1) for i in sel) in cap.err
+
+
 def test_report_errors(map2d, tmp_path, capsys):
     assert main(["report", str(tmp_path / "missing.h5"), "-o", str(tmp_path / "r")]) == 1
     assert "reference file not found" in capsys.readouterr().err

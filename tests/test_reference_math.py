@@ -439,3 +439,23 @@ def test_llr_bad_inputs():
         local_linear_regression_r2(np.random.default_rng(0).normal(size=(10, 3)), bandwidth_factor=0)
     # a single coordinate is trivially new
     assert local_linear_regression_r2(np.arange(5.0)).residuals.tolist() == [1.0]
+
+
+def test_polynomial_criterion_of_the_paper_flags_harmonics_as_redundant():
+    """The paper's criterion: a coordinate that is a polynomial of earlier ones has r^2 near 1 (a
+    harmonic of a strip, cos(2x) of cos(x), and a product of two earlier ones); a new direction
+    has r^2 near 0; the selection on sqrt(1 - r^2) keeps the new ones."""
+    from giip_plugin.reference.regression import polynomial_regression_r2
+
+    rng = np.random.default_rng(0)
+    x, y = rng.uniform(0, np.pi, 600), rng.uniform(0, np.pi, 600)
+    psi = np.stack([np.cos(x), np.cos(2 * x), np.cos(y), np.cos(x) * np.cos(y), rng.normal(size=600)], 1)
+    r2 = polynomial_regression_r2(psi)
+    assert r2[0] == 0.0
+    assert r2[1] > 0.99 and r2[3] > 0.99  # cos 2x = 2 cos^2 x - 1; a product of earlier coordinates
+    assert r2[2] < 0.05 and r2[4] < 0.05  # new directions (out of sample: noise is not fitted)
+    lam = np.array([1.0, 0.9, 0.8, 0.7, 0.6])
+    kept = select_parsimonious(lam, np.sqrt(np.clip(1 - r2, 0, None)), "auto")
+    np.testing.assert_array_equal(kept, [0, 2, 4])
+    with pytest.raises(ValueError, match="degree"):
+        polynomial_regression_r2(psi, degree=0)

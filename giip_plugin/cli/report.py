@@ -34,6 +34,10 @@ def add_parser(subparsers):
                    help="leading coordinates in the eigenvalue / r^2 figure (default 20)")
     p.add_argument("--max-classes", type=int, default=24, metavar="N",
                    help="most classes drawn in the exemplar figure (default 24)")
+    p.add_argument("--criterion", choices=("llr", "paper"), default="llr",
+                   help="paper: also the eigenvalue figure in the paper's convention (polynomial-regression r^2 on "
+                        "the preceding coordinates, near 1 = redundant) and the coordinates that criterion keeps, "
+                        "printed beside the map's (local linear regression) selection")
     p.add_argument("--generator", metavar="GEN.h5",
                    help="a generative model of this map: also render motifs generated along dc1 and dc2")
     p.add_argument("--generated-steps", type=int, default=5, metavar="N",
@@ -97,7 +101,13 @@ def run(args) -> int:
             check_model_fits_map(gen, ref)
         except ValueError as e:
             raise CLIError(f"--generator: {e}") from None
-    paths = write_report(ref, args.output, coords=coords, n_leading=args.n_leading, max_classes=args.max_classes)
+    paths = write_report(ref, args.output, coords=coords, n_leading=args.n_leading, max_classes=args.max_classes,
+                         criterion=args.criterion)
+    if args.criterion == "paper":
+        r2, sel = ref.paper_criterion()
+        print("giip report: coordinates kept, local linear regression (the map's): "
+              + ", ".join(str(i + 1) for i in ref.selected) + "; the paper's polynomial-regression criterion: "
+              + ", ".join(str(i + 1) for i in sel), file=sys.stderr)
     if gen is not None:
         from ..generate.search import along
         from ..interpret.render import render_motifs

@@ -69,14 +69,23 @@ def _class_colours(n):
 # --------------------------------------------------------------------------- reference figures
 
 
-def fig_eigenvalues_r2(reference, path, n_leading: int | None = None, r2_cap: float = 1.5):
-    """Eigenvalue against local-linear-regression r^2 of the leading coordinates (r^2 above
-    ``r2_cap`` drawn at the cap)."""
+def fig_eigenvalues_r2(reference, path, n_leading: int | None = None, r2_cap: float = 1.5, criterion: str = "llr"):
+    """Eigenvalue against r^2 of the leading coordinates: ``criterion="llr"`` (default), the
+    local-linear-regression r^2 of the map's selection (high = new direction; above ``r2_cap``
+    drawn at the cap); ``"paper"``, the paper's convention, the coefficient of determination of a
+    polynomial regression on the preceding coordinates (near 1 = redundant) and the coordinates
+    that criterion keeps (:meth:`ReferenceMap.paper_criterion`)."""
+    if criterion not in ("llr", "paper"):
+        raise ValueError(f"criterion must be 'llr' or 'paper', got {criterion!r}")
     plt = _plt()
     lam = np.asarray(reference.eigenvalues, float)
-    r2 = np.asarray(reference.r2, float)
+    if criterion == "paper":
+        r2, selected = reference.paper_criterion()
+        r2_cap = 1.0
+    else:
+        r2, selected = np.asarray(reference.r2, float), reference.selected
     n = len(lam) if n_leading is None else min(int(n_leading), len(lam))
-    sel = set(int(i) for i in reference.selected)
+    sel = set(int(i) for i in selected)
     fig, ax = plt.subplots(figsize=(5.6, 4.2))
     kept = np.array([i in sel for i in range(n)], dtype=bool)
     # r^2 > 1 means the local fit is worse than none (noise in tiny eigenvectors): clip for display
@@ -93,7 +102,8 @@ def fig_eigenvalues_r2(reference, path, n_leading: int | None = None, r2_cap: fl
     for i in range(n):
         ax.annotate(str(i + 1), (x[i], lam[i]), textcoords="offset points", xytext=(4, 3), fontsize=8)
     ax.set_xlim(-0.05, cap + 0.1)
-    ax.set_xlabel("local linear regression $r^2$ (high = new direction)")
+    ax.set_xlabel("local linear regression $r^2$ (high = new direction)" if criterion == "llr" else
+                  "polynomial regression $r^2$ on the preceding coordinates (near 1 = redundant)")
     ax.set_ylabel("eigenvalue $\\lambda$")
     ax.set_title(f"Diffusion coordinates 1-{n} (\u03b5 = {reference.epsilon:g}, {reference.n_train} training LAEs)",
                  fontsize=10)
@@ -229,10 +239,15 @@ def fig_exemplars(reference, path, max_classes: int = 24):
     return _save(fig, path, dpi=90)
 
 
-def write_report(reference, outdir, *, coords=(1, 2), n_leading: int | None = 20, max_classes: int = 24) -> list:
-    """The four reference figures in ``outdir``; returns their paths."""
+def write_report(reference, outdir, *, coords=(1, 2), n_leading: int | None = 20, max_classes: int = 24,
+                 criterion: str = "llr") -> list:
+    """The four reference figures in ``outdir``; returns their paths (``criterion="paper"``: also
+    the eigenvalue figure in the paper's convention, ``eigenvalues_r2_paper.png``)."""
     os.makedirs(outdir, exist_ok=True)
     out = [fig_eigenvalues_r2(reference, os.path.join(outdir, REPORT_FILES[0]), n_leading)]
+    if criterion == "paper":
+        out.append(fig_eigenvalues_r2(reference, os.path.join(outdir, "eigenvalues_r2_paper.png"), n_leading,
+                                      criterion="paper"))
     if reference.n_coords >= 2:
         out.append(fig_training_plane(reference, os.path.join(outdir, REPORT_FILES[1]), coords))
     out.append(fig_cluster_error(reference, os.path.join(outdir, REPORT_FILES[2])))

@@ -169,6 +169,20 @@ class ReferenceMap:
     def r2(self) -> np.ndarray:
         return self.residuals**2
 
+    def paper_criterion(self, degree: int | None = None, n_coords="auto"):
+        """The coordinate selection of the paper's text: ``(r2, selected)``, the coefficient of
+        determination of each eigenvector predicted from the preceding ones by a polynomial
+        regression (:func:`.regression.polynomial_regression_r2`; near 1 = redundant) and the
+        coordinates :func:`.regression.select_parsimonious` keeps with ``sqrt(1 - r2)`` as the
+        residual. Computed from the training eigenvectors on each call (seconds); the map's own
+        selection (:attr:`selected`) stays the local-linear-regression one."""
+        from .regression import PAPER_DEGREE, polynomial_regression_r2
+
+        r2 = polynomial_regression_r2(self.diffusion.eigenvectors, degree=degree or PAPER_DEGREE)
+        res = np.sqrt(np.clip(1.0 - r2, 0.0, None))
+        res[0] = 1.0
+        return r2, select_parsimonious(self.eigenvalues, res, n_coords)
+
     @property
     def epsilon(self) -> float:
         return self.diffusion.epsilon
