@@ -179,6 +179,34 @@ def test_density_difference_integrates_to_zero():
         density_difference(a[:, :1], b)
 
 
+def test_difference_test_tells_a_real_shift_from_noise():
+    """Two samples of one distribution: the permutation p-value is not small and no bootstrap-stable
+    region carries much of the difference; a shifted blob in B: p at its floor and the shifted
+    mass found where B is denser."""
+    from giip_plugin.interpret import difference_test
+
+    rng = np.random.default_rng(1)
+    a, same = rng.normal(size=(800, 2)), rng.normal(size=(700, 2))
+    null = difference_test(a, same, n_shuffles=60, n_boot=60, bins=40)
+    assert null.p_shuffle > 0.05 and null.significant_mass_a + null.significant_mass_b < 0.5
+    b = np.concatenate([rng.normal(size=(600, 2)), rng.normal(size=(100, 2)) * 0.3 + [2.5, 2.5]])
+    t = difference_test(a, b, n_shuffles=60, n_boot=60, bins=40)
+    assert t.p_shuffle == pytest.approx(1 / 61) and t.l1_half > 1.8 * t.null_l1_half
+    x, y = np.meshgrid(t.observed.x, t.observed.y, indexing="ij")
+    blob = (x - 2.5) ** 2 + (y - 2.5) ** 2 < 0.5
+    assert np.any(t.significant & blob & (t.observed.difference > 0)) and t.significant_mass_b > 0.3
+    assert set(t.summary()) >= {"l1_half", "p_shuffle", "significant_mass_b_over_a"}
+
+
+def test_class_population_chi2():
+    from giip_plugin.interpret import class_populations
+
+    same = class_populations([np.repeat([0, 1, 2], 100), np.repeat([0, 1, 2], 90)], 4)
+    assert same.chi2()["p"] > 0.99 and same.chi2()["dof"] == 2
+    moved = class_populations([np.repeat([0, 1, 2], 100), np.repeat([0, 1, 2], [150, 100, 50])], 3)
+    assert moved.chi2()["p"] < 1e-4 and "chi2" in moved.to_dict()
+
+
 def test_class_populations_sum():
     A = np.array([0, 0, 1, 2, -1, 2, 2])
     B = np.array([1, 1, 1, 0])

@@ -11,13 +11,15 @@
 
 The command lines ``giip report``, ``giip interpret`` and ``giip compare`` are thin layers over these.
 """
-from .density import ClassPopulations, DensityDifference, class_populations, density_difference, smoothed_density
+from .density import (ClassPopulations, DensityDifference, DifferenceTest, class_populations, density_difference,
+                      difference_test, smoothed_density)
 from .quantities import frame_quantities, input_columns, neighbour_quantities, voronoi_analysis, voronoi_sizes
 from .samples import Samples, annotation_columns, collect_samples
 from .stats import Direction, R2Table, best_direction, r2, r2_table
 
 __all__ = [
-    "ClassPopulations", "DensityDifference", "class_populations", "density_difference", "smoothed_density",
+    "ClassPopulations", "DensityDifference", "DifferenceTest", "class_populations", "density_difference",
+    "difference_test", "smoothed_density",
     "frame_quantities", "input_columns", "neighbour_quantities", "voronoi_analysis", "voronoi_sizes",
     "Samples", "annotation_columns", "collect_samples",
     "Direction", "R2Table", "best_direction", "r2", "r2_table",
