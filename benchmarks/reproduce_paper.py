@@ -135,7 +135,7 @@ def annotate(ref, frame, indices, path, *, extra_known=None, exact=False):
         res = ref.transform(envs.subset(np.flatnonzero(ok)), all_coordinates=True, progress=True, exact=exact)
         cls[indices[ok]] = res.classes
         psi[indices[ok]] = res.coordinates
-        dist[indices[ok]] = res.distance
+        dist[indices[ok]] = res.ref_distance
     for i, (c, row) in (extra_known or {}).items():
         cls[i], psi[i], dist[i] = c, row, 0.0
     with AnnotatedWriter(path) as w:
@@ -218,7 +218,8 @@ def ninb_annotate(args, work, ref_path):
 
 
 def ninb_analyse(args, work, ref_path, annotated, figdir):
-    from giip_plugin.interpret import Samples, class_populations, collect_samples, density_difference, r2_table
+    from giip_plugin.interpret import (Samples, class_populations, collect_samples, density_difference,
+                                       difference_test, r2_table)
     from giip_plugin.interpret.figures import (coordinate_labels, fig_density_difference, fig_populations,
                                                fig_quantity_scatter, write_report)
     from giip_plugin.io import iter_frames
@@ -228,8 +229,10 @@ def ninb_analyse(args, work, ref_path, annotated, figdir):
     res = {"reference": ref_path, "n_train": ref.n_train, "selected": (ref.selected + 1).tolist(),
            "eigenvalues": ref.eigenvalues[:10].tolist(), "llr_r2": ref.r2[:10].tolist(),
            "class_sizes": ref.classes.sizes.tolist(), "class_diameters": ref.classes.diameters.tolist()}
+    paper_r2, paper_sel = ref.paper_criterion()
+    res["paper_criterion"] = {"r2": paper_r2[:10].tolist(), "selected": (paper_sel + 1).tolist()}
     rep = work / "ninb_report"
-    for f in write_report(ref, rep, coords=(2, 3)):
+    for f in write_report(ref, rep, coords=(2, 3), criterion="paper"):
         copy_figure(f, figdir, "ninb_" + os.path.basename(f))
     # training set alone: weighted Ni fraction straight from the sign weights
     t = ref.training
@@ -259,7 +262,11 @@ def ninb_analyse(args, work, ref_path, annotated, figdir):
     print("\n=== NiNb glass ===")
     per_file = np.bincount(np.asarray(ref.training_provenance["file_index"]).clip(0)).tolist()
     print(f"reference: {ref.n_train} training environments ({per_file} per sample), {ref.n_classes} classes, "
-          f"selected coordinates {res['selected']}")
+          f"selected coordinates {res['selected']} (local linear regression), "
+          f"{res['paper_criterion']['selected']} (the paper's polynomial-regression criterion); paper 1, 2, 3, 5, 6")
+    print("eigenvalue, LLR r^2 (high = new), polynomial r^2 (near 1 = redundant) of psi1..psi10:")
+    for k in range(min(10, len(ref.eigenvalues))):
+        print(f"  psi{k + 1:<2d} {ref.eigenvalues[k]:8.4f} {ref.r2[k]:8.3f} {paper_r2[k]:8.3f}")
     print(f"annotated atoms: {len(S)} ({res['n_extension']} by Nystrom extension, {int(is_train.sum())} training)")
     print("r^2 of each selected coordinate against each quantity, all annotated atoms:")
     print(table.format(header_extra=[f"psi{int(i) + 1}" for i in ref.selected]))
@@ -276,19 +283,10 @@ def ninb_analyse(args, work, ref_path, annotated, figdir):
     fast, slow = per["quench100K"], per["quench10M"]
     dd = density_difference(fast.coordinates[:, [i, j]], slow.coordinates[:, [i, j]], bins=300)
     res["density_fast_slow"] = dd.summary()
-    # is the difference more than sampling noise? the same statistic with the quench labels shuffled
-    pooled = np.concatenate([fast.coordinates[:, [i, j]], slow.coordinates[:, [i, j]]])
-    rng = np.random.default_rng(args.seed + 1)
-    null = []
-    for _ in range(200):
-        perm = rng.permutation(len(pooled))
-        a, b = pooled[perm[:len(fast)]], pooled[perm[len(fast):]]
-        null.append(density_difference(a, b, bins=60, bandwidth=dd.bandwidth).summary()["l1_half"])
-    obs = density_difference(fast.coordinates[:, [i, j]], slow.coordinates[:, [i, j]], bins=60,
-                             bandwidth=dd.bandwidth).summary()["l1_half"]
-    res["density_fast_slow"]["l1_half_shuffled_mean"] = float(np.mean(null))
-    res["density_fast_slow"]["l1_half_shuffled_p95"] = float(np.percentile(null, 95))
-    res["density_fast_slow"]["p_value_shuffled"] = float((np.sum(np.asarray(null) >= obs) + 1) / (len(null) + 1))
+    # is the difference more than sampling noise? shuffled quench labels and a bootstrap over atoms
+    test = difference_test(fast.coordinates[:, [i, j]], slow.coordinates[:, [i, j]], n_shuffles=200, n_boot=200,
+                           bins=60, seed=args.seed + 1)
+    res["density_fast_slow"]["test"] = test.summary()
     f = fig_density_difference(dd, work / "ninb_density_slow_minus_fast.png", labels=("fast 1.7e13 K/s", "slow 1.7e11 K/s"),
                                axes=(clab[i], clab[j]))
     copy_figure(f, figdir, "ninb_density_slow_minus_fast.png")
@@ -328,12 +326,16 @@ def ninb_analyse(args, work, ref_path, annotated, figdir):
                     "mean_voronoi_volume": float(np.nanmean(q["voronoi_volume"][near])),
                     "classes": np.bincount(S.classes[near], minlength=ref.n_classes).tolist()}
     ds = res["density_fast_slow"]
+    ts = ds["test"]
     print(f"slow (quench10M) - fast (quench100K) in the plane ({clab[i]}, {clab[j]}): half L1 distance "
-          f"{ds['l1_half']:.3f} (labels shuffled: mean {ds['l1_half_shuffled_mean']:.3f}, 95th percentile "
-          f"{ds['l1_half_shuffled_p95']:.3f}, p = {ds['p_value_shuffled']:.3f}), integral of the difference "
-          f"{ds['integral_difference']:.1e}")
+          f"{ts['l1_half']:.3f} (labels shuffled: median {ts['null_l1_half_median']:.3f}, p = {ts['p_shuffle']:.3f} "
+          f"of {ts['n_shuffles']} shuffles); bootstrap-stable regions hold {100 * ts['significant_mass_b_over_a']:.0f} % "
+          f"(slow denser) and {100 * ts['significant_mass_a_over_b']:.0f} % (fast denser) of |difference|")
     print("class populations of the four samples (fastest to slowest):")
     print(pops.format())
+    c2 = pops.chi2()
+    print(f"chi-square test of equal populations over the four samples: {c2['statistic']:.1f} on {c2['dof']} "
+          f"degrees of freedom, p = {c2['p']:.2g}")
     sd = res["population_change_slow_minus_fast_sd"]
     fr = pops.fractions
     print("change slowest - fastest (percentage points, bootstrap s.d.): " +
