@@ -430,6 +430,8 @@ static void rotate_lanes(const double *restrict step, const double *restrict R, 
     }
 }
 
+#define TOP_NET 16 /* pools up to this size get their threshold from a vector network (select_starts) */
+
 /* Rearranges v[0..n) (and idx with it, when not NULL) so that its k largest values come first. */
 static void largest_first(float *restrict v, int32_t *restrict idx, i64 n, i64 k) {
     i64 lo = 0, hi = n - 1;
@@ -473,16 +475,35 @@ static __attribute__((noinline)) void select_starts(const float *restrict F, i64
         ST(gmax + r * B, m);
     }
     vf thr;
-    float tmp[nrow];
-    for (int k = 0; k < B; k++) {
-        for (i64 r = 0; r < nrow; r++) tmp[r] = gmax[r * B + k];
-        if (nrow > pool) {
-            largest_first(tmp, NULL, nrow, pool);
-            float lo = tmp[0];
-            for (i64 r = 1; r < pool; r++) lo = tmp[r] < lo ? tmp[r] : lo;
-            thr[k] = lo;
-        } else {
-            thr[k] = -3e38f;
+    if (nrow > pool && pool <= TOP_NET) {
+        /* the pool-th largest row maximum of every lane at once: a running top-pool list per lane,
+         * kept sorted by compare-exchange steps on whole vectors (the same value as the selection
+         * below, without a scalar pass per lane) */
+        vf top[TOP_NET];
+        const vf lowest = (vf){0} - 3e38f;
+        for (i64 k = 0; k < pool; k++) top[k] = lowest;
+        for (i64 r = 0; r < nrow; r++) {
+            vf x = LD(gmax + r * B);
+            for (i64 k = 0; k < pool; k++) {
+                const vf t = top[k];
+                const vi gt = x > t;
+                top[k] = select_vf(gt, x, t);
+                x = select_vf(gt, t, x);
+            }
+        }
+        thr = top[pool - 1];
+    } else {
+        float tmp[nrow];
+        for (int k = 0; k < B; k++) {
+            for (i64 r = 0; r < nrow; r++) tmp[r] = gmax[r * B + k];
+            if (nrow > pool) {
+                largest_first(tmp, NULL, nrow, pool);
+                float lo = tmp[0];
+                for (i64 r = 1; r < pool; r++) lo = tmp[r] < lo ? tmp[r] : lo;
+                thr[k] = lo;
+            } else {
+                thr[k] = -3e38f;
+            }
         }
     }
     i64 cnt[B];
