@@ -453,7 +453,7 @@ def test_polynomial_criterion_of_the_paper_flags_harmonics_as_redundant():
     r2 = polynomial_regression_r2(psi)
     assert r2[0] == 0.0
     assert r2[1] > 0.99 and r2[3] > 0.99  # cos 2x = 2 cos^2 x - 1; a product of earlier coordinates
-    assert r2[2] < 0.05 and r2[4] < 0.05  # new directions (out of sample: noise is not fitted)
+    assert r2[2] < 0.05 and r2[4] < 0.05  # new directions (adjusted r^2: the terms fitted to noise do not count)
     lam = np.array([1.0, 0.9, 0.8, 0.7, 0.6])
     kept = select_parsimonious(lam, np.sqrt(np.clip(1 - r2, 0, None)), "auto")
     np.testing.assert_array_equal(kept, [0, 2, 4])
