@@ -94,6 +94,9 @@ def build_parser():
     g.add_argument("--ninb-ref", default=None, help="existing reference file (default: build WORK/ninb_ref.h5)")
     g.add_argument("--ninb-train", type=int, default=300, help="training environments over the 4 samples")
     g.add_argument("--ninb-atoms", type=int, default=1500, help="extra random Ni atoms annotated per sample")
+    g.add_argument("--ninb-symmetry", type=int, default=300,
+                   help="Ni atoms of the fastest and of the slowest sample whose symmetry measures are computed "
+                        "(0: none; about 1 s per atom)")
     g = p.add_argument_group("2D Lennard-Jones crystal")
     g.add_argument("--lj-size", default="60,34,10,1000", metavar="NX,NY,NHALF,NSTEPS")
     g.add_argument("--lj-train", type=int, default=None,
@@ -325,6 +328,8 @@ def ninb_analyse(args, work, ref_path, annotated, figdir):
                     "mean_frac_Ni": float(np.mean(q["frac_Ni"][near])),
                     "mean_voronoi_volume": float(np.nanmean(q["voronoi_volume"][near])),
                     "classes": np.bincount(S.classes[near], minlength=ref.n_classes).tolist()}
+    if args.ninb_symmetry > 0:
+        res["symmetry"] = ninb_symmetry(args, ref, annotated, fast, slow, (i, j), res)
     ds = res["density_fast_slow"]
     ts = ds["test"]
     print(f"slow (quench10M) - fast (quench100K) in the plane ({clab[i]}, {clab[j]}): half L1 distance "
@@ -341,6 +346,56 @@ def ninb_analyse(args, work, ref_path, annotated, figdir):
     print("change slowest - fastest (percentage points, bootstrap s.d.): " +
           ", ".join(f"class {k}: {100 * (fr[3, k] - fr[0, k]):+.1f} +- {100 * sd[k]:.1f}" for k in range(ref.n_classes)))
     return res
+
+
+SYMMETRY_GROUPS = ("C2", "C3", "C4", "C5", "C6", "D2h", "Td", "I")
+
+
+def ninb_symmetry(args, ref, annotated, fast, slow, plane, res):
+    """The continuous symmetry measure (interpret/symmetry.py) of ``--ninb-symmetry`` random Ni
+    atoms of the fastest and the slowest sample: the mean per quench with a bootstrap error and a
+    Welch test, the r^2 of each measure against the two plane coordinates, and the mean measure of
+    the 25 sampled atoms nearest to each quench's largest excess in the plane."""
+    from scipy.stats import ttest_ind
+
+    from giip_plugin.interpret.symmetry import symmetry_measures
+    from giip_plugin.io import iter_frames
+
+    rng = np.random.default_rng(args.seed + 5)
+    out = {"groups": list(SYMMETRY_GROUPS), "n_per_sample": int(args.ninb_symmetry)}
+    data = {}
+    for name, smp, path in (("fast", fast, annotated[0]), ("slow", slow, annotated[-1])):
+        frame = next(iter_frames(path, type_names=ref.type_names))
+        pick = np.sort(rng.choice(len(smp.atom_index), size=min(args.ninb_symmetry, len(smp.atom_index)),
+                                  replace=False))
+        envs = ref.compute_environments(frame.atoms, indices=smp.atom_index[pick], species=frame.species)
+        t0 = time.time()
+        meas = symmetry_measures(envs, sigma=ref.sigma, groups=SYMMETRY_GROUPS, progress=True)
+        log(f"NiNb symmetry measures of {len(pick)} {name}-quench atoms: {time.time() - t0:.0f} s")
+        data[name] = (meas, smp.coordinates[pick][:, list(plane)])
+    boot = np.random.default_rng(args.seed + 6)
+    for g in SYMMETRY_GROUPS:
+        a, b = data["fast"][0][g], data["slow"][0][g]
+        diffs = [b[boot.integers(0, len(b), len(b))].mean() - a[boot.integers(0, len(a), len(a))].mean()
+                 for _ in range(500)]
+        xy = np.concatenate([data["fast"][1], data["slow"][1]])
+        v = np.concatenate([a, b])
+        r2 = [float(np.corrcoef(xy[:, k], v)[0, 1] ** 2) for k in range(2)]
+        out[g] = {"fast_mean": float(a.mean()), "slow_mean": float(b.mean()), "slow_minus_fast": float(b.mean() - a.mean()),
+                  "bootstrap_sd": float(np.std(diffs)), "welch_p": float(ttest_ind(b, a, equal_var=False).pvalue),
+                  "r2_plane": r2}
+        for key in ("slow_excess", "fast_excess"):
+            at = res[key]["at"]
+            near = np.argsort(np.hypot(xy[:, 0] - at[0], xy[:, 1] - at[1]))[:25]
+            out[g][key + "_mean"] = float(v[near].mean())
+    print(f"symmetry measures (GIIP, sign species) of {args.ninb_symmetry} Ni atoms per quench:")
+    print("group   fast    slow   slow-fast (bootstrap sd, Welch p)   r^2 vs plane   at slow excess   at fast excess")
+    for g in SYMMETRY_GROUPS:
+        o = out[g]
+        print(f"{g:>5}  {o['fast_mean']:.3f}  {o['slow_mean']:.3f}  {o['slow_minus_fast']:+.4f} ({o['bootstrap_sd']:.4f}, "
+              f"p = {o['welch_p']:.2g})   {o['r2_plane'][0]:.3f} {o['r2_plane'][1]:.3f}        "
+              f"{o['slow_excess_mean']:.3f}            {o['fast_excess_mean']:.3f}")
+    return out
 
 
 # --------------------------------------------------------------------------- 2D LJ

@@ -16,7 +16,7 @@ ROOT = Path(__file__).resolve().parents[1]
 def test_ninb_reproduction_pipeline_small(tmp_path):
     work = tmp_path / "rp"
     out = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "reproduce_paper.py"), "--part", "ninb",
-                          "--work", str(work), "--ninb-train", "40", "--ninb-atoms", "60",
+                          "--work", str(work), "--ninb-train", "40", "--ninb-atoms", "60", "--ninb-symmetry", "6",
                           "--ninb-data", str(ROOT / "tests" / "data" / "ninb")],
                          capture_output=True, text=True, timeout=600)
     assert out.returncode == 0, out.stderr[-3000:]
@@ -30,5 +30,7 @@ def test_ninb_reproduction_pipeline_small(tmp_path):
     assert 0 < t["p_shuffle"] <= 1 and t["n_shuffles"] == 200
     assert 0 <= res["populations"]["chi2"]["p"] <= 1
     assert "chi-square test of equal populations" in out.stdout
+    sym = res["symmetry"]
+    assert sym["n_per_sample"] == 6 and all(0 < sym[g]["fast_mean"] <= 1 for g in sym["groups"])
     for name in ("ninb_eigenvalues_r2.png", "ninb_eigenvalues_r2_paper.png", "ninb_density_slow_minus_fast.png"):
         assert (work / "figures" / name).stat().st_size > 1000, name
