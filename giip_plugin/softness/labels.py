@@ -170,7 +170,7 @@ def d2min(path, lag: int, cutoff: float, *, frames=None) -> np.ndarray:
     lag = int(lag)
     if lag < 1:
         raise ValueError(f"the D2min lag must be at least one frame, got {lag}")
-    pipe = import_file(os.fspath(path))
+    pipe = import_file(os.fspath(path), multiple_frames=True)  # every frame of the one file, always scanned
     n = pipe.source.num_frames
     if n <= lag:
         raise ValueError(f"{path} has {n} frames, too few for a D2min lag of {lag} frames")
