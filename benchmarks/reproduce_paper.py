@@ -97,6 +97,9 @@ def build_parser():
     g.add_argument("--ninb-symmetry", type=int, default=300,
                    help="Ni atoms of the fastest and of the slowest sample whose symmetry measures are computed "
                         "(0: none; about 1 s per atom)")
+    g.add_argument("--ninb-symmetry-weights", choices=("geometry", "sign"), default="geometry",
+                   help="symmetry of the positions alone (every neighbour weight |w|: the paper's motifs are "
+                        "geometric) or with the map's sign species (default geometry)")
     g = p.add_argument_group("2D Lennard-Jones crystal")
     g.add_argument("--lj-size", default="60,34,10,1000", metavar="NX,NY,NHALF,NSTEPS")
     g.add_argument("--lj-train", type=int, default=None,
@@ -362,13 +365,16 @@ def ninb_symmetry(args, ref, annotated, fast, slow, plane, res):
     from giip_plugin.io import iter_frames
 
     rng = np.random.default_rng(args.seed + 5)
-    out = {"groups": list(SYMMETRY_GROUPS), "n_per_sample": int(args.ninb_symmetry)}
+    out = {"groups": list(SYMMETRY_GROUPS), "n_per_sample": int(args.ninb_symmetry),
+           "weights": args.ninb_symmetry_weights}
     data = {}
     for name, smp, path in (("fast", fast, annotated[0]), ("slow", slow, annotated[-1])):
         frame = next(iter_frames(path, type_names=ref.type_names))
         pick = np.sort(rng.choice(len(smp.atom_index), size=min(args.ninb_symmetry, len(smp.atom_index)),
                                   replace=False))
         envs = ref.compute_environments(frame.atoms, indices=smp.atom_index[pick], species=frame.species)
+        if args.ninb_symmetry_weights == "geometry":
+            envs = type(envs)(envs.positions, np.abs(envs.weights), envs.offsets, envs.sigmas, envs.centers)
         t0 = time.time()
         meas = symmetry_measures(envs, sigma=ref.sigma, groups=SYMMETRY_GROUPS, progress=True)
         log(f"NiNb symmetry measures of {len(pick)} {name}-quench atoms: {time.time() - t0:.0f} s")
@@ -388,7 +394,7 @@ def ninb_symmetry(args, ref, annotated, fast, slow, plane, res):
             at = res[key]["at"]
             near = np.argsort(np.hypot(xy[:, 0] - at[0], xy[:, 1] - at[1]))[:25]
             out[g][key + "_mean"] = float(v[near].mean())
-    print(f"symmetry measures (GIIP, sign species) of {args.ninb_symmetry} Ni atoms per quench:")
+    print(f"symmetry measures (GIIP, {args.ninb_symmetry_weights} weights) of {args.ninb_symmetry} Ni atoms per quench:")
     print("group   fast    slow   slow-fast (bootstrap sd, Welch p)   r^2 vs plane   at slow excess   at fast excess")
     for g in SYMMETRY_GROUPS:
         o = out[g]
