@@ -161,7 +161,7 @@ def write_ovito_session(dump: Path, session: Path, n_classes: int) -> bool:
         from ovito.modifiers import ColorCodingModifier
     except Exception:
         return False
-    pipeline = import_file(str(dump))
+    pipeline = import_file(str(dump), multiple_frames=True)  # every frame of the trajectory
     pipeline.modifiers.append(ColorCodingModifier(
         property="d_giip_class", start_value=-1.0, end_value=float(max(n_classes - 1, 0)),
         gradient=ColorCodingModifier.Rainbow()))

@@ -9,7 +9,7 @@ Use it in a Python script::
     from ovito.io import import_file
     from ovito_modifier import GIIPModifier
 
-    pipeline = import_file("quench.dump")
+    pipeline = import_file("quench.dump", multiple_frames=True)
     pipeline.modifiers.append(GIIPModifier(reference_file="ninb.h5", color_by="class"))
     data = pipeline.compute()
     data.particles["GIIP Class"]            # class of every particle, -1: not analysed

@@ -487,7 +487,7 @@ def test_insitu_example_tiny(ljref, tmp_path):
     pytest.importorskip("ovito")
     from ovito.io import import_file
 
-    pipeline = import_file(str(out / "insitu_giip.dump"))
+    pipeline = import_file(str(out / "insitu_giip.dump"), multiple_frames=True)
     assert pipeline.source.num_frames == 3
     for frame in range(3):
         data = pipeline.compute(frame)

@@ -160,7 +160,7 @@ def main(argv=None):
     from ovito.modifiers import DeleteSelectedModifier, ExpressionSelectionModifier
 
     GIIPModifier = _import_modifier()
-    pipeline = import_file(args.dump)
+    pipeline = import_file(args.dump, multiple_frames=True)
     if args.keep:
         pipeline.modifiers.append(ExpressionSelectionModifier(expression=f"({args.keep}) == 0"))
         pipeline.modifiers.append(DeleteSelectedModifier())
