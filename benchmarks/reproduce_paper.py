@@ -376,10 +376,9 @@ def ninb_symmetry(args, ref, annotated, fast, slow, plane, res):
         pick = np.sort(rng.choice(len(smp.atom_index), size=min(args.ninb_symmetry, len(smp.atom_index)),
                                   replace=False))
         envs = ref.compute_environments(frame.atoms, indices=smp.atom_index[pick], species=frame.species)
-        if args.ninb_symmetry_weights == "geometry":
-            envs = type(envs)(envs.positions, np.abs(envs.weights), envs.offsets, envs.sigmas, envs.centers)
         t0 = time.time()
-        meas = symmetry_measures(envs, sigma=args.ninb_symmetry_sigma, groups=SYMMETRY_GROUPS, progress=True)
+        meas = symmetry_measures(envs, sigma=args.ninb_symmetry_sigma, groups=SYMMETRY_GROUPS, progress=True,
+                                 species=args.ninb_symmetry_weights == "sign")
         log(f"NiNb symmetry measures of {len(pick)} {name}-quench atoms: {time.time() - t0:.0f} s")
         data[name] = (meas, smp.coordinates[pick][:, list(plane)])
     boot = np.random.default_rng(args.seed + 6)

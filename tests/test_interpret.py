@@ -374,6 +374,39 @@ def test_collect_samples_computes_like_the_analyser(tmp_path, crystal):
     assert np.allclose(s2.quantities["coordination"], s.quantities["coordination"])
 
 
+def test_interpret_symmetry_quantities(map3d, tmp_path, capsys):
+    """--symmetry C3,Td: per-atom symmetry measures as quantities (r^2 rows, JSON), equal to the
+    measure of each atom's environment on its positions alone."""
+    import json
+
+    from giip_plugin.interpret.symmetry import symmetry_measure
+    from giip_plugin.reference import ReferenceMap
+
+    atoms = binary3d(n=40, L=8.0)
+    path = tmp_path / "plain.xyz"
+    atoms.write(path)
+    out = tmp_path / "r.json"
+    assert main(["interpret", str(map3d), str(path), "--symmetry", "C3,Td", "--symmetry-sigma", "0.6", "--max-atoms",
+                 "4", "--no-voronoi", "--no-progress", "--json", str(out)]) == 0
+    res = json.loads(out.read_text())
+    text = json.dumps(res)
+    assert "symmetry_C3" in text and "symmetry_Td" in text
+    ref = ReferenceMap.load(map3d)
+    from giip_plugin.interpret import collect_samples
+
+    smp = collect_samples(ref, [str(path)], max_atoms=4, voronoi=False,
+                          symmetry={"groups": ["C3"], "sigma": 0.6, "species": False})
+    envs = ref.compute_environments(atoms, indices=smp.atom_index)
+    for k in range(len(envs)):
+        sl = slice(envs.offsets[k], envs.offsets[k + 1])
+        want = symmetry_measure(envs.positions[sl], np.abs(envs.weights[sl]), sigma=0.6, group="C3")
+        assert smp.quantities["symmetry_C3"][k] == pytest.approx(want, abs=1e-6)  # (the xyz file rounds positions)
+        assert 0 < want <= 1
+    capsys.readouterr()
+    assert main(["interpret", str(map3d), str(path), "--symmetry", "C7", "--no-progress"]) == 1
+    assert "unknown point group" in capsys.readouterr().err
+
+
 def test_interpret_errors(map2d, map3d, annotated, crystal, tmp_path, capsys):
     path = str(annotated[0])
     cases = [
@@ -387,6 +420,7 @@ def test_interpret_errors(map2d, map3d, annotated, crystal, tmp_path, capsys):
         (["interpret", str(map2d), path, "--quantities", "bogus", "--no-voronoi"], "unknown quantities"),
         (["interpret", str(map2d), path, "--max-atoms", "0"], "--max-atoms must be at least 1"),
         (["interpret", str(map3d), path, "--no-voronoi"], "2D but the reference is 3D"),
+        (["interpret", str(map2d), path, "--symmetry", "C3", "--no-voronoi"], "for 3D environments"),
     ]
     for argv, msg in cases:
         assert main(argv + ["--no-progress"]) == 1, argv

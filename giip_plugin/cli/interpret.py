@@ -66,6 +66,14 @@ def add_parser(subparsers):
     p.add_argument("--quantities", default=None, metavar="Q1,Q2",
                    help="only these quantities (names as in the table; default all)")
     p.add_argument("--no-voronoi", action="store_true", help="skip the Voronoi volumes (OVITO)")
+    p.add_argument("--symmetry", default=None, metavar="G1,G2",
+                   help="add the continuous symmetry measure of each atom's environment for these point groups "
+                        "(C2..C6, D2h, T, Td, O, Oh, I, Ih; 1 = that symmetry), as quantities symmetry_G; about "
+                        "0.1 s per atom and group: use --max-atoms")
+    p.add_argument("--symmetry-sigma", type=float, default=0.5, metavar="S",
+                   help="Gaussian width of the symmetry measure (default 0.5, in the structure's length units)")
+    p.add_argument("--symmetry-species", action="store_true",
+                   help="the symmetry measure with the map's species weights (default: the positions alone)")
     p.add_argument("--plane", default=None, metavar="I,J", help="plane of dcI and dcJ for the best direction")
     p.add_argument("--target", default=None, metavar="Q",
                    help="quantity of the best direction (default coordination)")
@@ -105,10 +113,23 @@ def collect(args, ref, inputs, log=None):
     wanted = getattr(args, "quantities", None)
     if wanted and not any(q.strip().startswith("voronoi") for q in wanted.split(",")):
         voronoi = False  # not asked for: skip the tessellation
+    symmetry = None
+    if getattr(args, "symmetry", None):
+        from ..interpret.symmetry import GROUPS
+
+        groups = [g.strip() for g in args.symmetry.split(",") if g.strip()]
+        bad = [g for g in groups if g not in GROUPS]
+        if bad or not groups:
+            raise CLIError(f"--symmetry: unknown point group(s) {', '.join(bad) or '(none)'}; known: {', '.join(GROUPS)}")
+        if not args.symmetry_sigma > 0:
+            raise CLIError("--symmetry-sigma must be positive")
+        if ref.dim != 3:
+            raise CLIError("--symmetry: the symmetry measure is for 3D environments; this reference is 2D")
+        symmetry = {"groups": groups, "sigma": args.symmetry_sigma, "species": args.symmetry_species}
     return collect_samples(ref, inputs, frames=args.frames, type_names=tn, dim=args.dim,
                            max_atoms=args.max_atoms, seed=args.seed, recompute=args.recompute,
                            voronoi=voronoi, device=args.device,
-                           progress=not args.no_progress, log=log)
+                           progress=not args.no_progress, log=log, symmetry=symmetry)
 
 
 def run(args) -> int:

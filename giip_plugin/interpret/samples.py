@@ -82,13 +82,14 @@ def annotation_columns(atoms, n_coords: int | None = None):
 
 def collect_samples(reference, inputs, *, frames=None, type_names=None, dim=None, max_atoms: int | None = None,
                     seed: int = 0, recompute: bool = False, voronoi: bool = True, columns: bool = True,
-                    device=None, progress: bool = False, log=None) -> Samples:
+                    device=None, progress: bool = False, log=None, symmetry: dict | None = None) -> Samples:
     """Analysed atoms of the frames of ``inputs`` (paths, or ``ase.Atoms`` / ``Frame`` objects).
 
     ``max_atoms``: analyse (or, for annotated inputs, keep) at most this many randomly chosen
     analysed atoms per frame (seeded by ``seed``; None = all). ``recompute`` ignores ``giip_*``
     columns of the input. ``type_names`` defaults to the reference's. ``dim``: None detects 2D
-    frames (all z equal), which must match the reference; 2 or 3 forces it.
+    frames (all z equal), which must match the reference; 2 or 3 forces it. ``symmetry``: the
+    symmetry measures to add (:func:`.quantities.frame_quantities`).
     """
     from ..analysis import GIIPAnalyzer
     from ..species import check_species, species_of
@@ -142,7 +143,7 @@ def collect_samples(reference, inputs, *, frames=None, type_names=None, dim=None
             ok = np.flatnonzero(res.analysed)
             cls, dc, dist = res.classes[ok], res.coordinates[ok], res.ref_distance[ok]
         q = frame_quantities(atoms, ref.environments, ok, names, species=list(ref.species) or None,
-                             voronoi=voronoi, columns=columns, dim=frame.dim)
+                             voronoi=voronoi, columns=columns, dim=frame.dim, symmetry=symmetry)
         parts.append(Samples(np.asarray(dc, float).reshape(len(ok), -1), cls, dist, q, np.full(len(ok), 0),
                              ok, [f"{frame.source}:{frame.index}"], ann is not None))
     if not parts:

@@ -127,9 +127,12 @@ def symmetry_measure(pos, w, *, sigma: float, group: str, n_starts: int = 64, n_
 
 
 def symmetry_measures(envs, *, sigma: float, groups=("C2", "C3", "C4", "C5", "C6", "D2h", "T", "I"),
-                      progress: bool = False, **kw) -> dict:
+                      species: bool = True, progress: bool = False, **kw) -> dict:
     """:func:`symmetry_measure` of every environment of an
-    :class:`~giip_plugin.environments.EnvironmentSet` for each group: ``{group: array (n,)}``."""
+    :class:`~giip_plugin.environments.EnvironmentSet` for each group: ``{group: array (n,)}``
+    (``species=False``: of the positions alone, every weight replaced by its magnitude)."""
+    if not species:
+        envs = type(envs)(envs.positions, np.abs(envs.weights), envs.offsets, envs.sigmas, envs.centers)
     if envs.sigmas is not None:
         raise ValueError("the symmetry measure uses one common sigma; this set has per-atom sigmas")
     out = {g: np.zeros(len(envs)) for g in groups}
