@@ -91,7 +91,7 @@ def fig_eigenvalues_r2(reference, path, n_leading: int | None = None, r2_cap: fl
     # r^2 > 1 means the local fit is worse than none (noise in tiny eigenvectors): clip for display
     cap = r2_cap
     x = np.minimum(r2[:n], cap)
-    if criterion == "paper":  # an out-of-sample r^2 below 0 (worse than the mean) is drawn at 0
+    if criterion == "paper":  # an adjusted r^2 below 0 (fewer points than the terms justify) is drawn at 0
         x = np.maximum(x, 0.0)
     over = r2[:n] > cap
     for mask, style in (((~kept) & ~over, dict(facecolors="white", edgecolors="0.4", label="not kept")),

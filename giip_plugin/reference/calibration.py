@@ -31,7 +31,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .metric import COARSE_LADDER, FastSettings
+from .metric import COARSE_LADDER, FastSettings, GIIPMetric, refine_mask
 
 __all__ = ["DefaultPath", "calibrate", "COORD_MAX", "COORD_MEDIAN", "MAX_GAP", "MAX_NEAR_MISSES",
            "MARGIN_FACTOR", "sample_size"]
@@ -87,9 +87,7 @@ class DefaultPath:
                 f"at most {100 * t['coord_max']:.3g} % of their range, median {100 * t['coord_median']:.3g} %)")
 
 
-def _trial(ref, metric, fs: FastSettings, sample_envs, rows_exact, idx, span):
-    from .metric import refine_mask
-
+def _trial(ref, metric, fs: FastSettings, sample_envs, rows_exact, coords_exact, idx, span):
     t0 = time.perf_counter()
     n = len(idx)
     rows = np.arange(n)
@@ -111,8 +109,7 @@ def _trial(ref, metric, fs: FastSettings, sample_envs, rows_exact, idx, span):
     near_r = R.argmin(1)
     ok = (np.abs(R[rows, near_r] - rows_exact[rows, first_exact]) <= 1e-9) & (
         ref.labels[near_r] == ref.labels[first_exact])
-    ce = ref.transform_from_distances(R).coordinates
-    cx = ref.transform_from_distances(rows_exact).coordinates
+    ce, cx = ref.transform_from_distances(R).coordinates, coords_exact
     cerr = np.abs(ce - cx) / span
     cerr = np.where(np.isfinite(cerr), cerr, np.where(np.isnan(ce) & np.isnan(cx), 0.0, np.inf))
     coord_max = float(cerr.max()) if cerr.size else 0.0
@@ -130,21 +127,20 @@ def calibrate(ref, *, seed: int = 0, sample: int | None = None, log=None) -> Def
     """Measure each rung of :data:`~.metric.COARSE_LADDER` on ``ref`` (a GIIP
     :class:`~.refmap.ReferenceMap`) against its own training matrix and return the cheapest that
     meets the criteria of the module docstring, or the exhaustive exact search."""
-    from .metric import GIIPMetric
-
     n = ref.n_train
     m = sample_size(n) if sample is None else int(min(max(sample, 1), n))
     idx = np.sort(np.random.default_rng(seed).choice(n, size=m, replace=False))
     sample_envs = ref.training.subset(idx)
     rows_exact = np.array(ref.distances[idx], dtype=float)
     rows_exact[np.arange(m), idx] = np.inf
+    coords_exact = ref.transform_from_distances(rows_exact).coordinates  # the same for every rung
     coords = ref.coordinates
     span = (coords.max(0) - coords.min(0)) if coords.size else np.ones(0)
     span = np.where(span > 0, span, 1.0)
     metric = GIIPMetric(ref.sigma, ref.group, ref.search_settings)
     trials = []
     for fs in COARSE_LADDER:
-        trial, tuned, seconds = _trial(ref, metric, fs, sample_envs, rows_exact, idx, span)
+        trial, tuned, seconds = _trial(ref, metric, fs, sample_envs, rows_exact, coords_exact, idx, span)
         trials.append(trial)
         if log:
             log(f"default path: coarse search {tuple(fs)[:4]} on {m} training rows: {trial['near_misses']} near misses "
