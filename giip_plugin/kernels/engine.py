@@ -7,6 +7,7 @@ orientation). Units are "atoms of difference": one missing atom gives about 1.
 from __future__ import annotations
 
 import contextlib
+import math
 import weakref
 
 import numpy as np
@@ -22,7 +23,9 @@ from .settings import SearchSettings
 from ..validation import check_device, check_environment, check_group, check_sigma
 
 
-def _resolve_device(device):
+def resolve_device(device) -> torch.device:
+    """The torch device of a ``device`` setting (``None`` / ``"auto"``: CUDA when PyTorch sees a
+    GPU, else the CPU); a clear error for CUDA asked for where there is none."""
     device = check_device(device)
     if device is None or device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -64,6 +67,25 @@ def _memo(S, key, make):
     return cache[key]
 
 
+_MIN_SPLIT = 64  # smallest chunk that an out-of-memory error halves further (below: the error stands)
+
+
+def gpu_chunk_pairs(free_bytes: int, L: int, parities: int, candidates: int, n_pairs_of_atoms: int, dim: int = 3,
+                    oversample: float = 1.0, fraction: float = 0.25, cap: int = 1 << 17) -> int:
+    """Pairs per chunk on a GPU: ``fraction`` of ``free_bytes`` over an estimate of one pair's
+    working set, between 256 and ``cap``. The estimate: the grid stage (coupling, the Fourier
+    transforms' inputs and outputs, the pool of largest values: about 32 bytes per grid point and
+    parity; ``(2L+2)^2 (L+1)`` points in 3D, ``8 (L+1) oversample`` in 2D) and the Newton polish
+    (about 16 arrays of ``na * nb`` doubles per start, ``parities * candidates`` starts)."""
+    if dim == 3:
+        n = int(2 * math.ceil(oversample * (L + 1)))
+        grid = n * n * int(math.ceil(oversample * (L + 1)))
+    else:
+        grid = int(2 * math.ceil(4.0 * (L + 1)))
+    per_pair = 32 * grid * parities + 128 * parities * candidates * max(1, n_pairs_of_atoms) + 4096
+    return int(max(256, min(cap, fraction * free_bytes // per_pair)))
+
+
 class DistanceEngine:
     """Batched computation of invariant GIIP distances between environments of two sets.
 
@@ -86,7 +108,7 @@ class DistanceEngine:
         and of CUDA); ``True``: the compiled kernel or an error saying why not."""
         self.grid_pool = max(1, int(grid_pool))
         self.sigma = check_sigma(sigma)
-        self.device = _resolve_device(device)
+        self.device = resolve_device(device)
         self.dtype = _resolve_dtype(dtype)
         self.settings = settings or SearchSettings()
         self.A = A
@@ -133,9 +155,17 @@ class DistanceEngine:
         else:
             self.compiled = False
         nmax = self._pa["p"].shape[1] * self._pb["p"].shape[1]
-        per_pair = nmax * (self.L + 1) * 64 + (2 * self.L + 2) ** 3 * 48
-        # ~64 pairs for NiNb first shells: small chunks keep the working set in cache (measured)
-        self.chunk = chunk_pairs or int(max(8, min(512, 9.5e7 // max(per_pair, 1))))
+        if chunk_pairs:
+            self.chunk = int(chunk_pairs)
+        elif self.device.type == "cuda":
+            # a GPU wants few, large launches: as many pairs as a quarter of its free memory holds
+            free, _total = torch.cuda.mem_get_info(self.device)
+            self.chunk = gpu_chunk_pairs(free, self.L, 2 if self.group in ("O3", "O2") else 1,
+                                         self.settings.candidates, nmax, self.dim, self.settings.oversample)
+        else:
+            per_pair = nmax * (self.L + 1) * 64 + (2 * self.L + 2) ** 3 * 48
+            # ~64 pairs for NiNb first shells: small chunks keep the working set in cache (measured)
+            self.chunk = int(max(8, min(512, 9.5e7 // max(per_pair, 1))))
 
     def _min_sigma(self, S):
         return float(S.sigmas.min()) if S.sigmas is not None and len(S.sigmas) else self.sigma
@@ -208,6 +238,24 @@ class DistanceEngine:
             return fbest, Rbest
         return fbest
 
+    def _chunk_split(self, ia, ib, return_rotation):
+        """:meth:`_chunk`, halved (recursively) where the device runs out of memory: a GPU's chunk
+        size is an estimate from its free memory (:func:`gpu_chunk_pairs`), which other programs
+        can take meanwhile. Every pair is computed on its own, so the split changes no result
+        beyond rounding. The halved size is kept for the later chunks."""
+        try:
+            return self._chunk(ia, ib, return_rotation)
+        except torch.OutOfMemoryError:
+            if len(ia) <= _MIN_SPLIT:
+                raise
+            if self.device.type == "cuda":
+                torch.cuda.empty_cache()
+            half = len(ia) // 2
+            self.chunk = max(_MIN_SPLIT, min(self.chunk, half))
+            lo = self._chunk_split(ia[:half], ib[:half], return_rotation)
+            hi = self._chunk_split(ia[half:], ib[half:], return_rotation)
+            return np.concatenate([lo[0], hi[0]]), (np.concatenate([lo[1], hi[1]]) if return_rotation else None)
+
     def _chunk(self, ia, ib, return_rotation):
         res = self.max_overlap(ia, ib, return_rotation)
         f, R = res if return_rotation else (res, None)
@@ -239,20 +287,21 @@ class DistanceEngine:
         # pairs sorted by neighbour counts, so that each chunk is padded to nearly its own size
         order = np.lexsort((self._counts_b[ib], self._counts_a[ia])) if len(ia) > self.chunk else np.arange(len(ia))
         ia, ib = ia[order], ib[order]
-        starts = list(range(0, len(ia), self.chunk))
+        chunk = self.chunk  # (a chunk split for memory lowers self.chunk for later calls, not this loop)
+        starts = list(range(0, len(ia), chunk))
         if workers is None:  # set by the entry point (giip_plugin.config.compute_threads)
             workers = config.workers() if self.device.type == "cpu" else 1
         workers = max(1, min(int(workers), len(starts)))
 
         def store(s, res):
-            dst = order[s : s + self.chunk]
+            dst = order[s : s + chunk]
             out[dst] = res[0]
             if return_rotation:
                 rots[dst] = res[1]
             if progress is not None:
                 progress.update(len(dst))
 
-        run = lambda s: self._chunk(ia[s : s + self.chunk], ib[s : s + self.chunk], return_rotation)
+        run = lambda s: self._chunk_split(ia[s : s + chunk], ib[s : s + chunk], return_rotation)
         # called directly (not from an entry point), this call is its own entry point
         own = workers > 1 and not config.inside_compute_threads()
         with config.compute_threads(workers) if own else contextlib.nullcontext():

@@ -254,6 +254,16 @@ class SO3Grid:
         ga = 2 * np.pi * g_idx / self.N
         return euler_zyz(al, be, ga)
 
+    def rotation_table(self) -> torch.Tensor:
+        """The rotation of every grid point, ``(N * N * n_beta, 3, 3)`` in float64 on the grid's
+        device, in the flat order of the grid values (alpha, gamma, beta): candidates are gathered
+        from it where they are found (no round trip through host memory on a GPU)."""
+        if getattr(self, "_rot", None) is None:
+            ai, gi, bi = np.meshgrid(np.arange(self.N), np.arange(self.N), np.arange(self.n_beta), indexing="ij")
+            table = self.rotations(ai.reshape(-1), bi.reshape(-1), gi.reshape(-1))
+            self._rot = torch.from_numpy(np.ascontiguousarray(table)).to(self.table.device)
+        return self._rot
+
 
 def _local_maxima_topk(flat: torch.Tensor, shape, K: int, pool: int = 48):
     """Up to ``K`` local maxima per column of ``flat (G, B)``, grids of ``shape`` flattened in
@@ -296,7 +306,11 @@ _FFT_BUFFERS = threading.local()
 def _fft_buffer(shape, dtype, device):
     """A zeroed buffer, reused between calls of one thread, for arrays of which a fixed set of
     entries is fully overwritten at each call while the rest must stay 0 (the FFT input: its first
-    L+1 / last L rows and first L+1 columns; the coupling G: its entries with |m|, m' <= l)."""
+    L+1 / last L rows and first L+1 columns; the coupling G: its entries with |m|, m' <= l).
+    Off the CPU a fresh buffer each call: zeroing is one cheap launch there, and buffers of large
+    GPU chunks (gigabytes) kept for every chunk size seen would hold the memory the chunks need."""
+    if torch.device(device).type != "cpu":
+        return torch.zeros(shape, dtype=dtype, device=device)
     cache = getattr(_FFT_BUFFERS, "d", None)
     if cache is None:
         cache = _FFT_BUFFERS.d = {}
@@ -368,13 +382,11 @@ def grid_from_coupling(G, L: int, parities: int, K: int, oversample: float = 1.0
     Fg = torch.fft.irfft(torch.fft.ifft(Hp, dim=0, norm="forward"), n=N, dim=1, norm="forward")  # (N, N, nbeta*par, P)
     Fg = Fg.reshape(N, N, nbeta, parities, P).reshape(N * N * nbeta, parities * P)
     vals, idx = _local_maxima_topk(Fg, (N, N, nbeta), K, pool)  # (K, parities*P)
-    idx = idx.reshape(-1, parities, P).permute(2, 1, 0).cpu().numpy()  # (P, parities, K)
-    ai, rem = np.divmod(idx, N * nbeta)
-    gi, bi = np.divmod(rem, nbeta)
-    Rm = grid.rotations(ai, bi, gi)  # (P, parities, K, 3, 3)
+    idx = idx.reshape(-1, parities, P).permute(2, 1, 0)  # (P, parities, K): flat (alpha, gamma, beta)
+    Rm = grid.rotation_table()[idx]  # (P, parities, K, 3, 3), float64, on the device
     if parities == 2:
         Rm[:, 1] *= -1.0
-    R0 = torch.from_numpy(Rm.reshape(P, -1, 3, 3)).to(device=G.device, dtype=out_dtype or dtype)
+    R0 = Rm.reshape(P, -1, 3, 3).to(dtype=out_dtype or dtype)
     return R0, vals.reshape(-1, parities, P).permute(2, 1, 0).reshape(P, -1)
 
 
@@ -395,7 +407,7 @@ def grid_candidates_2d(ra, Ea, rb, Eb, W, kappa, n_max: int, parities: int, K: i
     Fg = torch.stack(grids, 1)  # (P, parities, N)
     vals, idx = _local_maxima_topk(Fg.reshape(P * parities, N).T, (N,), K)
     vals, idx = vals.T, idx.T
-    theta = torch.from_numpy(2 * np.pi * idx.cpu().numpy() / N).to(device=W.device, dtype=W.dtype).reshape(P, parities, -1)
+    theta = (2 * np.pi * idx.to(torch.float64) / N).to(dtype=W.dtype).reshape(P, parities, -1)
     Rm = so2_matrix(theta)
     if parities == 2:
         refl = torch.tensor([[1.0, 0.0], [0.0, -1.0]], dtype=W.dtype, device=W.device)

@@ -40,6 +40,13 @@ __all__ = ["ReferenceMap", "MapResult", "MapResultWithRotation", "knee_n_classes
 
 _KNEE_MAX_CLASSES = 50
 _ROWS_PER_BATCH = 256
+_GPU_PAIRS_PER_BATCH = 1 << 22  # pairs of a batch of rows on a GPU (rows of 2,000 references: 2,097 atoms)
+
+
+def _on_gpu(device) -> bool:
+    from ..kernels.engine import resolve_device
+
+    return resolve_device(device).type == "cuda"
 
 def _exact_from(exact: bool, fast: bool | None) -> bool:
     """``exact``, or the deprecated ``fast`` keyword (``fast=False``: the exhaustive search)."""
@@ -569,6 +576,8 @@ class ReferenceMap:
         exact = _exact_from(exact, fast)
         if self.metric_name == "soap" and batch == _ROWS_PER_BATCH:  # rows are cheap: fewer, larger batches
             batch = max(batch, (1 << 21) // max(self.n_train, 1))
+        elif batch == _ROWS_PER_BATCH and _on_gpu(device):  # a GPU wants few, large launches
+            batch = max(batch, _GPU_PAIRS_PER_BATCH // max(self.n_train, 1))
         if return_rotation and self.metric_name == "soap":
             raise ValueError("return_rotation: the SOAP metric has no rotation search (its distance integrates over "
                              "rotations); use a map built with --metric giip")

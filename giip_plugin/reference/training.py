@@ -65,10 +65,17 @@ class CheckpointMismatch(ValueError):
 # --------------------------------------------------------------------------------------------------
 # blocks
 # --------------------------------------------------------------------------------------------------
-def default_block_size(n: int) -> int:
+def default_block_size(n: int, device=None) -> int:
     """Rows per block: 64, i.e. 4,096 pairs per off-diagonal block (about a minute on 2 cores for
     NiNb-size environments): the unit of checkpointing and of Dask tasks. Large enough that the
-    batched rotation search runs at full speed, small enough that little is lost on interruption."""
+    batched rotation search runs at full speed, small enough that little is lost on interruption.
+    On a GPU (``device`` resolving to CUDA) 512 rows, 262,144 pairs: a block of 4,096 pairs is far
+    too small a launch there."""
+    if device != "cpu":  # None / "auto": CUDA where PyTorch sees a GPU
+        from ..kernels.engine import resolve_device
+
+        if resolve_device(device).type == "cuda":
+            return 512
     return 64
 
 
@@ -298,7 +305,7 @@ def training_distance_matrix(
     sigma = check_sigma(sigma)
     check_group(group, envs.dim)
     settings = settings or SearchSettings()
-    bs = int(block_size) if block_size is not None else default_block_size(n)
+    bs = int(block_size) if block_size is not None else default_block_size(n, device if scheduler is None else "cpu")
     if bs < 1:
         raise ValueError(f"block_size must be a positive integer, got {block_size}")
     blocks = block_layout(n, bs)
