@@ -421,6 +421,23 @@ def lj_structure(args, work):
         log(f"LJ: LAMMPS run nx={nx} ny={ny} nhalf={nhalf} nsteps={nsteps}")
         run_example("lj2d_dislocations", variables={"nx": nx, "ny": ny, "nhalf": nhalf, "nsteps": nsteps},
                     out=out)
+    reference = out / "lj2d_reference.dump"
+    if not reference.exists():
+        # a run made before the input wrote the strain reference: run it again (deterministic: the
+        # same final frame, checked) and keep the reference of the perfect-lattice sites
+        import filecmp
+
+        sys.path.insert(0, str(ROOT / "lammps_examples"))
+        from run_example import run_example
+
+        again = out / "rerun_for_reference"
+        log("LJ: LAMMPS run again for the strain reference (perfect-lattice sites)")
+        run_example("lj2d_dislocations", variables={"nx": nx, "ny": ny, "nhalf": nhalf, "nsteps": nsteps},
+                    out=again)
+        if filecmp.cmp(again / "lj2d_dislocations.dump", dump, shallow=False):
+            os.replace(again / "lj2d_reference.dump", reference)
+        else:
+            log("LJ: the second run's final frame differs from the first: no strain reference")
     return str(dump)
 
 
@@ -502,6 +519,15 @@ def window_mask(positions, window):
     return (f[:, 0] >= x0) & (f[:, 0] <= x1) & (f[:, 1] >= y0) & (f[:, 1] <= y1)
 
 
+def atomic_strain_of_frame(frame, strain) -> np.ndarray:
+    """The volumetric strain of every atom of ``frame`` (OVITO, against ``strain["reference"]``)."""
+    from giip_plugin.interpret.quantities import atomic_strain
+    from giip_plugin.io import iter_frames
+
+    reference = next(iter_frames(strain["reference"])).atoms
+    return atomic_strain(frame.atoms, reference, float(strain["cutoff"]), frame.dim)["volumetric_strain"]
+
+
 def lj_analyse(args, work, ref_path, annotated, figdir):
     from giip_plugin.interpret import best_direction, collect_samples, r2_table
     from giip_plugin.interpret.figures import coordinate_labels, fig_direction, fig_quantity_scatter, write_report
@@ -518,7 +544,9 @@ def lj_analyse(args, work, ref_path, annotated, figdir):
     rep = work / "lj2d_report"
     for f in write_report(ref, rep, coords=(1, 2)):
         copy_figure(f, figdir, "lj2d_" + os.path.basename(f))
-    S = collect_samples(ref, [annotated], voronoi=True)
+    strain_ref = work / "lj2d" / "lj2d_reference.dump"
+    strain = {"reference": str(strain_ref), "cutoff": ref.environments.r_outer} if strain_ref.exists() else None
+    S = collect_samples(ref, [annotated], voronoi=True, strain=strain)
     frame = next(iter_frames(annotated))
     P = read_all_psi(frame)[S.atom_index]
     labels = [f"dc{j + 1}" for j in range(ref.n_coords)]
@@ -559,6 +587,38 @@ def lj_analyse(args, work, ref_path, annotated, figdir):
     f = fig_quantity_scatter(d12.project(S.coordinates[:, :2]), coord, work / "lj2d_projection_coordination.png",
                              xlabel="projection on the best direction", qlabel="coordination (smooth)", r2=d12.r2)
     copy_figure(f, figdir, "lj2d_projection_coordination.png")
+    if strain is not None:
+        # the orthogonal direction beta' against the atomic volumetric strain (OVITO's atomic strain
+        # modifier against the perfect-lattice sites, neighbours within r_outer)
+        vs = S.quantities["volumetric_strain"]
+        ok = np.isfinite(vs)
+        beta = d12.project_orthogonal(S.coordinates[:, :2])
+        r2_beta = float(np.corrcoef(beta[ok], vs[ok])[0, 1] ** 2) if ok.sum() > 2 else float("nan")
+        r2_beta_bulk = (float(np.corrcoef(beta[ok & interior], vs[ok & interior])[0, 1] ** 2)
+                        if (ok & interior).sum() > 2 else float("nan"))
+        dvs = best_direction(S.coordinates[ok, :2], vs[ok])
+        res["volumetric_strain"] = {
+            "cutoff": float(strain["cutoff"]), "atoms": int(ok.sum()), "r2_orthogonal_direction": r2_beta,
+            "r2_orthogonal_direction_no_surface": r2_beta_bulk, "best_direction": dvs.to_dict(),
+            "angle_from_coordination_direction_deg": float((dvs.angle_deg - d12.angle_deg + 180) % 360 - 180),
+            "percentiles_1_50_99": np.percentile(vs[ok], [1, 50, 99]).tolist()}
+        print(f"orthogonal direction (beta') against the atomic volumetric strain (OVITO, perfect-lattice "
+              f"reference, cutoff {strain['cutoff']}): r^2 = {r2_beta:.3f} ({r2_beta_bulk:.3f} without the surface "
+              f"atoms); the best direction for the strain: {dvs.angle_deg:.1f} deg, r^2 = {dvs.r2:.3f}, "
+              f"{res['volumetric_strain']['angle_from_coordination_direction_deg']:.1f} deg from the coordination's")
+        f = fig_quantity_scatter(beta[ok], vs[ok], work / "lj2d_orthogonal_volumetric_strain.png",
+                                 xlabel="projection on the orthogonal direction", qlabel="atomic volumetric strain",
+                                 r2=r2_beta)
+        copy_figure(f, figdir, "lj2d_orthogonal_volumetric_strain.png")
+        vs_all = np.full(frame.natoms, np.nan)
+        vs_all[S.atom_index] = vs
+        strain_all = atomic_strain_of_frame(frame, strain)
+        lo, hi = np.percentile(strain_all[np.isfinite(strain_all)], [1, 99])
+        m = max(abs(lo), abs(hi))
+        png, _ = render_values(frame.atoms, strain_all, work / "lj2d_volumetric_strain_ovito.png", limits=(-m, m),
+                               size=(1400, 1400) if frame.natoms >= 10000 else (900, 900), radius=0.55)
+        copy_figure(png, figdir, "lj2d_volumetric_strain_ovito.png")
+        res["render_limits_lj2d_volumetric_strain_ovito"] = [float(-m), float(m)]
     size = (900, 900) if frame.natoms < 10000 else (1400, 1400)
     bulk = coord > 5.5  # colour scales from the bulk-like atoms (the surface atoms would saturate them)
     for name, direction, xy in (("lj2d_orthogonal_ovito.png", d12, S.coordinates[:, :2]),

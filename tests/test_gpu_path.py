@@ -8,7 +8,6 @@ is tested here)."""
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path

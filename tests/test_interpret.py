@@ -407,6 +407,62 @@ def test_interpret_symmetry_quantities(map3d, tmp_path, capsys):
     assert "unknown point group" in capsys.readouterr().err
 
 
+def test_atomic_strain_of_known_deformations():
+    """OVITO's atomic strain against a reference: a uniform 1 % stretch of a 2D lattice gives the
+    Green-Lagrange volumetric strain (1.01^2 - 1) / 2 for every atom and no shear; a shear gives no
+    volumetric strain; atoms are matched by id whatever their order; another set of atoms is refused."""
+    from giip_plugin.interpret.quantities import atomic_strain
+
+    ref = lattice2d(n=12, remove=0)
+    ref.new_array("id", np.arange(1, len(ref) + 1))
+    cur = ref.copy()
+    cur.positions[:, :2] *= 1.01
+    out = atomic_strain(cur, ref, 1.5, dim=2)
+    np.testing.assert_allclose(out["volumetric_strain"], (1.01 ** 2 - 1) / 2, atol=1e-12)
+    np.testing.assert_allclose(out["shear_strain"], 0.0, atol=1e-12)
+    sheared = ref.copy()
+    sheared.positions[:, 0] += 0.02 * sheared.positions[:, 1]
+    sh = atomic_strain(sheared, ref, 1.5, dim=2)
+    assert np.all(sh["shear_strain"] > 0.005) and np.abs(sh["volumetric_strain"]).max() < 1e-3
+    shuffled = cur[np.random.default_rng(0).permutation(len(cur))]
+    again = atomic_strain(shuffled, ref, 1.5, dim=2)
+    by_id = dict(zip(shuffled.arrays["id"].tolist(), again["volumetric_strain"]))
+    np.testing.assert_allclose([by_id[i] for i in cur.arrays["id"]], out["volumetric_strain"], atol=1e-12)
+    with pytest.raises(ValueError, match="other atoms than the frame"):
+        atomic_strain(cur[:-3], ref, 1.5, dim=2)
+    with pytest.raises(ValueError, match="positive neighbour cutoff"):
+        atomic_strain(cur, ref, 0.0, dim=2)
+
+
+def test_interpret_strain_reference(map2d, crystal, tmp_path, capsys):
+    """--strain-reference: volumetric_strain and shear_strain as quantities of giip interpret."""
+    import json
+
+    from giip_plugin.io import Frame
+
+    ref_atoms = crystal.copy()
+    ref_atoms.new_array("id", np.arange(1, len(ref_atoms) + 1))
+    cur = ref_atoms.copy()
+    cur.positions[:, :2] = (cur.positions[:, :2] - 10.0) * 1.02 + 10.0
+    paths = []
+    for name, at in (("ref.dump", ref_atoms), ("cur.dump", cur)):
+        with AnnotatedWriter(tmp_path / name) as w:
+            w.write(Frame.from_atoms(at), {})
+        paths.append(str(tmp_path / name))
+    out = tmp_path / "s.json"
+    assert main(["interpret", str(map2d), paths[1], "--strain-reference", paths[0], "--no-voronoi", "--no-progress",
+                 "--json", str(out)]) == 0
+    text = out.read_text()
+    assert "volumetric_strain" in text and "shear_strain" in text
+    json.loads(text)
+    capsys.readouterr()
+    assert main(["interpret", str(map2d), paths[1], "--strain-reference", str(tmp_path / "none.dump"),
+                 "--no-progress"]) == 1
+    assert "--strain-reference: file not found" in capsys.readouterr().err
+    assert main(["interpret", str(map2d), paths[1], "--strain-cutoff", "1.5", "--no-progress"]) == 1
+    assert "--strain-cutoff needs --strain-reference" in capsys.readouterr().err
+
+
 def test_interpret_errors(map2d, map3d, annotated, crystal, tmp_path, capsys):
     path = str(annotated[0])
     cases = [

@@ -130,6 +130,13 @@ def test_lj2d_dislocations_tiny(tmp_path):
     assert data[:, 3].min() - box[1, 0] > 2.5 and box[1, 1] - data[:, 3].max() > 2.5
     # gentle thermalisation: the crystal did not melt
     assert summary["temp_final"] < 0.1
+    # the strain reference: the same atoms (ids) at perfect-lattice sites of the hex lattice
+    rcols, _, rdata = _read_dump(out / "lj2d_reference.dump")
+    assert rcols == ["id", "type", "x", "y", "z"]
+    assert np.array_equal(rdata[:, 0], data[:, 0])
+    a = (2 / (0.93 * np.sqrt(3))) ** 0.5  # lattice hex 0.93: the spacing of the triangular lattice
+    rows = rdata[:, 3] / (a * np.sqrt(3) / 2)
+    np.testing.assert_allclose(rows, np.round(rows), atol=1e-4)  # every site on a lattice row
 
 
 @pytest.mark.slow

@@ -72,6 +72,11 @@ def add_parser(subparsers):
                         "0.1 s per atom and group: use --max-atoms")
     p.add_argument("--symmetry-sigma", type=float, default=0.5, metavar="S",
                    help="Gaussian width of the symmetry measure (default 0.5, in the structure's length units)")
+    p.add_argument("--strain-reference", default=None, metavar="FILE",
+                   help="add volumetric_strain and shear_strain, OVITO's atomic strain of every atom against "
+                        "this reference configuration of the same atoms (e.g. the perfect lattice; matched by id)")
+    p.add_argument("--strain-cutoff", type=float, default=None, metavar="C",
+                   help="neighbour cutoff of the atomic strain (default: the map's r_outer)")
     p.add_argument("--symmetry-species", action="store_true",
                    help="the symmetry measure with the map's species weights (default: the positions alone)")
     p.add_argument("--plane", default=None, metavar="I,J", help="plane of dcI and dcJ for the best direction")
@@ -126,10 +131,20 @@ def collect(args, ref, inputs, log=None):
         if ref.dim != 3:
             raise CLIError("--symmetry: the symmetry measure is for 3D environments; this reference is 2D")
         symmetry = {"groups": groups, "sigma": args.symmetry_sigma, "species": args.symmetry_species}
+    strain = None
+    if getattr(args, "strain_reference", None):
+        if not os.path.exists(args.strain_reference):
+            raise CLIError(f"--strain-reference: file not found: {args.strain_reference}")
+        cutoff = args.strain_cutoff if args.strain_cutoff is not None else ref.environments.r_outer
+        if not cutoff > 0:
+            raise CLIError("--strain-cutoff must be positive")
+        strain = {"reference": args.strain_reference, "cutoff": cutoff}
+    elif getattr(args, "strain_cutoff", None) is not None:
+        raise CLIError("--strain-cutoff needs --strain-reference (the configuration the strain is measured from)")
     return collect_samples(ref, inputs, frames=args.frames, type_names=tn, dim=args.dim,
                            max_atoms=args.max_atoms, seed=args.seed, recompute=args.recompute,
                            voronoi=voronoi, device=args.device,
-                           progress=not args.no_progress, log=log, symmetry=symmetry)
+                           progress=not args.no_progress, log=log, symmetry=symmetry, strain=strain)
 
 
 def run(args) -> int:

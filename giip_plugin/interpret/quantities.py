@@ -13,6 +13,9 @@
   periodic slab of thickness 1 (every in-plane Voronoi face is then perpendicular to the plane and
   the volume of the prism equals the area of the 2D cell). Atoms at free surfaces get large cells
   that reach into the vacuum.
+* ``volumetric_strain`` and ``shear_strain`` (von Mises), when a reference configuration of the same
+  atoms is given (e.g. the perfect lattice they started from): OVITO's ``AtomicStrainModifier``
+  (in 2D its 2D mode), neighbours within a cutoff in the reference.
 * every numeric per-atom column of the input (``c_pe``, ``v_...``, ``vx`` ...), under its own name;
   the columns written by ``giip apply`` (``giip_*``) are not quantities.
 """
@@ -25,12 +28,13 @@ import numpy as np
 from ..environments import LocalEnvironments, SpeciesEncoding
 from ..io.frames import import_ovito
 
-__all__ = ["neighbour_quantities", "voronoi_sizes", "voronoi_analysis", "input_columns", "frame_quantities", "QUANTITY_HELP"]
+__all__ = ["neighbour_quantities", "voronoi_sizes", "voronoi_analysis", "atomic_strain", "input_columns", "frame_quantities", "QUANTITY_HELP"]
 
 QUANTITY_HELP = (
     "coordination (smooth, sum of cutoff weights), frac_<species> (weighted fraction of each species "
     "among the neighbours), voronoi_* (OVITO Voronoi volume, or area in 2D; in 3D the number of pentagonal "
-    "faces and whether the cell is an icosahedron), and every numeric per-atom "
+    "faces and whether the cell is an icosahedron), volumetric_strain and shear_strain (OVITO atomic strain "
+    "against --strain-reference), and every numeric per-atom "
     "column of the input (e.g. c_pe)"
 )
 
@@ -67,6 +71,84 @@ def neighbour_quantities(atoms, environments: LocalEnvironments, indices, specie
     return out
 
 
+def _enclose(a, dim: int, thickness: float = 1.0) -> None:
+    """Give ``a`` (in place) a cell OVITO accepts: with free boundaries or a degenerate cell, a
+    generous box enclosing the atoms (5 length units of margin; in 2D the z extent ``thickness``)."""
+    if not np.all(a.pbc) or abs(np.linalg.det(a.cell.array)) < 1e-12:
+        pos = a.get_positions()
+        lo, hi = pos.min(axis=0) - 5.0, pos.max(axis=0) + 5.0
+        cell = np.array(a.cell.array, dtype=float)
+        for k in range(3):
+            if not a.pbc[k] or np.linalg.norm(cell[k]) < 1e-12:
+                cell[k] = 0.0
+                cell[k, k] = hi[k] - lo[k] if not (dim == 2 and k == 2) else thickness
+        a.set_cell(cell)
+        a.set_celldisp(np.where(a.pbc, a.get_celldisp().reshape(3), lo))
+
+
+def _positions_only(atoms):
+    a = atoms.copy()
+    a.calc = None
+    for key in list(a.arrays):
+        if key not in ("numbers", "positions"):
+            del a.arrays[key]
+    return a
+
+
+def atomic_strain(atoms, reference, cutoff: float, dim: int = 3) -> dict:
+    """Atomic strain of every atom of ``atoms`` relative to ``reference`` (an ``ase.Atoms`` of the
+    same atoms, e.g. the perfect lattice they started from), from OVITO's ``AtomicStrainModifier``
+    with neighbours within ``cutoff`` in the reference: ``volumetric_strain`` and
+    ``shear_strain`` (von Mises), in the order of ``atoms``. Atoms are matched by their ``id``
+    arrays where both have them (any order), else by position in the arrays. 2D frames use OVITO's
+    2D mode (strain in the plane). Atoms with fewer than ``dim`` reference neighbours in reach get
+    NaN (OVITO cannot fit their deformation gradient)."""
+    import_ovito()
+    from ovito.io.ase import ase_to_ovito
+    from ovito.modifiers import AtomicStrainModifier
+    from ovito.pipeline import Pipeline, StaticSource
+
+    if not float(cutoff) > 0:
+        raise ValueError(f"the atomic strain needs a positive neighbour cutoff, got {cutoff!r}")
+    order = np.arange(len(atoms))
+    ids, ref_ids = atoms.arrays.get("id"), reference.arrays.get("id")
+    if ids is not None and ref_ids is not None:
+        pos_of = {int(i): k for k, i in enumerate(np.asarray(ref_ids))}
+        missing = [int(i) for i in np.asarray(ids) if int(i) not in pos_of]
+        if missing or len(ref_ids) != len(ids):
+            raise ValueError(f"the strain reference holds other atoms than the frame ({len(ref_ids)} against "
+                             f"{len(ids)} atoms, {len(missing)} ids of the frame missing, e.g. {missing[:3]}); give "
+                             "the reference configuration of the same atoms")
+        order = np.array([pos_of[int(i)] for i in np.asarray(ids)], dtype=np.int64)
+    elif len(reference) != len(atoms):
+        raise ValueError(f"the strain reference has {len(reference)} atoms and the frame {len(atoms)}, and they "
+                         "have no ids to match them by; give the reference configuration of the same atoms")
+    cur, ref = _positions_only(atoms), _positions_only(reference[order])
+    datas = []
+    for a in (cur, ref):
+        if dim == 2:
+            pos = a.get_positions()
+            pos[:, 2] = 0.0
+            a.set_positions(pos)
+            a.pbc = [bool(a.pbc[0]), bool(a.pbc[1]), False]
+        _enclose(a, dim)
+        d = ase_to_ovito(a)
+        if dim == 2:
+            d.cell_.is2D = True
+        datas.append(d)
+    mod = AtomicStrainModifier(cutoff=float(cutoff), select_invalid_particles=True)
+    mod.reference = StaticSource(data=datas[1])
+    pipe = Pipeline(source=StaticSource(data=datas[0]))
+    pipe.modifiers.append(mod)
+    out = pipe.compute()
+    vol = np.asarray(out.particles["Volumetric Strain"], dtype=float).copy()
+    shear = np.asarray(out.particles["Shear Strain"], dtype=float).copy()
+    invalid = np.asarray(out.particles["Selection"]) != 0
+    vol[invalid] = np.nan
+    shear[invalid] = np.nan
+    return {"volumetric_strain": vol, "shear_strain": shear}
+
+
 def voronoi_sizes(atoms, dim: int = 3) -> np.ndarray:
     """Voronoi volume (3D) or area (2D) of every atom of ``atoms`` with OVITO."""
     return voronoi_analysis(atoms, dim)["size"]
@@ -81,11 +163,7 @@ def voronoi_analysis(atoms, dim: int = 3, indices: bool = False) -> dict:
     from ovito.modifiers import VoronoiAnalysisModifier
     from ovito.pipeline import Pipeline, StaticSource
 
-    a = atoms.copy()
-    a.calc = None
-    for key in list(a.arrays):  # only what the tessellation needs
-        if key not in ("numbers", "positions"):
-            del a.arrays[key]
+    a = _positions_only(atoms)  # only what the tessellation needs
     thickness = 1.0
     if dim == 2:
         cell = np.array(a.cell.array, dtype=float)
@@ -95,17 +173,7 @@ def voronoi_analysis(atoms, dim: int = 3, indices: bool = False) -> dict:
         a.set_positions(pos)
         a.set_cell(cell)
         a.pbc = [bool(a.pbc[0]), bool(a.pbc[1]), True]
-    if not np.all(a.pbc) or abs(np.linalg.det(a.cell.array)) < 1e-12:
-        # free boundaries: OVITO needs a box enclosing the atoms; take a generous one
-        pos = a.get_positions()
-        lo, hi = pos.min(axis=0) - 5.0, pos.max(axis=0) + 5.0
-        cell = np.array(a.cell.array, dtype=float)
-        for k in range(3):
-            if not a.pbc[k] or np.linalg.norm(cell[k]) < 1e-12:
-                cell[k] = 0.0
-                cell[k, k] = hi[k] - lo[k] if not (dim == 2 and k == 2) else thickness
-        a.set_cell(cell)
-        a.set_celldisp(np.where(a.pbc, a.get_celldisp().reshape(3), lo))
+    _enclose(a, dim, thickness)
     data = ase_to_ovito(a)
     pipe = Pipeline(source=StaticSource(data=data))
     want_idx = bool(indices) and dim == 3
@@ -139,13 +207,19 @@ def input_columns(atoms) -> dict:
 
 def frame_quantities(atoms, environments: LocalEnvironments, indices, species_names, *, species=None,
                      voronoi: bool = True, columns: bool = True, dim: int | None = None,
-                     symmetry: dict | None = None) -> dict:
+                     symmetry: dict | None = None, strain: dict | None = None) -> dict:
     """Every quantity of this module for the atoms ``indices`` of one frame (name -> array).
     ``symmetry``: ``{"groups": [...], "sigma": s, "species": bool}`` adds ``symmetry_<G>``, the
     continuous symmetry measure of :mod:`.symmetry` of each atom's environment (the positions alone
-    unless ``species``; about 0.1 s per atom and group)."""
+    unless ``species``; about 0.1 s per atom and group). ``strain``: ``{"reference": ase.Atoms,
+    "cutoff": c}`` adds ``volumetric_strain`` and ``shear_strain`` against that reference
+    configuration (:func:`atomic_strain`)."""
     indices = np.asarray(indices, dtype=np.int64)
     q = neighbour_quantities(atoms, environments, indices, species_names, species=species)
+    if strain:
+        d = environments.dim if dim is None else dim
+        for k, v in atomic_strain(atoms, strain["reference"], float(strain["cutoff"]), d).items():
+            q[k] = v[indices]
     if symmetry:
         from .symmetry import symmetry_measures
 

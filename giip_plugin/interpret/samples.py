@@ -14,6 +14,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+import os
+
 import numpy as np
 
 from .quantities import frame_quantities
@@ -82,14 +84,17 @@ def annotation_columns(atoms, n_coords: int | None = None):
 
 def collect_samples(reference, inputs, *, frames=None, type_names=None, dim=None, max_atoms: int | None = None,
                     seed: int = 0, recompute: bool = False, voronoi: bool = True, columns: bool = True,
-                    device=None, progress: bool = False, log=None, symmetry: dict | None = None) -> Samples:
+                    device=None, progress: bool = False, log=None, symmetry: dict | None = None,
+                    strain: dict | None = None) -> Samples:
     """Analysed atoms of the frames of ``inputs`` (paths, or ``ase.Atoms`` / ``Frame`` objects).
 
     ``max_atoms``: analyse (or, for annotated inputs, keep) at most this many randomly chosen
     analysed atoms per frame (seeded by ``seed``; None = all). ``recompute`` ignores ``giip_*``
     columns of the input. ``type_names`` defaults to the reference's. ``dim``: None detects 2D
     frames (all z equal), which must match the reference; 2 or 3 forces it. ``symmetry``: the
-    symmetry measures to add (:func:`.quantities.frame_quantities`).
+    symmetry measures to add (:func:`.quantities.frame_quantities`). ``strain``: ``{"reference":
+    path or ase.Atoms, "cutoff": c}``, the atomic strain of every frame against that reference
+    configuration (a path: its first frame, read with the same type names and dimension).
     """
     from ..analysis import GIIPAnalyzer
     from ..species import check_species, species_of
@@ -111,6 +116,14 @@ def collect_samples(reference, inputs, *, frames=None, type_names=None, dim=None
         frame_iter = (f if isinstance(f, Frame) else Frame.from_atoms(f, source="<atoms>", index=k,
                                                                       type_names=tnames, dim=dim)
                       for k, f in enumerate(inputs))
+    if strain and not hasattr(strain["reference"], "arrays"):
+        path = os.fspath(strain["reference"])
+        if not os.path.exists(path):
+            raise ValueError(f"strain reference not found: {path}")
+        first = next(iter_frames(path, type_names=tnames, dim=dim), None)
+        if first is None:
+            raise ValueError(f"the strain reference {path} holds no frame")
+        strain = {**strain, "reference": first.atoms}
     rng = np.random.default_rng(seed)
     analyzer = None
     parts = []
@@ -143,7 +156,7 @@ def collect_samples(reference, inputs, *, frames=None, type_names=None, dim=None
             ok = np.flatnonzero(res.analysed)
             cls, dc, dist = res.classes[ok], res.coordinates[ok], res.ref_distance[ok]
         q = frame_quantities(atoms, ref.environments, ok, names, species=list(ref.species) or None,
-                             voronoi=voronoi, columns=columns, dim=frame.dim, symmetry=symmetry)
+                             voronoi=voronoi, columns=columns, dim=frame.dim, symmetry=symmetry, strain=strain)
         parts.append(Samples(np.asarray(dc, float).reshape(len(ok), -1), cls, dist, q, np.full(len(ok), 0),
                              ok, [f"{frame.source}:{frame.index}"], ann is not None))
     if not parts:
