@@ -140,17 +140,36 @@ def annotate(ref, frame, indices, path, *, extra_known=None, exact=False):
     indices = np.asarray(indices, dtype=np.int64)
     if len(indices):
         envs = ref.compute_environments(frame.atoms, indices=indices, species=frame.species)
-        ok = envs.counts > 0
-        res = ref.transform(envs.subset(np.flatnonzero(ok)), all_coordinates=True, progress=True, exact=exact)
-        cls[indices[ok]] = res.classes
-        psi[indices[ok]] = res.coordinates
-        dist[indices[ok]] = res.ref_distance
+        ok = np.flatnonzero(envs.counts > 0)
+        # in chunks of atoms, each saved as it completes: an interrupted annotation continues
+        parts = Path(str(path) + ".parts")
+        parts.mkdir(parents=True, exist_ok=True)
+        for k, s in enumerate(range(0, len(ok), ANNOTATE_CHUNK)):
+            sel = ok[s : s + ANNOTATE_CHUNK]
+            part = parts / f"chunk{k:05d}.npz"
+            if part.exists():
+                with np.load(part) as z:
+                    if np.array_equal(z["atoms"], indices[sel]) and z["psi"].shape[1] == K:
+                        cls[indices[sel]], psi[indices[sel]], dist[indices[sel]] = z["classes"], z["psi"], z["dist"]
+                        continue
+                log(f"annotate: {part} holds other atoms (another run): recomputed")
+            log(f"annotate: atoms {s}-{s + len(sel) - 1} of {len(ok)} ({len(sel) * ref.n_train} distances)")
+            res = ref.transform(envs.subset(sel), all_coordinates=True, progress=True, exact=exact)
+            tmp = parts / f"chunk{k:05d}.tmp.npz"
+            np.savez(tmp, atoms=indices[sel], classes=res.classes, psi=res.coordinates, dist=res.ref_distance)
+            os.replace(tmp, part)
+            cls[indices[sel]], psi[indices[sel]], dist[indices[sel]] = res.classes, res.coordinates, res.ref_distance
     for i, (c, row) in (extra_known or {}).items():
         cls[i], psi[i], dist[i] = c, row, 0.0
     with AnnotatedWriter(path) as w:
         w.write(frame, {"giip_class": cls, "giip_dc": psi[:, ref.selected], "giip_ref_distance": dist,
                         "giip_psi": psi})
+    if len(indices):
+        shutil.rmtree(str(path) + ".parts", ignore_errors=True)
     return path
+
+
+ANNOTATE_CHUNK = 500  # atoms per saved chunk of an annotation
 
 
 def read_all_psi(frame):

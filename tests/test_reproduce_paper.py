@@ -34,3 +34,46 @@ def test_ninb_reproduction_pipeline_small(tmp_path):
     assert sym["n_per_sample"] == 6 and all(0 < sym[g]["fast_mean"] <= 1 for g in sym["groups"])
     for name in ("ninb_eigenvalues_r2.png", "ninb_eigenvalues_r2_paper.png", "ninb_density_slow_minus_fast.png"):
         assert (work / "figures" / name).stat().st_size > 1000, name
+
+
+def test_annotation_resumes_from_its_saved_chunks(ref_path, tmp_path, monkeypatch):
+    """reproduce_paper's annotation saves each chunk of atoms as it completes: a run interrupted
+    after the first chunk continues from it (no atom computed twice) and writes the same file."""
+    import numpy as np
+
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    import reproduce_paper as rp
+
+    from giip_plugin.io import iter_frames
+    from giip_plugin.reference import ReferenceMap
+
+    ref = ReferenceMap.load(ref_path)
+    frame = next(iter_frames(str(ROOT / "tests" / "data" / "ninb" / "quench10M.dump"), type_names={1: "Ni", 2: "Nb"}))
+    idx = np.flatnonzero(frame.atoms.arrays["species"] == "Ni")[:9]
+    monkeypatch.setattr(rp, "ANNOTATE_CHUNK", 4)
+    full = tmp_path / "full.dump"
+    rp.annotate(ref, frame, idx, full)
+    assert not Path(str(full) + ".parts").exists()  # removed once the file is written
+
+    calls = []
+    real = ReferenceMap.transform
+
+    def interrupted(self, envs, *a, **k):
+        calls.append(len(envs))
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return real(self, envs, *a, **k)
+
+    monkeypatch.setattr(ReferenceMap, "transform", interrupted)
+    out = tmp_path / "resumed.dump"
+    with pytest.raises(KeyboardInterrupt):
+        rp.annotate(ref, frame, idx, out)
+    assert not out.exists() and len(list(Path(str(out) + ".parts").glob("chunk*.npz"))) == 1
+    calls.clear()
+    monkeypatch.setattr(ReferenceMap, "transform", lambda self, envs, *a, **k: calls.append(len(envs)) or
+                        real(self, envs, *a, **k))
+    rp.annotate(ref, frame, idx, out)
+    assert calls == [4, 1]  # the saved first chunk was not computed again
+    a, b = next(iter_frames(str(full))).atoms.arrays, next(iter_frames(str(out))).atoms.arrays
+    for key in ("giip_class", "giip_ref_distance", "giip_psi1"):
+        np.testing.assert_array_equal(a[key], b[key])
