@@ -94,7 +94,7 @@ message).
 Cost: the analysis of one step costs (centre atoms) x (training environments) coarse rotation
 searches and exact ones for the nearest few references of each atom (the default path; in 3D on
 the compiled kernel about 0.02-0.05 ms per pair on one CPU core, the exact search about 0.15 ms;
-2D runs on PyTorch), so choose N so that the analysis is a small part of the run.  Under MPI each rank analyses its own
+2D compiled too), so choose N so that the analysis is a small part of the run.  Under MPI each rank analyses its own
 atoms; set ``OMP_NUM_THREADS=1`` (PyTorch threads) when the ranks fill the cores.
 """
 from __future__ import annotations

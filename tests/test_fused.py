@@ -53,9 +53,10 @@ def _assert_nearest_refined(rows, exact):
     assert np.sum(np.abs(near - true) > 1e-9) <= 1
 
 
-def test_vectorisable_exp_is_exact_to_rounding():
+@pytest.mark.parametrize("variant", [1, 2])  # the 3D search's exp and the 2D search's
+def test_vectorisable_exp_is_exact_to_rounding(variant):
     x = np.concatenate([-np.linspace(0.0, 200.0, 20001), -np.logspace(-12, 0, 50)])
-    y = np.array([fused.exp_neg(v) for v in x[::50]] + [fused.exp_neg(v) for v in x[-50:]])
+    y = np.array([fused.exp_neg(v, variant) for v in x[::50]] + [fused.exp_neg(v, variant) for v in x[-50:]])
     ref = np.exp(np.concatenate([x[::50], x[-50:]]))
     np.testing.assert_allclose(y, ref, rtol=1e-13, atol=0)
 

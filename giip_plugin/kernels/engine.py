@@ -103,7 +103,7 @@ class DistanceEngine:
 
         ``compiled``: run the search in the compiled kernel (:mod:`.fused`: the same algorithm,
         about ten times faster on the CPU). ``None`` (default): wherever it covers the search (CPU in
-        double precision, 3D with one common sigma, O(3) or SO(3)) and ``GIIP_NO_FUSED`` is unset;
+        double precision, 3D or 2D with one common sigma, O(3), SO(3), O(2) or SO(2)) and ``GIIP_NO_FUSED`` is unset;
         ``False``: the PyTorch implementation (the reference, and the path of every other setting
         and of CUDA); ``True``: the compiled kernel or an error saying why not."""
         self.grid_pool = max(1, int(grid_pool))

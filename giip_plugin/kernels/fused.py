@@ -36,9 +36,15 @@ compiler and CPU. Without a working compiler every search keeps the PyTorch impl
 one warning naming the fix. Calls are plain C through :mod:`ctypes`, which releases the GIL, so
 threads run calls on disjoint lists of pairs in parallel.
 
-Covered: 3D with one common sigma, the groups O(3) / SO(3), none / sign / vector species, on the
-CPU in double precision. 2D (O(2), SO(2)), per-atom sigmas, single precision and CUDA use the
-PyTorch implementation of the same algorithm.
+**2D** (``giip_search_2d``): the overlap is a function of one angle. The grid evaluates it exactly
+(not its band-limited Fourier series, as :func:`.search.grid_candidates_2d` does) at the same
+``2 ceil(4 (L + 1))`` angles; the ``candidates`` best local maxima of each parity start 1D Newton
+ascents with the same steps, trust radius, backtracking and tolerance (exact mode) or ``max_iter``
+steps (coarse mode). About ten times the PyTorch implementation's speed on 2D LJ first shells.
+
+Covered: 3D and 2D with one common sigma, the groups O(3) / SO(3) / O(2) / SO(2), none / sign /
+vector species, on the CPU in double precision. Per-atom sigmas, single precision, a fixed
+orientation and CUDA use the PyTorch implementation of the same algorithm.
 """
 from __future__ import annotations
 
@@ -79,6 +85,15 @@ class _Args(ctypes.Structure):
                 ("g_offb", _I64P), ("g_w", _I64P), ("g_k", _I64P), ("g_t", _I64P), ("dval", _F32P), ("cw", _F32P),
                 ("sw", _F32P), ("cal", _F32P), ("sal", _F32P), ("rgrid", _F64P), ("parities", ctypes.c_int64),
                 ("max_iter", ctypes.c_int64), ("K", ctypes.c_int64), ("pool", ctypes.c_int64), ("tol", ctypes.c_double)]
+
+
+class _Args2D(ctypes.Structure):
+    """The ``Args2D`` struct of fused_kernel.c (same order)."""
+
+    _fields_ = [("qa", ctypes.c_int64), ("qb", ctypes.c_int64), ("C", ctypes.c_int64), ("pa", _F64P), ("wa", _F64P),
+                ("self_a", _F64P), ("cnt_a", _I64P), ("pb", _F64P), ("wb", _F64P), ("self_b", _F64P),
+                ("cnt_b", _I64P), ("kap", ctypes.c_double), ("N", ctypes.c_int64), ("parities", ctypes.c_int64),
+                ("max_iter", ctypes.c_int64), ("K", ctypes.c_int64), ("tol", ctypes.c_double)]
 
 
 def _cache_dir() -> Path:
@@ -131,8 +146,11 @@ def _installed():
 def _declare(lib):
     lib.giip_search.argtypes = [ctypes.POINTER(_Args), ctypes.c_int64, _I64P, _I64P, _F64P, _F64P]
     lib.giip_search.restype = ctypes.c_int
-    lib.giip_exp_neg.argtypes = [ctypes.c_double]
-    lib.giip_exp_neg.restype = ctypes.c_double
+    lib.giip_search_2d.argtypes = [ctypes.POINTER(_Args2D), ctypes.c_int64, _I64P, _I64P, _F64P, _F64P]
+    lib.giip_search_2d.restype = ctypes.c_int
+    for name in ("giip_exp_neg", "giip_exp_neg2"):
+        getattr(lib, name).argtypes = [ctypes.c_double]
+        getattr(lib, name).restype = ctypes.c_double
     return lib
 
 
@@ -192,9 +210,10 @@ def available() -> bool:
     return True
 
 
-def exp_neg(x: float) -> float:
-    """The kernel's ``exp`` for ``x <= 0`` (for tests)."""
-    return library().giip_exp_neg(float(x))
+def exp_neg(x: float, variant: int = 1) -> float:
+    """The kernel's ``exp`` for ``x <= 0`` (for tests; ``variant=2``: the one of the 2D search)."""
+    lib = library()
+    return (lib.giip_exp_neg if variant == 1 else lib.giip_exp_neg2)(float(x))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -274,13 +293,80 @@ def _sides(engine):
 def check_covered(engine):
     """Raise ValueError unless the compiled kernel covers the engine's search (RuntimeError when the
     kernel cannot be compiled)."""
-    if engine.group not in ("O3", "SO3"):
-        raise ValueError(f"the compiled search covers the groups O3 and SO3, not {engine.group!r}")
-    if engine.device.type != "cpu" or not engine._coef or str(engine.dtype) != "torch.float64":
-        raise ValueError("the compiled search covers 3D environments with one common sigma, on the CPU in double precision")
-    if engine.settings.oversample != 1.0:
-        raise ValueError("the compiled search runs on a grid that is not oversampled")
+    if engine.device.type != "cpu" or str(engine.dtype) != "torch.float64":
+        raise ValueError("the compiled search runs on the CPU in double precision")
+    if engine.dim == 2:
+        if engine.group not in ("O2", "SO2"):
+            raise ValueError(f"the compiled search covers the groups O2 and SO2 in 2D, not {engine.group!r}")
+        if engine.A.sigmas is not None or engine.B.sigmas is not None:
+            raise ValueError("the compiled search covers 2D environments with one common sigma")
+    else:
+        if engine.group not in ("O3", "SO3"):
+            raise ValueError(f"the compiled search covers the groups O3 and SO3 in 3D, not {engine.group!r}")
+        if not engine._coef:
+            raise ValueError("the compiled search covers 3D environments with one common sigma")
+        if engine.settings.oversample != 1.0:
+            raise ValueError("the compiled search runs on a grid that is not oversampled")
     library()
+
+
+GRID_OVERSAMPLE_2D = 4.0  # angles of the 2D grid per band-limited degree of freedom (search.grid_candidates_2d)
+
+
+def _search_pairs_2d(engine, ia, ib, *, exact: bool, workers=None, progress=None, return_rotation=False,
+                     pairs_per_call: int = 512):
+    """:func:`search_pairs` of a 2D engine: the grid of ``2 ceil(4 (L + 1))`` angles evaluated
+    exactly, the ``settings.candidates`` best local maxima per parity polished by 1D Newton steps
+    (to 1e-7 rad, at most ``max_iter``; ``exact=False``: ``max_iter`` steps)."""
+    n = len(ia)
+    keep = []
+    f64 = lambda x: _pointer(keep, x, np.float64, _F64P)
+    i64 = lambda x: _pointer(keep, x, np.int64, _I64P)
+    sides = []
+    for S, t in ((engine.A, engine._pa), (engine.B, engine._pb)):
+        sides.append(_memo_2d(S, t, engine.sigma))
+    a, b = sides
+    st = engine.settings
+    N = int(2 * np.ceil(GRID_OVERSAMPLE_2D * (engine.L + 1)))
+    args = _Args2D(a["p"].shape[1], b["p"].shape[1], a["w"].shape[2], f64(a["p"]), f64(a["w"]), f64(a["self"]),
+                   i64(a["n"]), f64(b["p"]), f64(b["w"]), f64(b["self"]), i64(b["n"]),
+                   1.0 / (2.0 * engine.sigma * engine.sigma), N, 2 if engine.group == "O2" else 1,
+                   int(st.max_iter), int(st.candidates), 1e-7 if exact else 0.0)
+    assert a["w"].shape[2] == b["w"].shape[2]
+    lib = library()
+    out = np.empty(n)
+    rots = np.empty((n, 4)) if return_rotation else None
+    ia_c, ib_c = np.ascontiguousarray(ia, dtype=np.int64), np.ascontiguousarray(ib, dtype=np.int64)
+    threads = max(1, int(workers) if workers else config.workers())
+
+    def run(call):
+        s, e = call
+        status = lib.giip_search_2d(ctypes.byref(args), e - s, ia_c[s:].ctypes.data_as(_I64P),
+                                    ib_c[s:].ctypes.data_as(_I64P), out[s:].ctypes.data_as(_F64P),
+                                    rots[s:].ctypes.data_as(_F64P) if return_rotation else None)
+        if status != 0:
+            raise MemoryError("the compiled search could not allocate its work space")
+        return e - s
+
+    size = int(max(16, min(pairs_per_call, -(-n // (4 * threads)))))
+    for _, done in config.run_in_threads(run, [(s, min(n, s + size)) for s in range(0, n, size)], threads):
+        if progress is not None:
+            progress.update(done)
+    if return_rotation:
+        return out, rots.reshape(n, 2, 2)
+    return out
+
+
+def _memo_2d(S, tensors, sigma):
+    """Numpy arrays of one side of a 2D engine (memoised per set and sigma, as its tensors are)."""
+    from .engine import _memo
+
+    def make():
+        side = {"p": tensors["p"].cpu().numpy(), "w": tensors["w"].cpu().numpy(), "n": np.asarray(S.counts, np.int64),
+                "self": tensors["self"].cpu().numpy()}
+        return {k: np.ascontiguousarray(v) for k, v in side.items()}
+
+    return _memo(S, ("compiled2d", float(sigma)), make)
 
 
 def _pointer(keep, x, dtype, ptype):
@@ -309,13 +395,17 @@ def search_pairs(engine, ia, ib, *, exact: bool, workers=None, progress=None, re
     n = len(ia)
     if len(ib) != n:
         raise ValueError("index arrays of the pairs must have the same length")
+    d = engine.dim
     out = np.empty(n)
-    rots = np.empty((n, 3, 3)) if return_rotation else None
+    rots = np.empty((n, d, d)) if return_rotation else None
     if n == 0:
         return (out, rots) if return_rotation else out
     for name, idx, size in (("ia", ia, len(engine.A)), ("ib", ib, len(engine.B))):
         if idx.min() < 0 or idx.max() >= size:  # the kernel would read outside its arrays
             raise IndexError(f"{name} holds indices outside 0..{size - 1}")
+    if d == 2:
+        return _search_pairs_2d(engine, ia, ib, exact=exact, workers=workers, progress=progress,
+                                return_rotation=return_rotation)
     L = engine.L
     atoms, ref = _sides(engine)
     tables = _grid_tables(L)

@@ -783,3 +783,180 @@ done:
     free(aq); free(bq); free(cq); free(W); free(fbest); free(t_start);
     return status;
 }
+
+/* ------------------------------------------------------------------------------------------------
+ * 2D: the rotation search over O(2) / SO(2) for one common sigma (fused.py, search_pairs on a 2D
+ * engine). f(theta) = sum_ij W_ij exp(-g |a_i - R(theta) b_j|^2), g = kap / 2, is a function of one
+ * angle: with polar coordinates, |a_i - R b_j|^2 = (r_i - r_j)^2 + 2 r_i r_j (1 - cos(D_ij - theta)),
+ * D_ij = phi_i - phi_j (phi_j -> -phi_j for the reflected parity, R = R(theta) diag(1, -1)). The
+ * grid evaluates f exactly at N angles (the PyTorch path sums its Fourier series to the band limit
+ * on the same angles); the K best local maxima of each parity start 1D Newton ascents (saddle-free
+ * steps, the 0.3 rad trust radius, a step that lowers f halved up to 10 times), to convergence
+ * (step below tol) or for max_iter steps when tol <= 0 (the coarse search). */
+typedef struct {
+    i64 qa, qb, C;
+    const double *pa, *wa, *self_a;
+    const i64 *cnt_a;
+    const double *pb, *wb, *self_b;
+    const i64 *cnt_b;
+    double kap;
+    i64 N, parities, max_iter, K;
+    double tol;
+} Args2D;
+
+/* exp(x) for x <= 0 as exp_neg, with 2^n built from the bits of n + 1.5 * 2^52 (integer adds and
+ * shifts on 64-bit lanes, no double-to-int64 conversion), so that AVX2 vectorises loops of it; n is
+ * rounded first (rint), so that -ffast-math cannot fold the shift away */
+static inline double exp_neg2(double x) {
+    x = x < -700.0 ? -700.0 : x;
+    const double n = __builtin_rint(x * 1.4426950408889634);
+    const double shifted = n + 6755399441055744.0; /* exact: n is an integer; its bits give n */
+    const double r = (x - n * 0.6931471803691238) - n * 1.9082149292705877e-10;
+    double p = 1.0 / 479001600.0;
+    p = p * r + 1.0 / 39916800.0;
+    p = p * r + 1.0 / 3628800.0;
+    p = p * r + 1.0 / 362880.0;
+    p = p * r + 1.0 / 40320.0;
+    p = p * r + 1.0 / 5040.0;
+    p = p * r + 1.0 / 720.0;
+    p = p * r + 1.0 / 120.0;
+    p = p * r + 1.0 / 24.0;
+    p = p * r + 1.0 / 6.0;
+    p = p * r + 0.5;
+    p = p * r + 1.0;
+    p = p * r + 1.0;
+    int64_t bits;
+    memcpy(&bits, &shifted, sizeof bits);
+    bits = (bits - 0x4338000000000000LL + 1023) << 52;
+    double scale;
+    memcpy(&scale, &bits, sizeof scale);
+    return p * scale;
+}
+
+double giip_exp_neg2(double x) { return exp_neg2(x); }
+
+/* f, f' and f'' at angle t from the pair terms (amplitude w, k = 2 g r_i r_j, cos / sin of D) */
+static inline void eval_2d(i64 m, const double *restrict w, const double *restrict k, const double *restrict cd,
+                           const double *restrict sd, double t, double *f, double *g1, double *h) {
+    const double ct = cos(t), st = sin(t);
+    double F = 0.0, G = 0.0, H = 0.0;
+    for (i64 q = 0; q < m; q++) {
+        const double c = cd[q] * ct + sd[q] * st, s = sd[q] * ct - cd[q] * st; /* cos, sin of (D - t) */
+        const double e = w[q] * exp_neg2(-k[q] * (1.0 - c));
+        F += e;
+        G += e * k[q] * s;
+        H += e * (k[q] * k[q] * s * s - k[q] * c);
+    }
+    *f = F;
+    if (g1) *g1 = G;
+    if (h) *h = H;
+}
+
+int giip_search_2d(const Args2D *A, i64 n, const i64 *ia, const i64 *ib, double *out, double *rot) {
+    const i64 qa = A->qa, qb = A->qb, C = A->C, N = A->N, K = A->K > 0 ? A->K : 1;
+    const double g = 0.5 * A->kap, two_pi = 6.283185307179586;
+    const double rel = 1e-13;
+    double *w = malloc(sizeof(double) * qa * qb), *k = malloc(sizeof(double) * qa * qb);
+    double *cd = malloc(sizeof(double) * qa * qb), *sd = malloc(sizeof(double) * qa * qb);
+    double *ra = malloc(sizeof(double) * qa), *pha = malloc(sizeof(double) * qa);
+    double *rb = malloc(sizeof(double) * qb), *phb = malloc(sizeof(double) * qb);
+    double *grid = malloc(sizeof(double) * N), *cgrid = malloc(sizeof(double) * N), *sgrid = malloc(sizeof(double) * N);
+    i64 *starts = malloc(sizeof(i64) * N);
+    int status = 0;
+    if (!w || !k || !cd || !sd || !ra || !pha || !rb || !phb || !grid || !cgrid || !sgrid || !starts) {
+        status = -1;
+        goto done2;
+    }
+    for (i64 t = 0; t < N; t++) {
+        cgrid[t] = cos(two_pi * (double)t / (double)N);
+        sgrid[t] = sin(two_pi * (double)t / (double)N);
+    }
+    for (i64 p = 0; p < n; p++) {
+        const i64 i = ia[p], j = ib[p], na = A->cnt_a[i], nb = A->cnt_b[j];
+        const double *a = A->pa + i * qa * 2, *b = A->pb + j * qb * 2;
+        const double *wa = A->wa + i * qa * C, *wb = A->wb + j * qb * C;
+        for (i64 u = 0; u < na; u++) {
+            ra[u] = sqrt(a[2 * u] * a[2 * u] + a[2 * u + 1] * a[2 * u + 1]);
+            pha[u] = atan2(a[2 * u + 1], a[2 * u]);
+        }
+        for (i64 v = 0; v < nb; v++) {
+            rb[v] = sqrt(b[2 * v] * b[2 * v] + b[2 * v + 1] * b[2 * v + 1]);
+            phb[v] = atan2(b[2 * v + 1], b[2 * v]);
+        }
+        double best = -INFINITY, best_t = 0.0;
+        int best_par = 0;
+        for (int par = 0; par < A->parities; par++) {
+            const double sgn = par ? -1.0 : 1.0;
+            i64 m = 0;
+            for (i64 u = 0; u < na; u++)
+                for (i64 v = 0; v < nb; v++) {
+                    double W = 0.0;
+                    for (i64 c = 0; c < C; c++) W += wa[u * C + c] * wb[v * C + c];
+                    if (W == 0.0) continue;
+                    const double dr = ra[u] - rb[v];
+                    w[m] = W * exp_neg(-g * dr * dr);
+                    k[m] = 2.0 * g * ra[u] * rb[v];
+                    const double D = pha[u] - sgn * phb[v];
+                    cd[m] = cos(D);
+                    sd[m] = sin(D);
+                    m++;
+                }
+            if (m == 0) { /* no overlap at any angle */
+                if (best < 0.0) { best = 0.0; best_t = 0.0; best_par = par; }
+                continue;
+            }
+            /* the grid: f at N angles (term by term, the angles in the inner, vectorised loop) */
+            for (i64 t = 0; t < N; t++) grid[t] = 0.0;
+            for (i64 q = 0; q < m; q++) {
+                const double wq = w[q], kq = k[q], cq = cd[q], sq = sd[q];
+                for (i64 t = 0; t < N; t++)
+                    grid[t] += wq * exp_neg2(-kq * (1.0 - (cq * cgrid[t] + sq * sgrid[t])));
+            }
+            /* the K best local maxima (circular) */
+            i64 ns = 0;
+            for (i64 t = 0; t < N; t++) {
+                const double l = grid[(t + N - 1) % N], r = grid[(t + 1) % N];
+                if (grid[t] >= l && grid[t] >= r) starts[ns++] = t;
+            }
+            if (ns == 0) starts[ns++] = 0;
+            for (i64 s = 0; s < ns && s < K; s++) { /* partial selection sort, best first */
+                i64 bi = s;
+                for (i64 q = s + 1; q < ns; q++)
+                    if (grid[starts[q]] > grid[starts[bi]]) bi = q;
+                const i64 tmp = starts[s]; starts[s] = starts[bi]; starts[bi] = tmp;
+            }
+            for (i64 s = 0; s < ns && s < K; s++) {
+                double t = two_pi * (double)starts[s] / (double)N, f, g1, h;
+                eval_2d(m, w, k, cd, sd, t, &f, &g1, &h);
+                for (i64 it = 0; it < A->max_iter; it++) {
+                    double step = g1 / fmax(fabs(h), 1e-300);
+                    if (step > TRUST) step = TRUST;
+                    if (step < -TRUST) step = -TRUST;
+                    double fn, gn, hn;
+                    int ok = 0;
+                    for (int bt = 0; bt < 11; bt++) {
+                        eval_2d(m, w, k, cd, sd, t + step, &fn, &gn, &hn);
+                        if (fn >= f - rel * fabs(f)) { ok = 1; break; }
+                        step *= 0.5;
+                    }
+                    if (!ok) break;
+                    t += step;
+                    f = fn; g1 = gn; h = hn;
+                    if (A->tol > 0.0 && fabs(step) <= A->tol) break;
+                }
+                if (f > best) { best = f; best_t = t; best_par = par; }
+            }
+        }
+        const double d2 = A->self_a[i] + A->self_b[j] - 2.0 * best;
+        out[p] = sqrt(d2 > 0.0 ? d2 : 0.0);
+        if (rot) {
+            const double c = cos(best_t), s = sin(best_t), f2 = best_par ? -1.0 : 1.0;
+            rot[4 * p + 0] = c; rot[4 * p + 1] = -s * f2; /* R(t) diag(1, f2), row major */
+            rot[4 * p + 2] = s; rot[4 * p + 3] = c * f2;
+        }
+    }
+done2:
+    free(w); free(k); free(cd); free(sd); free(ra); free(pha); free(rb); free(phb);
+    free(grid); free(cgrid); free(sgrid); free(starts);
+    return status;
+}
