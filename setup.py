@@ -36,6 +36,8 @@ class OptionalKernel(build_ext):
 
 setup(
     ext_modules=[Extension(f"giip_plugin.kernels.{INFO['INSTALLED_NAME']}",
-                           sources=["giip_plugin/kernels/fused_kernel.c"], optional=True)],
+                           sources=["giip_plugin/kernels/fused_kernel.c"], optional=True,
+                           # libm (with glibc's vector math library: -ffast-math vectorises atan2, cos, ...)
+                           libraries=["m"])],
     cmdclass={"build_ext": OptionalKernel},
 )

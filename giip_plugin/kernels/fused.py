@@ -310,6 +310,25 @@ def check_covered(engine):
     library()
 
 
+def _call_in_ranges(fn, args, ia, ib, out, rot, threads: int, pairs_per_call: int, progress):
+    """``fn(args, n, ia, ib, out, rot)`` of the kernel over ranges of the pairs, on ``threads``
+    threads (ctypes releases the GIL); ``out`` / ``rot`` (or None) filled in place."""
+    n = len(ia)
+
+    def run(call):
+        s, e = call
+        status = fn(ctypes.byref(args), e - s, ia[s:].ctypes.data_as(_I64P), ib[s:].ctypes.data_as(_I64P),
+                    out[s:].ctypes.data_as(_F64P), rot[s:].ctypes.data_as(_F64P) if rot is not None else None)
+        if status != 0:
+            raise MemoryError("the compiled search could not allocate its work space")
+        return e - s
+
+    size = int(max(16, min(pairs_per_call, -(-n // (4 * threads)))))
+    for _, done in config.run_in_threads(run, [(s, min(n, s + size)) for s in range(0, n, size)], threads):
+        if progress is not None:
+            progress.update(done)
+
+
 GRID_OVERSAMPLE_2D = 4.0  # angles of the 2D grid per band-limited degree of freedom (search.grid_candidates_2d)
 
 
@@ -333,25 +352,11 @@ def _search_pairs_2d(engine, ia, ib, *, exact: bool, workers=None, progress=None
                    1.0 / (2.0 * engine.sigma * engine.sigma), N, 2 if engine.group == "O2" else 1,
                    int(st.max_iter), int(st.candidates), 1e-7 if exact else 0.0)
     assert a["w"].shape[2] == b["w"].shape[2]
-    lib = library()
     out = np.empty(n)
     rots = np.empty((n, 4)) if return_rotation else None
     ia_c, ib_c = np.ascontiguousarray(ia, dtype=np.int64), np.ascontiguousarray(ib, dtype=np.int64)
     threads = max(1, int(workers) if workers else config.workers())
-
-    def run(call):
-        s, e = call
-        status = lib.giip_search_2d(ctypes.byref(args), e - s, ia_c[s:].ctypes.data_as(_I64P),
-                                    ib_c[s:].ctypes.data_as(_I64P), out[s:].ctypes.data_as(_F64P),
-                                    rots[s:].ctypes.data_as(_F64P) if return_rotation else None)
-        if status != 0:
-            raise MemoryError("the compiled search could not allocate its work space")
-        return e - s
-
-    size = int(max(16, min(pairs_per_call, -(-n // (4 * threads)))))
-    for _, done in config.run_in_threads(run, [(s, min(n, s + size)) for s in range(0, n, size)], threads):
-        if progress is not None:
-            progress.update(done)
+    _call_in_ranges(library().giip_search_2d, args, ia_c, ib_c, out, rots, threads, pairs_per_call, progress)
     if return_rotation:
         return out, rots.reshape(n, 2, 2)
     return out
@@ -430,23 +435,9 @@ def search_pairs(engine, ia, ib, *, exact: bool, workers=None, progress=None, re
                  2 if engine.group == "O3" else 1, int(st.max_iter), int(st.candidates), int(engine.grid_pool),
                  1e-7 if exact else 0.0)
     assert args.N % 2 == 0 and atoms["w"].shape[2] == ref["w"].shape[2] and atoms["re"].shape[1] == ref["re"].shape[1]
-    lib = library()
     res = np.empty(n)
     res_rot = np.empty((n, 9)) if return_rotation else None
-
-    def run(call):
-        s, e = call
-        status = lib.giip_search(ctypes.byref(args), e - s, ia_s[s:].ctypes.data_as(_I64P),
-                                 ib_s[s:].ctypes.data_as(_I64P), res[s:].ctypes.data_as(_F64P),
-                                 res_rot[s:].ctypes.data_as(_F64P) if return_rotation else None)
-        if status != 0:
-            raise MemoryError("the compiled search could not allocate its work space")
-        return e - s
-
-    size = int(max(16, min(pairs_per_call, -(-n // (4 * threads)))))
-    for _, done in config.run_in_threads(run, [(s, min(n, s + size)) for s in range(0, n, size)], threads):
-        if progress is not None:
-            progress.update(done)
+    _call_in_ranges(library().giip_search, args, ia_s, ib_s, res, res_rot, threads, pairs_per_call, progress)
     out[order] = res
     if return_rotation:
         rots[order] = res_rot.reshape(n, 3, 3)

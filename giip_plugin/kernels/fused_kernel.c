@@ -25,10 +25,7 @@ typedef int64_t i64;
 /* exp(x) for x <= 0 without a library call, so that loops over lanes vectorise: x = n ln2 + r with
  * |r| <= ln2 / 2 (ln2 in two parts), a degree-12 Taylor polynomial of exp(r), times 2^n built in
  * the exponent bits (relative error below 1e-14 on [-700, 0]; clamped below). */
-static inline double exp_neg(double x) {
-    x = x < -700.0 ? -700.0 : x;
-    const double n = __builtin_round(x * 1.4426950408889634);
-    const double r = (x - n * 0.6931471803691238) - n * 1.9082149292705877e-10;
+static inline double exp_poly(double r) { /* exp(r) for |r| <= ln2 / 2: degree-12 Taylor polynomial */
     double p = 1.0 / 479001600.0;
     p = p * r + 1.0 / 39916800.0;
     p = p * r + 1.0 / 3628800.0;
@@ -41,7 +38,14 @@ static inline double exp_neg(double x) {
     p = p * r + 1.0 / 6.0;
     p = p * r + 0.5;
     p = p * r + 1.0;
-    p = p * r + 1.0;
+    return p * r + 1.0;
+}
+
+static inline double exp_neg(double x) {
+    x = x < -700.0 ? -700.0 : x;
+    const double n = __builtin_round(x * 1.4426950408889634);
+    const double r = (x - n * 0.6931471803691238) - n * 1.9082149292705877e-10;
+    const double p = exp_poly(r);
     union { double d; int64_t i; } u;
     u.i = ((int64_t)n + 1023) << 52;
     return p * u.d;
@@ -812,19 +816,7 @@ static inline double exp_neg2(double x) {
     const double n = __builtin_rint(x * 1.4426950408889634);
     const double shifted = n + 6755399441055744.0; /* exact: n is an integer; its bits give n */
     const double r = (x - n * 0.6931471803691238) - n * 1.9082149292705877e-10;
-    double p = 1.0 / 479001600.0;
-    p = p * r + 1.0 / 39916800.0;
-    p = p * r + 1.0 / 3628800.0;
-    p = p * r + 1.0 / 362880.0;
-    p = p * r + 1.0 / 40320.0;
-    p = p * r + 1.0 / 5040.0;
-    p = p * r + 1.0 / 720.0;
-    p = p * r + 1.0 / 120.0;
-    p = p * r + 1.0 / 24.0;
-    p = p * r + 1.0 / 6.0;
-    p = p * r + 0.5;
-    p = p * r + 1.0;
-    p = p * r + 1.0;
+    const double p = exp_poly(r);
     int64_t bits;
     memcpy(&bits, &shifted, sizeof bits);
     bits = (bits - 0x4338000000000000LL + 1023) << 52;
