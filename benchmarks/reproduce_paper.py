@@ -560,6 +560,8 @@ def lj_analyse(args, work, ref_path, annotated, figdir):
            "n_classes_for_max_diameter_1": int(ref.clustering.n_classes_for(1.0)),
            "selected": (ref.selected + 1).tolist(), "eigenvalues": ref.eigenvalues[:10].tolist(),
            "llr_r2": ref.r2[:10].tolist(), "training_selection": ref.provenance.get("selection")}
+    paper_r2, paper_sel = ref.paper_criterion()
+    res["paper_criterion"] = {"r2": paper_r2[:10].tolist(), "selected": (paper_sel + 1).tolist()}
     rep = work / "lj2d_report"
     for f in write_report(ref, rep, coords=(1, 2)):
         copy_figure(f, figdir, "lj2d_" + os.path.basename(f))
@@ -592,6 +594,9 @@ def lj_analyse(args, work, ref_path, annotated, figdir):
     print(f"{frame.natoms} atoms; reference of {ref.n_train} training environments ({how}); "
           f"selected coordinates {res['selected']}")
     print(f"classes with diameter <= 1 atom: {ref.n_classes} (sizes {ref.classes.sizes.tolist()}); paper: 13")
+    print(f"eigenvalues {np.round(ref.eigenvalues[:8], 3).tolist()}; kept coordinates {res['selected']} (local linear "
+          f"regression), {res['paper_criterion']['selected']} (the paper's polynomial criterion, r^2 "
+          f"{np.round(paper_r2[:8], 3).tolist()})")
     print("r^2 of each selected coordinate against each quantity:")
     print(table.format(header_extra=[f"psi{int(i) + 1}" for i in ref.selected]))
     print(f"best direction for the coordination in the plane (dc1, dc2): {d12.angle_deg:.1f} deg, r^2 = {d12.r2:.3f} "
