@@ -634,8 +634,6 @@ def lj_analyse(args, work, ref_path, annotated, figdir):
                                  xlabel="projection on the orthogonal direction", qlabel="atomic volumetric strain",
                                  r2=r2_beta)
         copy_figure(f, figdir, "lj2d_orthogonal_volumetric_strain.png")
-        vs_all = np.full(frame.natoms, np.nan)
-        vs_all[S.atom_index] = vs
         strain_all = atomic_strain_of_frame(frame, strain)
         lo, hi = np.percentile(strain_all[np.isfinite(strain_all)], [1, 99])
         m = max(abs(lo), abs(hi))

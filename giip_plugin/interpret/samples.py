@@ -12,9 +12,8 @@ reference with at least one neighbour)
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-
 import os
+from dataclasses import dataclass, field
 
 import numpy as np
 

@@ -17,7 +17,7 @@ from .. import config
 from ..environments.environment_set import EnvironmentSet
 from .overlap import overlap_fixed, pair_terms, self_overlap
 from .radial import RadialBasis, harmonic_coefficients
-from .search import band_limit, grid_candidates_2d, grid_candidates_3d, grid_candidates_3d_coef, polish
+from .search import GRID_OVERSAMPLE_2D, band_limit, grid_candidates_2d, grid_candidates_3d, grid_candidates_3d_coef, polish
 from .special import spherical_harmonics
 from .settings import SearchSettings
 from ..validation import check_device, check_environment, check_group, check_sigma
@@ -81,7 +81,7 @@ def gpu_chunk_pairs(free_bytes: int, L: int, parities: int, candidates: int, n_p
         n = int(2 * math.ceil(oversample * (L + 1)))
         grid = n * n * int(math.ceil(oversample * (L + 1)))
     else:
-        grid = int(2 * math.ceil(4.0 * (L + 1)))
+        grid = int(2 * math.ceil(GRID_OVERSAMPLE_2D * (L + 1)))
     per_pair = 32 * grid * parities + 128 * parities * candidates * max(1, n_pairs_of_atoms) + 4096
     return int(max(256, min(cap, fraction * free_bytes // per_pair)))
 

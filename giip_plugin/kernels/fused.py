@@ -329,9 +329,6 @@ def _call_in_ranges(fn, args, ia, ib, out, rot, threads: int, pairs_per_call: in
             progress.update(done)
 
 
-GRID_OVERSAMPLE_2D = 4.0  # angles of the 2D grid per band-limited degree of freedom (search.grid_candidates_2d)
-
-
 def _search_pairs_2d(engine, ia, ib, *, exact: bool, workers=None, progress=None, return_rotation=False,
                      pairs_per_call: int = 512):
     """:func:`search_pairs` of a 2D engine: the grid of ``2 ceil(4 (L + 1))`` angles evaluated
@@ -341,11 +338,10 @@ def _search_pairs_2d(engine, ia, ib, *, exact: bool, workers=None, progress=None
     keep = []
     f64 = lambda x: _pointer(keep, x, np.float64, _F64P)
     i64 = lambda x: _pointer(keep, x, np.int64, _I64P)
-    sides = []
-    for S, t in ((engine.A, engine._pa), (engine.B, engine._pb)):
-        sides.append(_memo_2d(S, t, engine.sigma))
-    a, b = sides
+    a, b = (_memo_2d(S, t, engine.sigma) for S, t in ((engine.A, engine._pa), (engine.B, engine._pb)))
     st = engine.settings
+    from .search import GRID_OVERSAMPLE_2D
+
     N = int(2 * np.ceil(GRID_OVERSAMPLE_2D * (engine.L + 1)))
     args = _Args2D(a["p"].shape[1], b["p"].shape[1], a["w"].shape[2], f64(a["p"]), f64(a["w"]), f64(a["self"]),
                    i64(a["n"]), f64(b["p"]), f64(b["w"]), f64(b["self"]), i64(b["n"]),

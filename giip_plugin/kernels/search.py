@@ -390,7 +390,11 @@ def grid_from_coupling(G, L: int, parities: int, K: int, oversample: float = 1.0
     return R0, vals.reshape(-1, parities, P).permute(2, 1, 0).reshape(P, -1)
 
 
-def grid_candidates_2d(ra, Ea, rb, Eb, W, kappa, n_max: int, parities: int, K: int, oversample: float = 4.0):
+GRID_OVERSAMPLE_2D = 4.0  # angles of the 2D grid per band-limited degree of freedom: 2 ceil(4 (L + 1)) angles
+
+
+def grid_candidates_2d(ra, Ea, rb, Eb, W, kappa, n_max: int, parities: int, K: int,
+                       oversample: float = GRID_OVERSAMPLE_2D):
     """Candidate 2x2 orthogonal matrices (P, parities*K, 2, 2) from the Fourier series of f."""
     P, na, nb = W.shape
     k = kappa * ra[:, :, None] * rb[:, None, :]
