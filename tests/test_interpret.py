@@ -237,7 +237,32 @@ def test_neighbour_quantities_against_brute_force():
         f[r >= 4.0] = 0
         assert q["coordination"][n] == pytest.approx(f.sum(), rel=1e-10)
         assert q["frac_Ni"][n] == pytest.approx(f[names == "Ni"].sum() / f.sum(), rel=1e-10)
+        nb = np.flatnonzero(f > 0)
+        num = den = 0.0
+        for a in range(len(nb)):
+            for b in range(a + 1, len(nb)):
+                u, v = d[nb[a]], d[nb[b]]
+                ang = np.degrees(np.arccos(np.dot(u, v) / np.linalg.norm(u) / np.linalg.norm(v)))
+                num, den = num + f[nb[a]] * f[nb[b]] * ang, den + f[nb[a]] * f[nb[b]]
+        assert q["bond_angle"][n] == pytest.approx(num / den, rel=1e-9)
     assert np.allclose(q["frac_Ni"] + q["frac_Nb"], 1.0)
+
+
+def test_bond_angle_of_known_shapes():
+    # a bridging atom with two neighbours at 140 degrees, a regular tetrahedron, a lone atom
+    t = np.radians(140.0)
+    bridge = [[0, 0, 0], [1.6, 0, 0], [1.6 * np.cos(t), 1.6 * np.sin(t), 0]]
+    tet = (np.array([[1, 1, 1], [1, -1, -1], [-1, 1, -1], [-1, -1, 1]]) / np.sqrt(3) * 1.6 + [20, 0, 0]).tolist()
+    at = Atoms("OSiSi" + "Si" + "O" * 4 + "O", positions=bridge + [[20, 0, 0]] + tet + [[40, 0, 0]],
+               cell=[60, 30, 30], pbc=False)
+    le = LocalEnvironments(2.0, 2.3, SpeciesEncoding("vector", ("O", "Si")))
+    q = neighbour_quantities(at, le, [0, 3, 8], at.get_chemical_symbols())
+    assert q["bond_angle"][0] == pytest.approx(140.0, abs=1e-9)
+    assert q["bond_angle"][1] == pytest.approx(np.degrees(np.arccos(-1 / 3)), abs=1e-9)
+    assert np.isnan(q["bond_angle"][2]) and q["coordination"][2] == 0
+    # the last environment empty: the coordination of the set is still defined
+    envs = le.compute(at, indices=[0, 3, 8], species=at.get_chemical_symbols())
+    assert envs.coordination().tolist() == pytest.approx([2.0, 4.0, 0.0])
 
 
 def test_voronoi_sizes_fill_the_cell():

@@ -167,8 +167,9 @@ class EnvironmentSet:
     def coordination(self) -> np.ndarray:
         """Smooth coordination number: the sum of |weights| of each environment (first channel
         for one-channel encodings, all channels for vector encodings)."""
-        per_row = np.abs(self.weights).sum(axis=1)
-        return np.add.reduceat(per_row, self.offsets[:-1]) * (self.counts > 0) if len(self) else np.zeros(0)
+        out = np.zeros(len(self))
+        np.add.at(out, np.repeat(np.arange(len(self)), self.counts), np.abs(self.weights).sum(axis=1))
+        return out  # an empty environment (also the last one) has 0
 
     def padded(self, index=None, min_size: int = 1):
         """Pad environments ``index`` to a common neighbour count with zero weights.

@@ -6,6 +6,10 @@
 * ``frac_<species>``: fraction of each species among the neighbours, weighted by the same cutoff
   weights (``sum of f over neighbours of that species / coordination``). With a sharp cutoff
   (``r_inner = r_outer``) these would be plain counts; the smooth weights keep them continuous.
+* ``bond_angle``: the mean angle in degrees at the atom between two of its neighbours, each pair
+  weighted by the product of their cutoff weights (NaN with fewer than two neighbours). For an
+  atom with two neighbours it is their angle (in silica, the Si-O-Si angle at a bridging oxygen);
+  109.47 for a regular tetrahedron.
 * ``voronoi_volume`` (3D) / ``voronoi_area`` (2D): the atom's Voronoi cell, from OVITO's
   ``VoronoiAnalysisModifier``; in 3D also ``voronoi_n5``, the number of pentagonal faces of the
   cell (five-fold, i.e. tetrahedral, local order), and ``voronoi_icosahedral``, 1 for a full
@@ -32,7 +36,7 @@ __all__ = ["neighbour_quantities", "voronoi_sizes", "voronoi_analysis", "atomic_
 
 QUANTITY_HELP = (
     "coordination (smooth, sum of cutoff weights), frac_<species> (weighted fraction of each species "
-    "among the neighbours), voronoi_* (OVITO Voronoi volume, or area in 2D; in 3D the number of pentagonal "
+    "among the neighbours), bond_angle (mean angle at the atom between two neighbours), voronoi_* (OVITO Voronoi volume, or area in 2D; in 3D the number of pentagonal "
     "faces and whether the cell is an icosahedron), volumetric_strain and shear_strain (OVITO atomic strain "
     "against --strain-reference), and every numeric per-atom "
     "column of the input (e.g. c_pe)"
@@ -59,15 +63,29 @@ def neighbour_quantities(atoms, environments: LocalEnvironments, indices, specie
                            encoding=SpeciesEncoding("vector", tuple(species)), centers=None,
                            dim=environments.dim)
     envs = le.compute(atoms, indices=np.asarray(indices, dtype=np.int64), species=names)
-    per_species = np.add.reduceat(envs.weights, envs.offsets[:-1], axis=0) if len(envs.weights) else \
-        np.zeros((len(envs), len(species)))
-    per_species = per_species * (envs.counts > 0)[:, None]
+    per_species = np.zeros((len(envs), envs.weights.shape[1]))
+    np.add.at(per_species, np.repeat(np.arange(len(envs)), envs.counts), envs.weights)  # empty ones stay 0
     coord = per_species.sum(axis=1)
-    out = {"coordination": coord}
+    out = {"coordination": coord, "bond_angle": _mean_bond_angles(envs)}
     with np.errstate(invalid="ignore", divide="ignore"):
         for k, s in enumerate(species):
             if len(species) > 1:
                 out[f"frac_{s}"] = np.where(coord > 0, per_species[:, k] / coord, np.nan)
+    return out
+
+
+def _mean_bond_angles(envs) -> np.ndarray:
+    """``bond_angle`` of every environment of ``envs`` (see the module's docstring)."""
+    f = envs.weights.sum(axis=1)  # the cutoff weight of each neighbour (one channel is non-zero)
+    out = np.full(len(envs), np.nan)
+    for k in np.flatnonzero(envs.counts >= 2):
+        a, b = envs.offsets[k], envs.offsets[k + 1]
+        u = envs.positions[a:b] / np.linalg.norm(envs.positions[a:b], axis=1, keepdims=True)
+        i, j = np.triu_indices(b - a, 1)
+        w = f[a:b][i] * f[a:b][j]
+        if w.sum() > 0:
+            ang = np.degrees(np.arccos(np.clip(np.einsum("pd,pd->p", u[i], u[j]), -1.0, 1.0)))
+            out[k] = float(np.dot(w, ang) / w.sum())
     return out
 
 
