@@ -207,3 +207,36 @@ def test_out_of_range_pairs_are_refused():
         eng.distances([0, 3], [1, 1])
     with pytest.raises(IndexError, match="outside"):
         eng.distances([0], [-1])
+
+
+@pytest.mark.parametrize("dim", [3, 2])
+def test_pairs_without_a_common_species_skip_the_search_exactly(dim):
+    """With vector species, a pair whose environments share no neighbour species overlaps nowhere:
+    its distance is sqrt(<A,A> + <B,B>) without a search. Against both searches run on every pair."""
+    rng = np.random.default_rng(11)
+    envs = []
+    for k in range(18):
+        pos, w = random_env(rng, int(rng.integers(2, 7)), dim=dim, channels=3)
+        if k % 3 < 2:  # one species only (channel 0 or 1); every third environment mixed
+            w = np.zeros_like(w)
+            w[:, k % 3] = rng.uniform(0.5, 1.0, len(w))
+        envs.append((pos, w))
+    S = EnvironmentSet.from_list(envs)
+    group = "O3" if dim == 3 else "O2"
+    comp = DistanceEngine(S, sigma=0.7, group=group)
+    torch_ = DistanceEngine(S, sigma=0.7, group=group, compiled=False)
+    ia, ib = np.triu_indices(len(S), 1)
+    skip = comp.disjoint(ia, ib)
+    assert 0.3 < skip.mean() < 0.6  # channel 0 against channel 1 only
+    d, R = comp.distances(ia, ib, return_rotation=True)
+    full = fused._searched_pairs(comp, ia, ib, exact=True, workers=1, progress=None, return_rotation=False,
+                                 pairs_per_call=64)
+    np.testing.assert_allclose(d, full, atol=1e-12)
+    np.testing.assert_allclose(torch_.distances(ia, ib), torch_._searched(ia, ib, False, None, 1), atol=1e-12)
+    np.testing.assert_allclose(torch_.distances(ia, ib), d, atol=1e-9)
+    s = comp.self_overlaps()
+    np.testing.assert_allclose(d[skip], np.sqrt(s[ia[skip]] + s[ib[skip]]), rtol=1e-14)
+    assert np.all(R[skip] == np.eye(dim))
+    # one-channel encodings never skip
+    one = EnvironmentSet.from_list([random_env(rng, 4, dim=dim) for _ in range(3)])
+    assert DistanceEngine(one, sigma=0.7, group=group).disjoint([0, 1], [1, 2]) is None

@@ -282,6 +282,46 @@ class DistanceEngine:
 
             return fused.search_pairs(self, ia, ib, exact=True, workers=workers, progress=progress,
                                       return_rotation=return_rotation)
+        return self.skipping_disjoint(ia, ib, lambda a, b: self._searched(a, b, return_rotation, progress, workers),
+                                      return_rotation, progress)
+
+    def disjoint(self, ia, ib) -> np.ndarray | None:
+        """Which pairs ``(A[ia[k]], B[ib[k]])`` share no weight channel (with vector species: no
+        neighbour species in common), or ``None`` for one-channel encodings. Such a pair overlaps
+        nowhere: ``<A, R B> = 0`` at every rotation."""
+        if self.A.n_channels < 2:
+            return None
+        occ_a = _memo(self.A, ("channels",), lambda: _channel_occupancy(self.A))
+        occ_b = occ_a if self.B is self.A else _memo(self.B, ("channels",), lambda: _channel_occupancy(self.B))
+        return ~np.any(occ_a[ia] & occ_b[ib], axis=1)
+
+    def skipping_disjoint(self, ia, ib, compute, return_rotation=False, progress=None):
+        """``compute(ia, ib)`` (distances, or ``(distances, rotations)``) for the pairs that share a
+        weight channel; the others (:meth:`disjoint`) get their exact distance without a search,
+        ``sqrt(<A, A> + <B, B>)``, and the identity (every rotation is optimal). With vector species
+        this is every pair of environments of centres with different neighbour species (in silica,
+        each Si-centred with each O-centred first shell)."""
+        mask = self.disjoint(ia, ib)
+        if mask is None or not mask.any():
+            return compute(ia, ib)
+        skip, keep = np.flatnonzero(mask), np.flatnonzero(~mask)
+        out = np.empty(len(ia))
+        rots = np.empty((len(ia), self.dim, self.dim)) if return_rotation else None
+        out[skip] = np.sqrt(self.self_overlaps("A")[ia[skip]] + self.self_overlaps("B")[ib[skip]])
+        if return_rotation:
+            rots[skip] = np.eye(self.dim)
+        if progress is not None:
+            progress.update(len(skip))
+        if len(keep):
+            res = compute(ia[keep], ib[keep])
+            if return_rotation:
+                out[keep], rots[keep] = res
+            else:
+                out[keep] = res
+        return (out, rots) if return_rotation else out
+
+    def _searched(self, ia, ib, return_rotation, progress, workers):
+        """:meth:`distances` by the PyTorch search, in threaded chunks."""
         out = np.empty(len(ia))
         rots = np.empty((len(ia), self.dim, self.dim)) if return_rotation else None
         # pairs sorted by neighbour counts, so that each chunk is padded to nearly its own size
@@ -308,6 +348,13 @@ class DistanceEngine:
             for s, res in config.run_in_threads(run, starts, workers):
                 store(s, res)
         return (out, rots) if return_rotation else out
+
+
+def _channel_occupancy(S: EnvironmentSet) -> np.ndarray:
+    """``(len(S), channels)`` booleans: whether each environment has a non-zero weight in each channel."""
+    occ = np.zeros((len(S), S.n_channels), dtype=bool)
+    np.logical_or.at(occ, np.repeat(np.arange(len(S)), S.counts), S.weights != 0)
+    return occ
 
 
 def _as_set(envs) -> EnvironmentSet:

@@ -389,21 +389,29 @@ def search_pairs(engine, ia, ib, *, exact: bool, workers=None, progress=None, re
 
     ``workers``: threads (default: the entry point's, :func:`giip_plugin.config.workers`);
     ``progress``: a tqdm bar, advanced by pairs. Ctrl-C stops it after the calls under way.
+    Pairs that share no weight channel get their exact distance without a search
+    (:meth:`~giip_plugin.kernels.DistanceEngine.skipping_disjoint`).
     Returns distances (and rotations ``(n, 3, 3)`` mapping B onto A with ``return_rotation``)."""
     check_covered(engine)
     ia = np.asarray(ia, dtype=np.int64).reshape(-1)
     ib = np.asarray(ib, dtype=np.int64).reshape(-1)
-    n = len(ia)
-    if len(ib) != n:
+    if len(ib) != len(ia):
         raise ValueError("index arrays of the pairs must have the same length")
+    for name, idx, size in (("ia", ia, len(engine.A)), ("ib", ib, len(engine.B))):
+        if len(idx) and (idx.min() < 0 or idx.max() >= size):  # the kernel would read outside its arrays
+            raise IndexError(f"{name} holds indices outside 0..{size - 1}")
+    run = lambda a, b: _searched_pairs(engine, a, b, exact=exact, workers=workers, progress=progress,
+                                       return_rotation=return_rotation, pairs_per_call=pairs_per_call)
+    return engine.skipping_disjoint(ia, ib, run, return_rotation, progress)
+
+
+def _searched_pairs(engine, ia, ib, *, exact, workers, progress, return_rotation, pairs_per_call):
+    n = len(ia)
     d = engine.dim
     out = np.empty(n)
     rots = np.empty((n, d, d)) if return_rotation else None
     if n == 0:
         return (out, rots) if return_rotation else out
-    for name, idx, size in (("ia", ia, len(engine.A)), ("ib", ib, len(engine.B))):
-        if idx.min() < 0 or idx.max() >= size:  # the kernel would read outside its arrays
-            raise IndexError(f"{name} holds indices outside 0..{size - 1}")
     if d == 2:
         return _search_pairs_2d(engine, ia, ib, exact=exact, workers=workers, progress=progress,
                                 return_rotation=return_rotation)
