@@ -76,7 +76,7 @@ def default_ninb_data():
 def build_parser():
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], epilog=__doc__.split("\n\n", 1)[1],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--part", choices=("ninb", "lj", "all"), default="all")
+    p.add_argument("--part", choices=("ninb", "lj", "silica", "all"), default="all")
     p.add_argument("--stage", choices=("annotate", "analyse", "all"), default="all",
                    help="annotate: structures, references and annotated dumps (expensive, cached); "
                         "analyse: numbers and figures from them")
@@ -118,6 +118,14 @@ def build_parser():
     g.add_argument("--lj-atoms", type=int, default=None,
                    help="annotate the training atoms (exact, free) and N other random atoms (default: every atom; "
                         "0: the training atoms only)")
+    g = p.add_argument_group("Silica glass")
+    g.add_argument("--silica-size", default="6,50", metavar="N,RATE",
+                   help="beta-cristobalite cells per side (24 N^3 atoms; 6: 5,184) and quench rate in K/ps "
+                        "(lammps_examples/silica_quench.in; default 6,50)")
+    g.add_argument("--silica-train", type=int, default=5000, help="training environments (Si- and O-centred; the talk 5,000)")
+    g.add_argument("--silica-ref", default=None, help="existing reference file (default: build WORK/silica_ref.h5)")
+    g.add_argument("--silica-atoms", type=int, default=None,
+                   help="annotate the training atoms (free) and N other random atoms (default: every atom)")
     return p
 
 
@@ -501,33 +509,43 @@ def lj_reference(args, work, dump):
     return str(path)
 
 
-def lj_annotate(args, work, ref_path, dump):
+def annotate_frame(args, ref_path, dump, path, *, n_random=None, window=None, frame_index=0, name="LJ"):
+    """Annotate one frame of ``dump`` (its ``frame_index``-th, -1: the last) into ``path``: every
+    atom, or (``n_random`` not None) the training atoms of that frame with their own values (exact,
+    free) and ``n_random`` other atoms at random, plus every atom inside ``window``."""
     from giip_plugin.io import iter_frames
     from giip_plugin.reference import ReferenceMap
 
-    path = work / "lj2d_giip.dump"
     if path.exists():
         return str(path)
     ref = ReferenceMap.load(ref_path)
-    frame = next(iter_frames(dump))
+    frames = list(iter_frames(dump, type_names=ref.type_names))
+    fi = frame_index % len(frames)
+    frame = frames[fi]
     idx = np.arange(frame.natoms)
     known = {}
-    if args.lj_atoms is not None:
-        # the training atoms carry their own values (exact); plus a random subset of the others
+    if n_random is not None:
+        # the training atoms of this frame carry their own values; plus a random subset of the others
         tp = ref.training_provenance
         ai = np.asarray(tp.get("atom_index", []))
+        fr = np.asarray(tp.get("frame_index", np.zeros(len(ai), dtype=np.int64)))
         if len(ai) == ref.n_train and np.all(ai >= 0):
-            known = {int(a): (int(ref.labels[r]), ref.diffusion.eigenvectors[r]) for r, a in enumerate(ai)}
+            known = {int(a): (int(ref.labels[r]), ref.diffusion.eigenvectors[r])
+                     for r, a in enumerate(ai) if fr[r] == fi}
         rest = np.setdiff1d(idx, np.fromiter(known, dtype=np.int64, count=len(known)))
-        idx = np.sort(np.random.default_rng(args.seed).choice(rest, size=min(args.lj_atoms, len(rest)), replace=False))
-        if args.lj_window:
-            inside = np.flatnonzero(window_mask(frame.atoms.positions, args.lj_window))
+        idx = np.sort(np.random.default_rng(args.seed).choice(rest, size=min(n_random, len(rest)), replace=False))
+        if window:
+            inside = np.flatnonzero(window_mask(frame.atoms.positions, window))
             idx = np.union1d(idx, np.setdiff1d(inside, np.fromiter(known, dtype=np.int64, count=len(known))))
-    log(f"LJ: annotating {len(idx)} atoms ({len(idx) * ref.n_train} distances) and {len(known)} training atoms")
+    log(f"{name}: annotating {len(idx)} atoms ({len(idx) * ref.n_train} distances) and {len(known)} training atoms")
     t0 = time.time()
     annotate(ref, frame, idx, path, extra_known=known, exact=args.exact)
-    log(f"LJ: annotated in {time.time() - t0:.0f} s -> {path}")
+    log(f"{name}: annotated in {time.time() - t0:.0f} s -> {path}")
     return str(path)
+
+
+def lj_annotate(args, work, ref_path, dump):
+    return annotate_frame(args, ref_path, dump, work / "lj2d_giip.dump", n_random=args.lj_atoms, window=args.lj_window)
 
 
 def window_mask(positions, window):
@@ -667,6 +685,141 @@ def lj_analyse(args, work, ref_path, annotated, figdir):
     return res
 
 
+# --------------------------------------------------------------------------- silica
+
+# First-shell environments of silica (chosen from the partial pair distributions of the quenched
+# glass, not fitted to any result: Si-O bonds at 1.62 A with the first minimum of g_SiO near 2.3 A,
+# the nearest O-O at 2.6 A and Si-Si at 3.1 A): weight 1 below 2.0 A, spline to 0 at 2.3 A, so a Si
+# sees its O and an O its Si; sigma 0.6 A (0.37 of the bond, the paper's NiNb ratio 1 A / 2.7 A);
+# vector species, O(3), the project's automatic epsilon, classes no wider than one atom (the
+# paper's criterion for the 2D crystal).
+SILICA = dict(r_inner=2.0, r_outer=2.3, sigma=0.6)
+SILICA_TYPES = "1=Si,2=O"
+
+
+def silica_structure(args, work):
+    n, rate = args.silica_size.split(",")
+    out = work / "silica"
+    dump = out / "silica_quench.dump"
+    if not dump.exists():
+        sys.path.insert(0, str(ROOT / "lammps_examples"))
+        from run_example import run_example
+
+        log(f"silica: LAMMPS melt-quench n={n} rate={rate} K/ps ({24 * int(n) ** 3} atoms)")
+        run_example("silica_quench", variables={"n": int(n), "rate": float(rate)}, out=out,
+                    omp=args.threads or os.cpu_count() or 1)
+    return str(dump)
+
+
+def silica_reference(args, work, dump):
+    from giip_plugin.reference import ReferenceMap
+
+    if args.silica_ref:
+        return args.silica_ref
+    path = work / "silica_ref.h5"
+    if path.exists():
+        return str(path)
+    log(f"silica: building a reference of {args.silica_train} Si- and O-centred environments (last frame)")
+    ref = ReferenceMap.from_files([dump], encoding="vector", type_names=SILICA_TYPES, group="O3", frames="-1",
+                                  n_train=args.silica_train, seed=args.seed, max_diameter=1.0, n_eigenpairs=30,
+                                  progress=True, checkpoint=str(path) + ".partial", **SILICA)
+    ref.save(path)
+    return str(path)
+
+
+def silica_annotate(args, work, ref_path, dump):
+    return annotate_frame(args, ref_path, dump, work / "silica_giip.dump", n_random=args.silica_atoms,
+                          frame_index=-1, name="silica")
+
+
+def environment_kinds(species, coordination) -> np.ndarray:
+    """``"Si4"``, ``"O2"``, ...: centre species and rounded (smooth) coordination."""
+    return np.array([f"{s}{int(round(c))}" for s, c in zip(species, coordination)])
+
+
+def silica_analyse(args, work, ref_path, annotated, figdir):
+    from giip_plugin.interpret import collect_samples
+    from giip_plugin.interpret.figures import fig_quantity_scatter, write_report
+    from giip_plugin.interpret.quantities import neighbour_quantities
+    from giip_plugin.io import iter_frames
+    from giip_plugin.reference import ReferenceMap
+
+    ref = ReferenceMap.load(ref_path)
+    # the annotated dump holds LAMMPS type numbers: read it with the reference's type names
+    frame = next(iter_frames(annotated, type_names=ref.type_names))
+    names = np.asarray(frame.species).astype(str)
+    res = {"reference": ref_path, "n_atoms": frame.natoms, "n_train": ref.n_train, "parameters": SILICA,
+           "epsilon": float(ref.diffusion.epsilon), "n_classes": ref.n_classes,
+           "class_sizes": ref.classes.sizes.tolist(), "class_diameters": ref.classes.diameters.tolist(),
+           "selected": (ref.selected + 1).tolist(), "eigenvalues": ref.eigenvalues[:12].tolist(),
+           "llr_r2": ref.r2[:12].tolist()}
+    paper_r2, paper_sel = ref.paper_criterion()
+    res["paper_criterion"] = {"r2": paper_r2[:12].tolist(), "selected": (paper_sel + 1).tolist()}
+    # what each class is: centre species x coordination of its training environments
+    tp = ref.training_provenance
+    ai = np.asarray(tp["atom_index"])
+    q_train = neighbour_quantities(frame.atoms, ref.environments, ai, names, species=["Si", "O"])
+    kinds_train = environment_kinds(names[ai], q_train["coordination"])
+    res["kinds_train"] = {str(k): int(v) for k, v in zip(*np.unique(kinds_train, return_counts=True))}
+    classes = []
+    for c in range(ref.n_classes):
+        m = ref.labels == c
+        ks, cs = np.unique(kinds_train[m], return_counts=True)
+        ang = q_train["bond_angle"][m]
+        classes.append({"class": c, "size": int(m.sum()), "diameter": float(ref.classes.diameters[c]),
+                        "kinds": {str(k): int(v) for k, v in zip(ks, cs)},
+                        "mean_bond_angle": float(np.nanmean(ang)) if np.isfinite(ang).any() else None})
+    res["classes"] = classes
+    five = ref.clustering.labels(n_classes=5)
+    res["five_classes"] = [{"size": int((five == c).sum()),
+                            "kinds": {str(k): int(v) for k, v in zip(*np.unique(kinds_train[five == c], return_counts=True))}}
+                           for c in range(5)]
+    # the Si-O-Si angle at the bridging oxygens (O with two Si) against every eigen-coordinate
+    S = collect_samples(ref, [annotated], voronoi=False)
+    P = read_all_psi(frame)[S.atom_index]
+    kinds = environment_kinds(names[S.atom_index], S.quantities["coordination"])
+    bridging = kinds == "O2"
+    ang = S.quantities["bond_angle"][bridging]
+    if bridging.sum() < 3:
+        raise ValueError(f"only {int(bridging.sum())} analysed bridging oxygens (kind O2; kinds found: "
+                         f"{sorted(set(kinds.tolist()))}): too few for a correlation")
+    ok = np.isfinite(ang)
+    Pb, ang = P[bridging][ok], ang[ok]
+    r2s = [float(np.corrcoef(Pb[:, k], ang)[0, 1] ** 2) for k in range(P.shape[1])]
+    r2s = [r if np.isfinite(r) else 0.0 for r in r2s]
+    best = int(np.argmax(r2s))
+    res["si_o_si"] = {"bridging_oxygens": int(bridging.sum()), "angle_mean": float(ang.mean()),
+                      "angle_percentiles_5_50_95": np.percentile(ang, [5, 50, 95]).tolist(),
+                      "r2_per_psi": r2s, "best_psi": best + 1, "best_r2": r2s[best],
+                      "best_is_selected": bool(best in set(ref.selected.tolist()))}
+    si4 = kinds == "Si4"
+    res["kinds_all"] = {str(k): int(v) for k, v in zip(*np.unique(kinds, return_counts=True))}
+    res["o_si_o_angle_si4_mean"] = float(np.nanmean(S.quantities["bond_angle"][si4]))
+
+    print("\n=== Silica glass (Vashishta) ===")
+    print(f"{frame.natoms} atoms; reference of {ref.n_train} environments (kinds: {res['kinds_train']}); "
+          f"epsilon {res['epsilon']:.3g}")
+    print(f"complete-linkage classes no wider than 1 atom: {ref.n_classes} (sizes {ref.classes.sizes.tolist()}); "
+          f"the talk: 5 (3297 / 1636 / 37 / 28 / 2)")
+    for c in classes:
+        print(f"  class {c['class']}: {c['size']} environments, diameter {c['diameter']:.2f}, kinds {c['kinds']}")
+    print("the tree cut at 5 classes: " + "; ".join(f"{f['size']} {f['kinds']}" for f in res["five_classes"]))
+    print(f"eigenvalues {np.round(ref.eigenvalues[:10], 3).tolist()}; kept {res['selected']} (local linear "
+          f"regression), {res['paper_criterion']['selected']} (the paper's criterion)")
+    print(f"Si-O-Si angle at {res['si_o_si']['bridging_oxygens']} bridging oxygens (mean {ang.mean():.1f} deg): "
+          f"best coordinate psi{best + 1}, r^2 = {r2s[best]:.3f} "
+          f"({'selected' if res['si_o_si']['best_is_selected'] else 'not selected'}); O-Si-O at Si4 "
+          f"{res['o_si_o_angle_si4_mean']:.1f} deg")
+    rep = work / "silica_report"
+    for f in write_report(ref, rep, coords=(1, 2)):
+        copy_figure(f, figdir, "silica_" + os.path.basename(f))
+    f = fig_quantity_scatter(Pb[:, best], ang, work / "silica_psi_si_o_si.png", xlabel=f"psi{best + 1}",
+                             qlabel="Si-O-Si angle (deg)", r2=r2s[best],
+                             title=f"Silica: bridging oxygens, psi{best + 1} against the Si-O-Si angle")
+    copy_figure(f, figdir, "silica_psi_si_o_si.png")
+    return res
+
+
 def main(argv=None):
     global FIGURE_TAG
     args = build_parser().parse_args(argv)
@@ -693,6 +846,12 @@ def main(argv=None):
         ann = lj_annotate(args, work, ref, dump)
         if args.stage in ("analyse", "all"):
             results["lj2d" + key] = lj_analyse(args, work, ref, ann, figdir)
+    if args.part in ("silica", "all"):
+        dump = silica_structure(args, work)
+        ref = silica_reference(args, work, dump)
+        ann = silica_annotate(args, work, ref, dump)
+        if args.stage in ("analyse", "all"):
+            results["silica" + key] = silica_analyse(args, work, ref, ann, figdir)
     results_path.write_text(json.dumps(results, indent=1, default=float) + "\n")
     log(f"done in {time.time() - t0:.0f} s; numbers in {results_path}, figures in {figdir}")
     return 0

@@ -226,6 +226,28 @@ def test_asi_quench_tiny(tmp_path):
     assert len(frames) == 2 and len(frames[0]) == 64  # steps 900 and 1000 of the hold (840 .. 1040)
 
 
+
+def test_silica_quench_tiny(tmp_path):
+    """Beta-cristobalite 2x2x2 (192 atoms: 64 Si + 128 O) melted and quenched: element names Si and O
+    in the dump, the density of silica glass kept (NVT), Si-O the shortest distance."""
+    out = tmp_path / "silica"
+    _run_driver("silica_quench", out, {"n": 2, "melt_ps": 0.2, "rate": 5000, "hold_ps": 0.2, "dump_ps": 0.1},
+                timeout=300)
+    import ase.io
+
+    frames = ase.io.read(out / "silica_quench.dump", index=":", format="lammps-dump-text")
+    assert len(frames) == 3 and len(frames[-1]) == 192  # hold steps 0, 100, 200
+    last = frames[-1]
+    types = last.numbers  # ASE reads LAMMPS type t as atomic number t
+    assert sorted(np.unique(types, return_counts=True)[1].tolist()) == [64, 128]
+    mass = 64 * 28.0855 + 128 * 15.9994  # g/mol
+    density = mass / 6.02214076e23 / (last.get_volume() * 1e-24)
+    assert density == pytest.approx(2.20, abs=0.02)
+    d = last.get_all_distances(mic=True)
+    np.fill_diagonal(d, np.inf)
+    i, j = np.unravel_index(np.argmin(d), d.shape)
+    assert {int(types[i]), int(types[j])} == {1, 2} and 1.4 < d[i, j] < 1.9  # a Si-O bond
+
 def _timesteps(path):
     lines = Path(path).read_text().splitlines()
     return [int(lines[i + 1]) for i, line in enumerate(lines) if line == "ITEM: TIMESTEP"]

