@@ -142,6 +142,22 @@ def test_training_environment_maps_to_itself(ref_path):
     np.testing.assert_array_equal(res.classes, ref.labels[[0, 3]])
     span = ref.coordinates.max(0) - ref.coordinates.min(0)
     assert np.all(np.abs(res.coordinates - ref.coordinates[[0, 3]]) <= 0.001 * span)
+    np.testing.assert_array_equal(res.nearest, [0, 3])  # the nearest training environment is itself
+
+
+def test_nearest_index_recuts_the_classes(ref_path, cutout):
+    """``nearest`` is the training environment a new one was assigned to: its class is the label,
+    and the tree cut at any other K labels the new environments without a second search."""
+    ref = ReferenceMap.load(ref_path)
+    res = ref.transform(cutout, return_rotation=True)
+    assert res.nearest.shape == res.classes.shape and res.nearest.dtype.kind == "i"
+    np.testing.assert_array_equal(ref.labels[res.nearest], res.classes)
+    rows = ref.distance_rows(ref.compute_environments(cutout), exact=True)
+    np.testing.assert_array_equal(res.nearest, np.argmin(rows, axis=1))
+    np.testing.assert_allclose(res.ref_distance, rows[np.arange(len(rows)), res.nearest], atol=1e-9)
+    k = min(3, ref.n_train)
+    recut = ref.clustering.labels(n_classes=k)[res.nearest]
+    assert set(np.unique(recut)) <= set(range(k))
 
 
 def test_ase_calculator_interface_and_cache(analysed, cutout, monkeypatch):

@@ -19,8 +19,8 @@ def _m(p, g, w=None, sigma=0.5):
 
 
 def test_groups_are_closed_orthogonal_sets_of_the_right_order():
-    orders = {"C2": 2, "C3": 3, "C4": 4, "C5": 5, "C6": 6, "D2h": 8, "T": 12, "Td": 24, "O": 24, "Oh": 48,
-              "I": 60, "Ih": 120}
+    orders = {"C2": 2, "C3": 3, "C4": 4, "C5": 5, "C6": 6, "D2h": 8, "D3h": 12, "T": 12, "Td": 24, "O": 24,
+              "Oh": 48, "I": 60, "Ih": 120}
     assert set(GROUPS) == set(orders)
     for name, n in orders.items():
         G = group_matrices(name)
@@ -41,6 +41,20 @@ def test_icosahedron_and_tetrahedron_in_any_orientation():
         assert _m(tet, g) == pytest.approx(1.0, abs=1e-6), g
     for g in ("C4", "D2h", "I", "Oh"):
         assert _m(tet, g) < 0.7, g
+
+
+def test_tricapped_trigonal_prism_is_prismatic():
+    """The tricapped trigonal prism (9 neighbours: two triangles and three caps on the square
+    faces) has D3h exactly, in any orientation; the icosahedron and tetrahedron do not."""
+    ang = 2 * np.pi * np.arange(3) / 3
+    tri = np.c_[np.cos(ang), np.sin(ang), np.zeros(3)]
+    prism = np.vstack([tri + [0, 0, 0.75], tri + [0, 0, -0.75], -1.4 * tri])
+    R = Rotation.random(random_state=7).as_matrix()
+    assert _m(prism @ R.T, "D3h") == pytest.approx(1.0, abs=1e-6)
+    assert _m(prism @ R.T, "C3") == pytest.approx(1.0, abs=1e-6)
+    # a narrow width tells the shapes apart (at 0.5 the nine-neighbour shell is near spherical)
+    assert _m(prism @ R.T, "Td", sigma=0.3) < 0.6 and _m(prism @ R.T, "I", sigma=0.3) < 0.6
+    assert _m(TET, "D3h", sigma=0.3) < 0.6 and _m(ICO, "D3h", sigma=0.3) < 0.6
 
 
 def test_invariant_to_rotation_reflection_permutation_and_smooth():

@@ -68,7 +68,7 @@ def add_parser(subparsers):
     p.add_argument("--no-voronoi", action="store_true", help="skip the Voronoi volumes (OVITO)")
     p.add_argument("--symmetry", default=None, metavar="G1,G2",
                    help="add the continuous symmetry measure of each atom's environment for these point groups "
-                        "(C2..C6, D2h, T, Td, O, Oh, I, Ih; 1 = that symmetry), as quantities symmetry_G; about "
+                        "(C2..C6, D2h, D3h, T, Td, O, Oh, I, Ih; 1 = that symmetry), as quantities symmetry_G; about "
                         "0.1 s per atom and group: use --max-atoms")
     p.add_argument("--symmetry-sigma", type=float, default=0.5, metavar="S",
                    help="Gaussian width of the symmetry measure (default 0.5, in the structure's length units)")

@@ -13,8 +13,9 @@ weights (so neighbours entering the cutoff change it continuously).
 
 The orientation search: the measure at ``n_starts`` seeded random orientations (all images at once,
 vectorised), then a local polish (scipy's Nelder-Mead on a rotation vector) from the best few. The
-groups: ``C2`` .. ``C6`` (about the best axis), ``D2h``, ``T`` and ``Td`` (tetrahedral), ``O`` and
-``Oh``, ``I`` and ``Ih`` (icosahedral), generated from their generators by closure.
+groups: ``C2`` .. ``C6`` (about the best axis), ``D2h``, ``D3h`` (the trigonal prism, with or without
+caps on its three faces: the prismatic motif of metallic glasses), ``T`` and ``Td`` (tetrahedral),
+``O`` and ``Oh``, ``I`` and ``Ih`` (icosahedral), generated from their generators by closure.
 """
 from __future__ import annotations
 
@@ -54,6 +55,7 @@ def _closure(gens) -> np.ndarray:
 _GENERATORS = {
     **{f"C{n}": lambda n=n: [_rot([0, 0, 1], 2 * np.pi / n)] for n in range(2, 7)},
     "D2h": lambda: [np.diag([1.0, -1, -1]), np.diag([-1.0, 1, -1]), -np.eye(3)],
+    "D3h": lambda: [_rot([0, 0, 1], 2 * np.pi / 3), np.diag([1.0, 1, -1]), np.diag([1.0, -1, -1])],
     "T": lambda: [np.diag([1.0, -1, -1]), _rot([1, 1, 1], 2 * np.pi / 3)],
     "Td": lambda: [np.diag([1.0, -1, -1]), _rot([1, 1, 1], 2 * np.pi / 3),
                    np.array([[0.0, 1, 0], [1, 0, 0], [0, 0, 1]])],  # a mirror plane x = y
@@ -63,7 +65,7 @@ _GENERATORS = {
     "Ih": lambda: [_rot([0, 1, _PHI], 2 * np.pi / 5), _rot([1, 1, 1], 2 * np.pi / 3), -np.eye(3)],
 }
 GROUPS = tuple(_GENERATORS)
-_ORDERS = {**{f"C{n}": n for n in range(2, 7)}, "D2h": 8, "T": 12, "Td": 24, "O": 24, "Oh": 48, "I": 60, "Ih": 120}
+_ORDERS = {**{f"C{n}": n for n in range(2, 7)}, "D2h": 8, "D3h": 12, "T": 12, "Td": 24, "O": 24, "Oh": 48, "I": 60, "Ih": 120}
 
 
 @lru_cache(maxsize=None)

@@ -66,12 +66,14 @@ class MapResult(NamedTuple):
     classes: np.ndarray  # class of the nearest training environment
     coordinates: np.ndarray  # (n, n_coords) selected diffusion coordinates (Nystrom)
     ref_distance: np.ndarray  # distance to the nearest training environment (atoms of difference)
+    nearest: np.ndarray  # index of that training environment (recut classes: clustering.labels(K)[nearest])
 
 
 class MapResultWithRotation(NamedTuple):
     classes: np.ndarray
     coordinates: np.ndarray
     ref_distance: np.ndarray
+    nearest: np.ndarray
     rotation: np.ndarray  # (n, dim, dim): R maximising <new, R nearest-training>
 
 
@@ -522,7 +524,7 @@ class ReferenceMap:
         near = assign_nearest(D_rows, self.labels)
         psi = self.diffusion.transform(D_rows)
         coords = psi if all_coordinates else psi[:, self.selected]
-        return MapResult(near.labels, coords, near.distance)
+        return MapResult(near.labels, coords, near.distance, near.index)
 
     def transform(self, data, return_rotation: bool = False, *, indices=None, progress: bool = False,
                   device=None, all_coordinates: bool = False, batch: int = _ROWS_PER_BATCH,
@@ -571,7 +573,9 @@ class ReferenceMap:
         -------
         MapResult or MapResultWithRotation
             ``classes`` (n,), ``coordinates`` (n, n_coords), ``ref_distance`` (n,) in atoms of
-            difference, and ``rotation`` (n, dim, dim) with ``return_rotation``.
+            difference, ``nearest`` (n,) the index of the nearest training environment (so
+            ``ref.clustering.labels(n_classes=K)[nearest]`` are the classes of the tree cut at
+            ``K``), and ``rotation`` (n, dim, dim) with ``return_rotation``.
         """
         exact = _exact_from(exact, fast)
         if self.metric_name == "soap" and batch == _ROWS_PER_BATCH:  # rows are cheap: fewer, larger batches
@@ -610,8 +614,8 @@ class ReferenceMap:
             if bar is not None:
                 bar.close()
         if not return_rotation:
-            return MapResult(classes, coords, dist)
-        return MapResultWithRotation(classes, coords, dist, rot)
+            return MapResult(classes, coords, dist, nearest)
+        return MapResultWithRotation(classes, coords, dist, nearest, rot)
 
     def _transform_batches(self, envs, batch, bar, device, exact, report, all_coordinates, classes, coords, dist,
                            nearest):
@@ -622,8 +626,7 @@ class ReferenceMap:
             rows = self.distance_rows(sub, progress=bar, device=device, exact=exact, report=report)
             res = self.transform_from_distances(rows, all_coordinates=all_coordinates)
             sl = slice(a, a + len(sub))
-            classes[sl], coords[sl], dist[sl] = res
-            nearest[sl] = np.argmin(rows, axis=1)
+            classes[sl], coords[sl], dist[sl], nearest[sl] = res
 
     # ------------------------------------------------------------------ file
     def save(self, path, *, remove_checkpoint: bool = True) -> None:
