@@ -8,6 +8,7 @@ chosen, so exact answers are known; one test builds a tiny real 2D map and analy
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -568,3 +569,40 @@ def test_help_of_the_three_commands(capsys):
             main([cmd, "--help"])
         assert e.value.code == 0
         assert words in capsys.readouterr().out
+
+
+def test_hull_points_walk_the_hull_evenly():
+    """Eight points around a square's hull: its corners and edge midpoints, counter-clockwise from
+    the largest x; a far outlier left out by the trim does not move the hull."""
+    from giip_plugin.interpret.figures import hull_points
+
+    g = np.linspace(-1, 1, 41)
+    xy = np.array([(x, y) for x in g for y in g])
+    pts, poly = hull_points(np.vstack([xy, [[30.0, 30.0]]]), n_points=8, trim=0.001)
+    assert len(poly) == 4 and np.abs(poly).max() == pytest.approx(1.0)
+    perimeter_step = np.hypot(*np.diff(np.vstack([pts, pts[:1]]), axis=0).T)
+    np.testing.assert_allclose(perimeter_step, 1.0, atol=1e-9)  # 8 steps of 1 round a perimeter of 8
+    assert pts[0, 0] == pytest.approx(1.0)
+    ang = np.unwrap(np.arctan2(pts[:, 1], pts[:, 0]))
+    assert np.all(np.diff(ang) > 0)  # counter-clockwise
+    with pytest.raises(ValueError, match="at least three 2D points"):
+        hull_points(np.zeros((2, 2)))
+
+
+def test_hull_exemplar_figure_and_class_rendering(map3d, tmp_path):
+    from giip_plugin.interpret.figures import fig_hull_exemplars, hull_points
+    from giip_plugin.interpret.render import render_values
+
+    ref = ReferenceMap.load(map3d)
+    xy = ref.coordinates[:, :2]
+    pts, _ = hull_points(xy, n_points=6, trim=0.0)
+    near = [int(np.argmin(np.hypot(*(xy - p).T))) for p in pts]
+    png = fig_hull_exemplars(ref, xy, pts, [ref.training[k] for k in near], tmp_path / "hull.png",
+                             titles=[f"corner {k}" for k in range(6)], colour=ref.labels)
+    assert _is_png(Path(png))
+    atoms = binary3d()
+    classes = np.arange(len(atoms)) % 5 - 1  # -1: grey
+    out, (lo, hi) = render_values(atoms, classes, tmp_path / "classes.png", categorical=True, size=(200, 200))
+    assert _is_png(Path(out)) and (lo, hi) == (0.0, 3.0)
+    with pytest.raises(ValueError, match="integer class labels"):
+        render_values(atoms, classes + 0.5, tmp_path / "bad.png", categorical=True)

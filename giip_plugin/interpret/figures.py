@@ -60,7 +60,9 @@ def coordinate_labels(reference) -> list:
     return [f"dc{j + 1} (\u03c8{int(i) + 1})" for j, i in enumerate(reference.selected)]
 
 
-def _class_colours(n):
+def class_colours(n):
+    """The colour of each of ``n`` classes (matplotlib's tab10, tab20 beyond 10 classes, repeating
+    after 20), in every class figure and in :func:`.render.render_values` (``categorical``)."""
     plt = _plt()
     cmap = plt.get_cmap("tab20" if n > 10 else "tab10")
     return [cmap(k % cmap.N) for k in range(n)]
@@ -123,7 +125,7 @@ def fig_training_plane(reference, path, coords=(1, 2)):
     labels = coordinate_labels(reference)
     lab = np.asarray(reference.labels)
     K = reference.n_classes
-    cols = _class_colours(K)
+    cols = class_colours(K)
     fig, ax = plt.subplots(figsize=(6.4, 5.0))
     for k in range(K):
         m = lab == k
@@ -180,6 +182,52 @@ def _species_colours(reference, w):
     return [palette[k % len(palette)] for k in idx], {names[k]: palette[k % len(palette)] for k in range(len(names))}
 
 
+def _draw_environment(ax, reference, pos, w):
+    """Draw one environment into ``ax`` (a 3D axes for a 3D map): neighbours coloured by species,
+    sized by |weight|, with bonds to the centre. Returns ``(legend, coordination)``."""
+    pos, w = np.asarray(pos), np.asarray(w)
+    cols, legend = _species_colours(reference, w)
+    aw = np.abs(w).reshape(len(w), -1).sum(axis=1)
+    s = 20 + 160 * np.clip(aw, 0, 1)
+    r_out = reference.environments.r_outer if reference.environments is not None else None
+    lim = r_out or (np.abs(pos).max() if len(pos) else 1.0)
+    if reference.dim == 3:
+        for p, a in zip(pos, aw):
+            ax.plot([0, p[0]], [0, p[1]], [0, p[2]], color="0.6", lw=0.6, alpha=float(np.clip(a, 0.15, 1)))
+        ax.scatter(pos[:, 0], pos[:, 1], pos[:, 2], s=s, c=cols, edgecolors="k", linewidths=0.3, depthshade=True)
+        ax.scatter([0], [0], [0], s=90, c="k", marker="o")
+        ax.set_xlim(-lim, lim)
+        ax.set_ylim(-lim, lim)
+        ax.set_zlim(-lim, lim)
+        ax.set_box_aspect((1, 1, 1))
+        ax.set_xticks([])
+        ax.set_yticks([])
+        ax.set_zticks([])
+        ax.view_init(elev=20, azim=35)
+    else:
+        plt = _plt()
+        for p, a in zip(pos, aw):
+            ax.plot([0, p[0]], [0, p[1]], color="0.6", lw=0.8, alpha=float(np.clip(a, 0.15, 1)))
+        ax.scatter(pos[:, 0], pos[:, 1], s=s, c=cols, edgecolors="k", linewidths=0.3, zorder=3)
+        ax.scatter([0], [0], s=90, c="k", zorder=4)
+        if r_out:
+            ax.add_patch(plt.Circle((0, 0), r_out, fill=False, ls=":", color="0.6"))
+        ax.set_xlim(-lim * 1.05, lim * 1.05)
+        ax.set_ylim(-lim * 1.05, lim * 1.05)
+        ax.set_aspect("equal")
+        ax.set_xticks([])
+        ax.set_yticks([])
+    return legend, float(aw.sum())
+
+
+def _species_legend(fig, legend):
+    if legend:
+        from matplotlib.lines import Line2D
+
+        handles = [Line2D([], [], marker="o", ls="", color=c, label=s) for s, c in legend.items()]
+        fig.legend(handles=handles, loc="upper right", ncol=len(handles), fontsize=8, frameon=False)
+
+
 def fig_exemplars(reference, path, max_classes: int = 24):
     """One exemplar (the medoid) environment per class."""
     plt = _plt()
@@ -189,55 +237,87 @@ def fig_exemplars(reference, path, max_classes: int = 24):
     nrow = int(np.ceil(K / ncol))
     size = 3.0 if dim == 3 else 2.6
     fig = plt.figure(figsize=(size * ncol, size * nrow + 0.4))
-    r_out = reference.environments.r_outer if reference.environments is not None else None
     legend = None
     for k in range(K):
-        m = int(reference.classes.medoids[k])
-        env = reference.training[m]
-        pos, w = np.asarray(env[0]), np.asarray(env[1])
-        cols, leg = _species_colours(reference, w)
+        env = reference.training[int(reference.classes.medoids[k])]
+        ax = fig.add_subplot(nrow, ncol, k + 1, **({"projection": "3d"} if dim == 3 else {}))
+        leg, coord = _draw_environment(ax, reference, env[0], env[1])
         legend = legend or leg
-        aw = np.abs(w).sum(axis=1)
-        s = 20 + 160 * np.clip(aw, 0, 1)
-        lim = r_out or (np.abs(pos).max() if len(pos) else 1.0)
-        if dim == 3:
-            ax = fig.add_subplot(nrow, ncol, k + 1, projection="3d")
-            for p, a in zip(pos, aw):
-                ax.plot([0, p[0]], [0, p[1]], [0, p[2]], color="0.6", lw=0.6, alpha=float(np.clip(a, 0.15, 1)))
-            ax.scatter(pos[:, 0], pos[:, 1], pos[:, 2], s=s, c=cols, edgecolors="k", linewidths=0.3, depthshade=True)
-            ax.scatter([0], [0], [0], s=90, c="k", marker="o")
-            ax.set_xlim(-lim, lim)
-            ax.set_ylim(-lim, lim)
-            ax.set_zlim(-lim, lim)
-            ax.set_box_aspect((1, 1, 1))
-            ax.set_xticks([])
-            ax.set_yticks([])
-            ax.set_zticks([])
-            ax.view_init(elev=20, azim=35)
-        else:
-            ax = fig.add_subplot(nrow, ncol, k + 1)
-            for p, a in zip(pos, aw):
-                ax.plot([0, p[0]], [0, p[1]], color="0.6", lw=0.8, alpha=float(np.clip(a, 0.15, 1)))
-            ax.scatter(pos[:, 0], pos[:, 1], s=s, c=cols, edgecolors="k", linewidths=0.3, zorder=3)
-            ax.scatter([0], [0], s=90, c="k", zorder=4)
-            if r_out:
-                ax.add_patch(plt.Circle((0, 0), r_out, fill=False, ls=":", color="0.6"))
-            ax.set_xlim(-lim * 1.05, lim * 1.05)
-            ax.set_ylim(-lim * 1.05, lim * 1.05)
-            ax.set_aspect("equal")
-            ax.set_xticks([])
-            ax.set_yticks([])
         ax.set_title(f"class {k}: {int(reference.classes.sizes[k])} LAEs\n"
-                     f"diam {reference.classes.diameters[k]:.2f}, coord {aw.sum():.2f}", fontsize=8)
+                     f"diam {reference.classes.diameters[k]:.2f}, coord {coord:.2f}", fontsize=8)
     title = "Medoid environment of each class (size = |weight|)"
     if reference.n_classes > K:
         title += f"; first {K} of {reference.n_classes} classes"
     fig.suptitle(title, fontsize=10)
-    if legend:
-        from matplotlib.lines import Line2D
+    _species_legend(fig, legend)
+    return _save(fig, path, dpi=90)
 
-        handles = [Line2D([], [], marker="o", ls="", color=c, label=s) for s, c in legend.items()]
-        fig.legend(handles=handles, loc="upper right", ncol=len(handles), fontsize=8, frameon=False)
+
+def hull_points(xy, n_points: int = 8, trim: float = 0.01):
+    """``n_points`` points evenly spaced (by perimeter) around the convex hull of the 2D points
+    ``xy``, after leaving out the fraction ``trim`` farthest from their median (in units of each
+    axis' interquartile range: single outliers do not make the hull), starting at the point of
+    largest first coordinate, counter-clockwise. Returns ``(points (n_points, 2), hull polygon
+    (m, 2))``."""
+    from scipy.spatial import ConvexHull
+
+    xy = np.asarray(xy, dtype=float)
+    if xy.ndim != 2 or xy.shape[1] != 2 or len(xy) < 3:
+        raise ValueError(f"hull_points needs at least three 2D points, got shape {xy.shape}")
+    med = np.median(xy, axis=0)
+    iqr = np.subtract(*np.percentile(xy, [75, 25], axis=0))
+    r = np.hypot(*((xy - med) / np.where(iqr > 0, iqr, 1.0)).T)
+    core = xy[r <= np.quantile(r, 1.0 - float(trim))] if trim > 0 else xy
+    poly = core[ConvexHull(core).vertices]  # counter-clockwise
+    poly = np.roll(poly, -int(np.argmax(poly[:, 0])), axis=0)
+    closed = np.vstack([poly, poly[:1]])
+    seg = np.hypot(*np.diff(closed, axis=0).T)
+    cum = np.concatenate([[0.0], np.cumsum(seg)])
+    at = np.arange(int(n_points)) * cum[-1] / int(n_points)
+    k = np.clip(np.searchsorted(cum, at, side="right") - 1, 0, len(seg) - 1)
+    t = (at - cum[k]) / np.where(seg[k] > 0, seg[k], 1.0)
+    pts = closed[k] + t[:, None] * (closed[k + 1] - closed[k])
+    return pts, poly
+
+
+def fig_hull_exemplars(reference, xy, points, exemplars, path, *, labels=("dc2", "dc3"), titles=None,
+                       colour=None, title=None):
+    """The plane ``xy`` (all atoms, grey or coloured by ``colour`` class labels) with its hull
+    points ``points`` (:func:`hull_points`) and, around it, the environment ``exemplars[k]`` =
+    ``(pos, w)`` nearest to each point, joined to it by a line; ``titles[k]`` under each."""
+    plt = _plt()
+    xy = np.asarray(xy, float)
+    fig = plt.figure(figsize=(11, 11))
+    main = fig.add_axes([0.3, 0.3, 0.4, 0.4])
+    if colour is not None:
+        colour = np.asarray(colour)
+        cols = np.asarray(class_colours(int(colour.max()) + 1))
+        main.scatter(xy[:, 0], xy[:, 1], s=2, c=cols[colour], lw=0, rasterized=True)
+    else:
+        main.scatter(xy[:, 0], xy[:, 1], s=2, c="0.6", lw=0, rasterized=True)
+    main.set_xlabel(labels[0])
+    main.set_ylabel(labels[1])
+    lo, hi = xy.min(axis=0), xy.max(axis=0)
+    pad = 0.03 * np.where(hi > lo, hi - lo, 1.0)
+    main.set_xlim(lo[0] - pad[0], hi[0] + pad[0])
+    main.set_ylim(lo[1] - pad[1], hi[1] + pad[1])
+    centre = (lo + hi) / 2
+    legend = None
+    for k, (p, env) in enumerate(zip(points, exemplars)):
+        ang = np.arctan2((p[1] - centre[1]) / (hi[1] - lo[1] or 1), (p[0] - centre[0]) / (hi[0] - lo[0] or 1))
+        c, sn = np.cos(ang), np.sin(ang)
+        cx, cy = 0.5 + 0.4 * c / max(abs(c), abs(sn)), 0.48 + 0.38 * sn / max(abs(c), abs(sn))  # a square ring
+        ax = fig.add_axes([cx - 0.085, cy - 0.085, 0.17, 0.17], **({"projection": "3d"} if reference.dim == 3 else {}))
+        ax.patch.set_alpha(0.0)
+        leg, coord = _draw_environment(ax, reference, env[0], env[1])
+        legend = legend or leg
+        ax.set_title((titles[k] if titles else f"{k}") + f"\ncoord {coord:.2f}", fontsize=8)
+        main.plot([p[0]], [p[1]], "o", ms=7, mfc="none", mec="k")
+        main.annotate(str(k), p, fontsize=8, xytext=(4, 4), textcoords="offset points")
+        f = 0.3 + 0.4 * main.transLimits.transform(p)  # the point in figure fractions
+        fig.add_artist(plt.Line2D([f[0], cx], [f[1], cy], transform=fig.transFigure, color="0.5", lw=0.6))
+    fig.suptitle(title or "Environments around the hull of the plane", fontsize=11)
+    _species_legend(fig, legend)
     return _save(fig, path, dpi=90)
 
 

@@ -17,12 +17,15 @@ __all__ = ["render_values", "render_motifs"]
 
 def render_values(atoms, values, path, *, size=(900, 900), cmap: str = "Blue-White-Red", limits=None,
                   radius: float | None = None, camera_dir=None, missing_colour=(0.75, 0.75, 0.75),
-                  symmetric: bool = True, palette: bool = True, flat: bool = True):
+                  symmetric: bool = True, palette: bool = True, flat: bool = True, categorical: bool = False):
     """Render ``atoms`` (``ase.Atoms``) coloured by ``values`` (one per atom; NaN = grey) to
     ``path`` (PNG). ``limits`` = (lo, hi) of the colour map (default: the 2nd and 98th percentiles,
     made symmetric about 0 when ``symmetric``). A 2D structure (all z equal) is viewed from the top
     with an orthographic camera. ``palette``: store the PNG with a 256-colour palette (smaller
-    file); ``flat``: flat discs rather than shaded spheres. Returns ``(path, (lo, hi))``."""
+    file); ``flat``: flat discs rather than shaded spheres. ``categorical``: ``values`` are class
+    labels 0, 1, ... (negative or NaN = grey), each class its own colour, those of the class
+    figures (:func:`.figures.class_colours`), and ``cmap`` / ``limits`` unused.
+    Returns ``(path, (lo, hi))``."""
     import_ovito()
     from ovito.io.ase import ase_to_ovito
     from ovito.modifiers import ColorCodingModifier
@@ -32,10 +35,14 @@ def render_values(atoms, values, path, *, size=(900, 900), cmap: str = "Blue-Whi
     values = np.asarray(values, dtype=float).reshape(-1)
     if len(values) != len(atoms):
         raise ValueError(f"{len(values)} values for {len(atoms)} atoms")
-    ok = np.isfinite(values)
+    ok = np.isfinite(values) & ((values >= 0) if categorical else True)
     if not ok.any():
         raise ValueError("no finite value to colour by")
-    if limits is None:
+    if categorical:
+        if np.any(values[ok] != np.round(values[ok])):
+            raise ValueError("categorical colouring needs integer class labels")
+        lo, hi = 0.0, float(values[ok].max())
+    elif limits is None:
         lo, hi = np.percentile(values[ok], [2, 98])
         if symmetric:
             m = max(abs(lo), abs(hi))
@@ -52,14 +59,22 @@ def render_values(atoms, values, path, *, size=(900, 900), cmap: str = "Blue-Whi
     data.particles_.create_property("Value", data=np.where(ok, values, 0.0))
     if radius is not None:
         data.particles_.create_property("Radius", data=np.full(len(a), float(radius)))
+    if categorical:
+        from .figures import class_colours
+
+        tab = np.asarray(class_colours(int(hi) + 1))[:, :3]
+        rgb = np.where(ok[:, None], tab[np.where(ok, values, 0).astype(np.int64)], missing_colour)
+        data.particles_.create_property("Color", data=rgb)
     pipe = Pipeline(source=StaticSource(data=data))
-    pipe.modifiers.append(ColorCodingModifier(property="Value", start_value=float(lo), end_value=float(hi),
-                                              gradient=_gradient(cmap)))
+    if not categorical:
+        pipe.modifiers.append(ColorCodingModifier(property="Value", start_value=float(lo), end_value=float(hi),
+                                                  gradient=_gradient(cmap)))
 
     def grey_missing(frame, data):  # atoms without a value
         col = np.asarray(data.particles_.colors_)
         col[~ok] = missing_colour
-    pipe.modifiers.append(grey_missing)
+    if not categorical:
+        pipe.modifiers.append(grey_missing)
     out = pipe.compute()
     if out.cell is not None and out.cell.vis is not None:
         out.cell.vis.enabled = False
