@@ -97,6 +97,10 @@ def build_parser():
     g.add_argument("--ninb-symmetry", type=int, default=300,
                    help="Ni atoms of the fastest and of the slowest sample whose symmetry measures are computed "
                         "(0: none; about 1 s per atom)")
+    g.add_argument("--ninb-hull", default="8,25,100", metavar="K,N,M",
+                   help="exemplars around the hull of the dc2 x dc3 plane: K evenly spaced hull points, the "
+                        "symmetry measures of the N atoms nearest each and of M random atoms as the baseline "
+                        "(0: none; about 1 s per atom)")
     g.add_argument("--ninb-symmetry-weights", choices=("geometry", "sign"), default="geometry",
                    help="symmetry of the positions alone (every neighbour weight |w|: the paper's motifs are "
                         "geometric) or with the map's sign species (default geometry)")
@@ -134,9 +138,11 @@ def build_parser():
 
 def annotate(ref, frame, indices, path, *, extra_known=None, exact=False):
     """Analyse atoms ``indices`` of ``frame`` and write an annotated dump: giip_class, giip_dc1..k
-    (selected coordinates), giip_ref_distance and giip_psi1..20 (all eigen-coordinates), NaN / -1
-    for atoms not analysed. ``extra_known``: ``{atom index: (class, psi row)}`` of training atoms
-    (a training environment maps to itself: nearest = itself, Nystrom = its own eigenvector row).
+    (selected coordinates), giip_ref_distance, giip_psi1..20 (all eigen-coordinates) and
+    giip_nearest (the index of the nearest training environment: classes of other cuts of the
+    tree), NaN / -1 for atoms not analysed. ``extra_known``: ``{atom index: (class, psi row,
+    training index)}`` of training atoms (a training environment maps to itself: nearest = itself,
+    Nystrom = its own eigenvector row).
     ``exact``: the exhaustive search of ``ReferenceMap.transform``."""
     from giip_plugin.io import AnnotatedWriter
 
@@ -145,6 +151,7 @@ def annotate(ref, frame, indices, path, *, extra_known=None, exact=False):
     cls = np.full(n, -1, dtype=np.int64)
     psi = np.full((n, K), np.nan)
     dist = np.full(n, np.nan)
+    near = np.full(n, -1, dtype=np.int64)
     indices = np.asarray(indices, dtype=np.int64)
     if len(indices):
         envs = ref.compute_environments(frame.atoms, indices=indices, species=frame.species)
@@ -157,21 +164,24 @@ def annotate(ref, frame, indices, path, *, extra_known=None, exact=False):
             part = parts / f"chunk{k:05d}.npz"
             if part.exists():
                 with np.load(part) as z:
-                    if np.array_equal(z["atoms"], indices[sel]) and z["psi"].shape[1] == K:
-                        cls[indices[sel]], psi[indices[sel]], dist[indices[sel]] = z["classes"], z["psi"], z["dist"]
+                    if np.array_equal(z["atoms"], indices[sel]) and z["psi"].shape[1] == K and "nearest" in z:
+                        i = indices[sel]
+                        cls[i], psi[i], dist[i], near[i] = z["classes"], z["psi"], z["dist"], z["nearest"]
                         continue
                 log(f"annotate: {part} holds other atoms (another run): recomputed")
             log(f"annotate: atoms {s}-{s + len(sel) - 1} of {len(ok)} ({len(sel) * ref.n_train} distances)")
             res = ref.transform(envs.subset(sel), all_coordinates=True, progress=True, exact=exact)
             tmp = parts / f"chunk{k:05d}.tmp.npz"
-            np.savez(tmp, atoms=indices[sel], classes=res.classes, psi=res.coordinates, dist=res.ref_distance)
+            np.savez(tmp, atoms=indices[sel], classes=res.classes, psi=res.coordinates, dist=res.ref_distance,
+                     nearest=res.nearest)
             os.replace(tmp, part)
-            cls[indices[sel]], psi[indices[sel]], dist[indices[sel]] = res.classes, res.coordinates, res.ref_distance
-    for i, (c, row) in (extra_known or {}).items():
-        cls[i], psi[i], dist[i] = c, row, 0.0
+            i = indices[sel]
+            cls[i], psi[i], dist[i], near[i] = res.classes, res.coordinates, res.ref_distance, res.nearest
+    for i, (c, row, r) in (extra_known or {}).items():
+        cls[i], psi[i], dist[i], near[i] = c, row, 0.0, r
     with AnnotatedWriter(path) as w:
         w.write(frame, {"giip_class": cls, "giip_dc": psi[:, ref.selected], "giip_ref_distance": dist,
-                        "giip_psi": psi})
+                        "giip_psi": psi, "giip_nearest": near})
     if len(indices):
         shutil.rmtree(str(path) + ".parts", ignore_errors=True)
     return path
@@ -241,7 +251,7 @@ def ninb_annotate(args, work, ref_path):
             fi = sources.index(f"{s}.dump")
             rows = np.flatnonzero(np.asarray(tp["file_index"]) == fi)
             for r in rows:
-                known[int(tp["atom_index"][r])] = (int(ref.labels[r]), ref.diffusion.eigenvectors[r])
+                known[int(tp["atom_index"][r])] = (int(ref.labels[r]), ref.diffusion.eigenvectors[r], int(r))
         ni = np.flatnonzero(frame.species == "Ni")
         pool = np.setdiff1d(ni, np.fromiter(known, dtype=np.int64, count=len(known)))
         pick = np.sort(rng.choice(pool, size=min(args.ninb_atoms, len(pool)), replace=False))
@@ -363,6 +373,9 @@ def ninb_analyse(args, work, ref_path, annotated, figdir):
                     "classes": np.bincount(S.classes[near], minlength=ref.n_classes).tolist()}
     if args.ninb_symmetry > 0:
         res["symmetry"] = ninb_symmetry(args, ref, annotated, fast, slow, (i, j), res)
+    lab20 = ninb_twenty(args, ref, annotated, per, work, figdir, res)
+    if args.ninb_hull != "0":
+        res["hull"] = ninb_hull(args, ref, annotated, per, S, (i, j), lab20, work, figdir)
     ds = res["density_fast_slow"]
     ts = ds["test"]
     print(f"slow (quench10M) - fast (quench100K) in the plane ({clab[i]}, {clab[j]}): half L1 distance "
@@ -382,6 +395,127 @@ def ninb_analyse(args, work, ref_path, annotated, figdir):
 
 
 SYMMETRY_GROUPS = ("C2", "C3", "C4", "C5", "C6", "D2h", "Td", "I")
+HULL_GROUPS = ("C2", "C3", "C4", "C5", "C6", "D2h", "D3h", "Td", "I")
+
+
+def ninb_twenty(args, ref, annotated, per, work, figdir, res):
+    """20 classes for colour: the tree cut at 20 classes, every annotated atom labelled through its
+    nearest training environment (giip_nearest); their populations per sample, and the slowest
+    sample rendered with OVITO in those colours. Returns the labels per sample."""
+    from giip_plugin.interpret import class_populations
+    from giip_plugin.interpret.render import render_values
+    from giip_plugin.io import iter_frames
+
+    K = min(20, ref.n_train)
+    cut = ref.clustering.labels(n_classes=K)
+    lab = {}
+    for s, path in zip(NINB_SAMPLES, annotated):
+        frame = next(iter_frames(path, type_names=ref.type_names))
+        near = np.asarray(frame.atoms.arrays["giip_nearest"]).astype(np.int64).reshape(-1)
+        idx = per[s].atom_index
+        if np.any(near[idx] < 0) or not np.array_equal(ref.labels[near[idx]], per[s].classes):
+            raise RuntimeError(f"{path}: giip_nearest does not give the annotated classes (an annotation from "
+                               "an older run? delete it to recompute)")
+        lab[s] = cut[near[idx]]
+        if s == NINB_SAMPLES[-1]:  # the annotated Ni of a 6 A slab through the slowest sample, seen along z
+            full = np.full(frame.natoms, -1)
+            full[idx] = lab[s]
+            z = frame.atoms.positions[:, 2]
+            slab = (np.abs(z - np.median(z)) < 3.0) & (full >= 0)
+            f, _ = render_values(frame.atoms[slab], full[slab], work / "ninb_20_classes.png", categorical=True,
+                                 camera_dir=(0, 0, -1))
+            copy_figure(f, figdir, "ninb_20_classes.png")
+    pops = class_populations([lab[s] for s in NINB_SAMPLES], K, list(NINB_SAMPLES))
+    c2 = pops.chi2()
+    fr = pops.fractions
+    res["twenty_classes"] = {"n_classes": K, "populations": pops.to_dict(), "chi2": c2,
+                             "slow_minus_fast_points": (100 * (fr[-1] - fr[0])).tolist(),
+                             "sizes_training": np.bincount(cut, minlength=K).tolist()}
+    print(f"the tree cut at {K} classes (for colour; each atom through its nearest training environment): "
+          f"chi-square over the four samples {c2['statistic']:.1f} on {c2['dof']} degrees of freedom, "
+          f"p = {c2['p']:.2g}")
+    return lab
+
+
+def ninb_hull(args, ref, annotated, per, S, plane, lab20, work, figdir):
+    """Environments around the hull of the plane (dc2, dc3): K points evenly spaced along the hull
+    of all annotated atoms, the atom nearest each drawn around the plane (coloured by the 20
+    classes), and, for the N atoms nearest each point, the symmetry measures of HULL_GROUPS
+    against M random atoms (z = difference over its standard error), their mean coordination and
+    Ni fraction, and the share of the slowest quench among the 1 % of atoms nearest the point."""
+    from giip_plugin.interpret.figures import coordinate_labels, fig_hull_exemplars, hull_points
+    from giip_plugin.interpret.symmetry import symmetry_measures
+    from giip_plugin.io import iter_frames
+
+    K, N, M = (int(v) for v in args.ninb_hull.split(","))
+    i, j = plane
+    xy = S.coordinates[:, [i, j]]
+    sid = np.concatenate([np.full(len(per[s]), k) for k, s in enumerate(NINB_SAMPLES)])
+    row_atom = np.concatenate([per[s].atom_index for s in NINB_SAMPLES])
+    pts, poly = hull_points(xy, K)
+    regions = [np.argsort(np.hypot(*(xy - p).T))[:N] for p in pts]
+    base = np.random.default_rng(args.seed + 23).choice(len(xy), size=min(M, len(xy)), replace=False)
+    rows = np.unique(np.concatenate(regions + [base]))
+    frames = {k: next(iter_frames(p, type_names=ref.type_names)) for k, p in enumerate(annotated)}
+    meas = {g: np.zeros(len(rows)) for g in HULL_GROUPS}
+    envs_of = {}
+    t0 = time.time()
+    for k in np.unique(sid[rows]):
+        sel = np.flatnonzero(sid[rows] == k)
+        fr = frames[int(k)]
+        envs = ref.compute_environments(fr.atoms, indices=row_atom[rows[sel]], species=fr.species)
+        m = symmetry_measures(envs, sigma=args.ninb_symmetry_sigma, groups=HULL_GROUPS, species=False,
+                              progress=True)
+        for g in HULL_GROUPS:
+            meas[g][sel] = m[g]
+        for q, r in enumerate(rows[sel]):
+            envs_of[int(r)] = envs[q]
+    log(f"NiNb hull: symmetry measures of {len(rows)} atoms in {time.time() - t0:.0f} s")
+    pos = {int(r): q for q, r in enumerate(rows)}
+    bvals = {g: meas[g][[pos[int(r)] for r in base]] for g in HULL_GROUPS}
+    q = S.quantities
+    n_near = max(N, len(xy) // 100)
+    out = {"points": pts.tolist(), "hull": poly.tolist(), "n_per_region": N, "n_baseline": len(base),
+           "groups": list(HULL_GROUPS), "sigma": args.ninb_symmetry_sigma,
+           "baseline": {g: float(bvals[g].mean()) for g in HULL_GROUPS}, "regions": []}
+    titles, exemplars = [], []
+    for k, (p, reg) in enumerate(zip(pts, regions)):
+        vals = {g: meas[g][[pos[int(r)] for r in reg]] for g in HULL_GROUPS}
+        z = {g: float((vals[g].mean() - bvals[g].mean()) /
+                      np.sqrt(vals[g].var(ddof=1) / len(reg) + bvals[g].var(ddof=1) / len(base)))
+             for g in HULL_GROUPS}
+        top = max(z, key=z.get)
+        near = np.argsort(np.hypot(*(xy - p).T))[:n_near]
+        ex = int(reg[0])
+        out["regions"].append({
+            "point": p.tolist(), "mean": {g: float(vals[g].mean()) for g in HULL_GROUPS}, "z": z, "top_group": top,
+            "coordination": float(q["coordination"][reg].mean()), "frac_Ni": float(q["frac_Ni"][reg].mean()),
+            "share_slowest_of_fastest_and_slowest": float(np.mean(sid[near][np.isin(sid[near], [0, 3])] == 3)),
+            "n_nearest_for_share": int(n_near),
+            "classes20": np.bincount(np.concatenate([lab20[s] for s in NINB_SAMPLES])[reg], minlength=20).tolist(),
+            "exemplar": {"sample": NINB_SAMPLES[int(sid[ex])], "atom": int(row_atom[ex]),
+                         **{g: float(meas[g][pos[ex]]) for g in HULL_GROUPS}}})
+        titles.append(f"{k}: {top} z = {z[top]:+.1f}")
+        exemplars.append(envs_of[ex])
+    clab = coordinate_labels(ref)
+    allc = np.concatenate([lab20[s] for s in NINB_SAMPLES])
+    f = fig_hull_exemplars(ref, xy, pts, exemplars, work / "ninb_hull_exemplars.png", labels=(clab[i], clab[j]),
+                           titles=titles, colour=allc,
+                           title=f"NiNb: {len(xy)} Ni atoms in ({clab[i]}, {clab[j]}), coloured by 20 classes; the "
+                                 f"environment nearest each of {K} hull points, with its most raised symmetry")
+    copy_figure(f, figdir, "ninb_hull_exemplars.png")
+    # the share of the slowest quench in the whole plane, for comparison with each region's share
+    both = np.isin(sid, [0, 3])
+    out["share_slowest_overall"] = float(np.mean(sid[both] == 3))
+    print(f"around the hull of ({clab[i]}, {clab[j]}): symmetry measures (positions, sigma "
+          f"{args.ninb_symmetry_sigma:g} A) of the {N} atoms nearest each of {K} hull points against {len(base)} "
+          f"random atoms (z); share of the slowest quench nearby (overall {out['share_slowest_overall']:.3f})")
+    print("point  (x, y)            coord  frac_Ni  slow share  " + "  ".join(f"{g:>5}" for g in HULL_GROUPS))
+    for k, r in enumerate(out["regions"]):
+        print(f"{k:>5}  ({r['point'][0]:+.2f}, {r['point'][1]:+.2f})  {r['coordination']:6.2f}  {r['frac_Ni']:7.3f}  "
+              f"{r['share_slowest_of_fastest_and_slowest']:10.3f}  " + "  ".join(f"{r['z'][g]:+5.1f}" for g in HULL_GROUPS))
+    return out
+
 
 
 def ninb_symmetry(args, ref, annotated, fast, slow, plane, res):
@@ -530,7 +664,7 @@ def annotate_frame(args, ref_path, dump, path, *, n_random=None, window=None, fr
         ai = np.asarray(tp.get("atom_index", []))
         fr = np.asarray(tp.get("frame_index", np.zeros(len(ai), dtype=np.int64)))
         if len(ai) == ref.n_train and np.all(ai >= 0):
-            known = {int(a): (int(ref.labels[r]), ref.diffusion.eigenvectors[r])
+            known = {int(a): (int(ref.labels[r]), ref.diffusion.eigenvectors[r], r)
                      for r, a in enumerate(ai) if fr[r] == fi}
         rest = np.setdiff1d(idx, np.fromiter(known, dtype=np.int64, count=len(known)))
         idx = np.sort(np.random.default_rng(args.seed).choice(rest, size=min(n_random, len(rest)), replace=False))

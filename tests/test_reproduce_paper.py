@@ -17,6 +17,7 @@ def test_ninb_reproduction_pipeline_small(tmp_path):
     work = tmp_path / "rp"
     out = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "reproduce_paper.py"), "--part", "ninb",
                           "--work", str(work), "--ninb-train", "40", "--ninb-atoms", "60", "--ninb-symmetry", "6",
+                          "--ninb-hull", "4,3,5",
                           "--ninb-data", str(ROOT / "tests" / "data" / "ninb")],
                          capture_output=True, text=True, timeout=600)
     assert out.returncode == 0, out.stderr[-3000:]
@@ -32,7 +33,18 @@ def test_ninb_reproduction_pipeline_small(tmp_path):
     assert "chi-square test of equal populations" in out.stdout
     sym = res["symmetry"]
     assert sym["n_per_sample"] == 6 and all(0 < sym[g]["fast_mean"] <= 1 for g in sym["groups"])
-    for name in ("ninb_eigenvalues_r2.png", "ninb_eigenvalues_r2_paper.png", "ninb_density_slow_minus_fast.png"):
+    # 20 classes for colour (the tree cut at 20 through each atom's nearest training environment)
+    tw = res["twenty_classes"]
+    assert tw["n_classes"] == 20 and sum(tw["sizes_training"]) == 40
+    assert sum(sum(r) for r in tw["populations"]["counts"]) == res["n_atoms"]
+    # the hull regions: 4 points, symmetry z-scores of every group, the exemplar of each
+    hull = res["hull"]
+    assert len(hull["regions"]) == 4 and hull["n_per_region"] == 3 and hull["n_baseline"] == 5
+    for r in hull["regions"]:
+        assert set(r["z"]) == set(hull["groups"]) and "D3h" in r["z"] and r["top_group"] in hull["groups"]
+        assert 0 <= r["share_slowest_of_fastest_and_slowest"] <= 1 and 0 < r["exemplar"]["D3h"] <= 1
+    for name in ("ninb_eigenvalues_r2.png", "ninb_eigenvalues_r2_paper.png", "ninb_density_slow_minus_fast.png",
+                 "ninb_hull_exemplars.png", "ninb_20_classes.png"):
         assert (work / "figures" / name).stat().st_size > 1000, name
 
 
