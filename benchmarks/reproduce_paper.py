@@ -1,7 +1,8 @@
 #!/usr/bin/env python
-"""Reproduce the two test systems of Hardin et al. (2022) with giip-plugin and print the numbers.
+"""Reproduce the two test systems of Hardin et al. (2022), and the silica glass of the talk, with
+giip-plugin and print the numbers.
 
-    python benchmarks/reproduce_paper.py [--part ninb|lj|all] [--stage annotate|analyse|all]
+    python benchmarks/reproduce_paper.py [--part ninb|lj|silica|all] [--stage annotate|analyse|all]
                                          [--work DIR] [--figures DIR] [options]
 
 Every expensive step is cached in ``--work`` (default ``out/reproduce``): the reference maps, the
@@ -21,7 +22,11 @@ figures go to ``--figures`` (default ``WORK/figures``; ``docs/figures`` for the 
      neighbours, the coordination, the Voronoi volume (the paper: coordinate 1 vs Ni fraction,
      r^2 = 0.97); the slowest (quench10M) against the fastest (quench100K) quench in the plane of
      the two selected coordinates after the first (the paper: coordinates 2 and 3), and the class
-     populations of the four samples.
+     populations of the four samples; the tree cut at 20 classes for colour (populations, an
+     OVITO slab rendering); the environments around the hull of that plane (``--ninb-hull``) with
+     the GIIP symmetry measures of each hull region (tetrahedral, prismatic D3h, cyclic, ...)
+     against random atoms, and the symmetry measures of the slow and fast quench
+     (``--ninb-symmetry``).
 2. 2D Lennard-Jones crystal with dislocations (``lammps_examples/lj2d_dislocations.in``), at a
    reduced size (``--lj-size NX,NY,NHALF,NSTEPS``, default 60,34,10,1000: 3,721 atoms; the paper
    19,548 atoms and 30,000 steps; a crystal this small loses its dislocations through the surfaces
@@ -37,6 +42,14 @@ figures go to ``--figures`` (default ``WORK/figures``; ``docs/figures`` for the 
      direction in the plane of the first two selected coordinates that correlates best with the
      coordination number (paper r^2 = 0.93), and an OVITO rendering of the atoms coloured by the
      orthogonal direction (paper: the two-lobed strain fields of the dislocations).
+3. Silica glass (the talk's third system): ``lammps_examples/silica_quench.in`` (Vashishta
+   potential; ``--silica-size N,RATE``, default 6,50: 5,184 atoms quenched at 50 K/ps), a
+   reference of ``--silica-train`` (5,000) Si- and O-centred first shells of the last frame
+   (vector species, weight 1 below 2.0 A, spline to 0 at 2.3 A, sigma 0.6 A, O(3), the automatic
+   epsilon, classes no wider than 1 atom), the rest of that frame annotated
+   (``--silica-atoms``); numbers: the classes read as centre species x coordination (the talk: 5
+   classes, 3297 / 1636 / 37 / 28 / 2), the tree cut at 5, and the r^2 of every coordinate
+   against the Si-O-Si angle at the bridging oxygens.
 
 Cost on 2 busy CPU cores (see docs/validation.md): NiNb reference of 300 environments ~20-30 min,
 annotation of 1,500 atoms per sample ~40 min; LJ reference of 952 environments ~5 min, annotation of
