@@ -884,6 +884,53 @@ def environment_kinds(species, coordination) -> np.ndarray:
     return np.array([f"{s}{int(round(c))}" for s, c in zip(species, coordination)])
 
 
+def silica_species_maps(ref, centre_names, kinds, angle, link: float = 6.0) -> dict:
+    """A diffusion map per centre species from the sub-blocks of the reference's training matrix.
+
+    Si- and O-centred first shells share no neighbour species, so their distance is
+    sqrt(<A,A> + <B,B>) (about 2.4 atoms) against a kernel scale of a few hundredths: one map of
+    both is a disconnected graph whose leading eigenvectors only say which component a point is in.
+    For each species: the automatic epsilon of its sub-block, the components of its kernel graph
+    (edges where the weight exp(-d^2 / 2 eps^2) exceeds exp(-link^2 / 2), i.e. d < link eps), the
+    diffusion map of the largest component, its parsimonious coordinates, and the r^2 of each
+    coordinate against the bond angle at the centre (Si-O-Si at an oxygen, O-Si-O at a silicon).
+    No distance is computed again."""
+    from scipy.sparse import csr_matrix
+    from scipy.sparse.csgraph import connected_components
+
+    from giip_plugin.reference.diffusion import DiffusionMap, auto_epsilon
+    from giip_plugin.reference.regression import local_linear_regression_r2, select_parsimonious
+
+    D = np.asarray(ref.distances)
+    out = {}
+    for sp in ("O", "Si"):
+        idx = np.flatnonzero(centre_names == sp)
+        if len(idx) < 10:
+            continue
+        Ds = D[np.ix_(idx, idx)]
+        eps, _ = auto_epsilon(Ds)
+        n_comp, comp = connected_components(csr_matrix(Ds < link * eps), directed=False)
+        big = np.flatnonzero(comp == np.bincount(comp).argmax())
+        sub = np.ix_(big, big)
+        dmap = DiffusionMap.fit(Ds[sub], epsilon=eps, n_eigenpairs=20)
+        llr = local_linear_regression_r2(dmap.eigenvectors, dmap.eigenvalues)
+        sel = select_parsimonious(dmap.eigenvalues, llr.residuals)
+        a = angle[idx][big]
+        ok = np.isfinite(a)
+        r2 = [float(np.corrcoef(dmap.eigenvectors[ok, k], a[ok])[0, 1] ** 2) for k in range(dmap.eigenvectors.shape[1])]
+        r2 = [r if np.isfinite(r) else 0.0 for r in r2]
+        best = int(np.argmax(r2))
+        ks, cs = np.unique(kinds[idx][big], return_counts=True)
+        out[sp] = {"n_environments": int(len(idx)), "epsilon": float(eps), "link": link,
+                   "n_components": int(n_comp), "component_sizes": sorted(np.bincount(comp).tolist(), reverse=True)[:10],
+                   "largest_component": int(len(big)), "component_kinds": {str(k): int(v) for k, v in zip(ks, cs)},
+                   "eigenvalues": dmap.eigenvalues[:12].tolist(), "llr_r2": (llr.residuals[:12] ** 2).tolist(),
+                   "selected": (np.asarray(sel) + 1).tolist(), "angle_r2_per_psi": r2, "best_psi": best + 1,
+                   "best_r2": r2[best], "best_is_selected": bool(best in set(np.asarray(sel).tolist())),
+                   "angle_mean": float(np.nanmean(a))}
+    return out
+
+
 def silica_analyse(args, work, ref_path, annotated, figdir):
     from giip_plugin.interpret import collect_samples
     from giip_plugin.interpret.figures import fig_quantity_scatter, write_report
@@ -939,6 +986,7 @@ def silica_analyse(args, work, ref_path, annotated, figdir):
                       "angle_percentiles_5_50_95": np.percentile(ang, [5, 50, 95]).tolist(),
                       "r2_per_psi": r2s, "best_psi": best + 1, "best_r2": r2s[best],
                       "best_is_selected": bool(best in set(ref.selected.tolist()))}
+    res["species_maps"] = silica_species_maps(ref, names[ai], kinds_train, q_train["bond_angle"])
     si4 = kinds == "Si4"
     res["kinds_all"] = {str(k): int(v) for k, v in zip(*np.unique(kinds, return_counts=True))}
     res["o_si_o_angle_si4_mean"] = float(np.nanmean(S.quantities["bond_angle"][si4]))
@@ -957,6 +1005,13 @@ def silica_analyse(args, work, ref_path, annotated, figdir):
           f"best coordinate psi{best + 1}, r^2 = {r2s[best]:.3f} "
           f"({'selected' if res['si_o_si']['best_is_selected'] else 'not selected'}); O-Si-O at Si4 "
           f"{res['o_si_o_angle_si4_mean']:.1f} deg")
+    for sp, m in res["species_maps"].items():
+        print(f"{sp}-centred map (sub-block of the same distances, {m['n_environments']} environments): "
+              f"{m['n_components']} kernel-graph components at epsilon {m['epsilon']:.3g} (largest "
+              f"{m['largest_component']} environments, kinds {m['component_kinds']}); its eigenvalues "
+              f"{np.round(m['eigenvalues'][:6], 3).tolist()}, kept {m['selected']}; bond angle at the centre: "
+              f"best psi{m['best_psi']} r^2 = {m['best_r2']:.3f} "
+              f"({'selected' if m['best_is_selected'] else 'not selected'})")
     rep = work / "silica_report"
     for f in write_report(ref, rep, coords=(1, 2)):
         copy_figure(f, figdir, "silica_" + os.path.basename(f))
