@@ -799,7 +799,13 @@ def lj_analyse(args, work, ref_path, annotated, figdir):
                                  xlabel="projection on the orthogonal direction", qlabel="atomic volumetric strain",
                                  r2=r2_beta)
         copy_figure(f, figdir, "lj2d_orthogonal_volumetric_strain.png")
-        strain_all = atomic_strain_of_frame(frame, strain)
+        # the rendering colours every atom: reuse the analysed atoms' strain when they are all of
+        # them (the default, every atom annotated), compute the frame's otherwise
+        if len(S) == frame.natoms and np.array_equal(np.sort(S.atom_index), np.arange(frame.natoms)):
+            strain_all = np.empty(frame.natoms)
+            strain_all[S.atom_index] = vs
+        else:
+            strain_all = atomic_strain_of_frame(frame, strain)
         lo, hi = np.percentile(strain_all[np.isfinite(strain_all)], [1, 99])
         m = max(abs(lo), abs(hi))
         png, _ = render_values(frame.atoms, strain_all, work / "lj2d_volumetric_strain_ovito.png", limits=(-m, m),
