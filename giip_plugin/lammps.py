@@ -369,7 +369,7 @@ class GIIPHook:
             self._created.append(undo)
 
     def _setup(self, comm_cutoff, skin):
-        lmp, p, nm = self.lmp, self.prefix, self.names
+        lmp, nm = self.lmp, self.names
         if comm_cutoff is not False and comm_cutoff is not None:
             if isinstance(comm_cutoff, str):
                 if comm_cutoff != "auto":

@@ -9,7 +9,7 @@ import pytest
 
 from giip_plugin.analysis import GIIPAnalyzer
 from giip_plugin.cli import main
-from giip_plugin.io import AnnotatedWriter, Frame, iter_frames
+from giip_plugin.io import iter_frames
 from giip_plugin.reference import ReferenceMap
 
 from pathlib import Path

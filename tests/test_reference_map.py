@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import warnings
 from pathlib import Path
 
 import h5py
@@ -15,7 +14,6 @@ import pytest
 from ase import Atoms
 
 import giip_plugin
-from giip_plugin.environments import EnvironmentSet
 from giip_plugin.io import Frame, iter_frames
 from giip_plugin.reference import (
     CheckpointMismatch,

@@ -5,8 +5,8 @@ import torch
 from scipy.special import iv, sph_harm_y, spherical_in
 
 from giip_plugin.kernels.overlap import pair_terms
-from giip_plugin.kernels.search import SO3Grid, grid_candidates_3d
-from giip_plugin.kernels.special import (euler_zyz, scaled_bessel_in, scaled_spherical_in,
+from giip_plugin.kernels.search import grid_candidates_3d
+from giip_plugin.kernels.special import (scaled_bessel_in, scaled_spherical_in,
                                          spherical_harmonics, wigner_small_d_table)
 
 

@@ -33,7 +33,7 @@ import threading
 import numpy as np
 import torch
 
-from .special import euler_zyz, scaled_bessel_in, scaled_spherical_in, spherical_harmonics, wigner_small_d_table
+from .special import euler_zyz, scaled_bessel_in, scaled_spherical_in, wigner_small_d_table
 
 
 def band_limit(k_max: float, tol: float = 1e-4, l_min: int = 4, l_max: int = 32, spherical=True) -> int:
