@@ -172,6 +172,9 @@ class GIIPModifier(ModifierInterface):
         --exact``); by default a coarse search of every pair is refined by the exact search for the
         nearest references of each particle (the same classes and nearest distances, coordinates
         within far less than 1 % of their range).
+    n_classes : 0 (default) for the map's own classes; K for the map's class tree cut at K classes
+        (each particle gets the class of its nearest training environment), e.g. 20 to colour finer
+        than the map's classes (``giip apply --n-classes K``).
     only_selected : analyse only the selected particles (the others get class -1); their
         environments still see every neighbour.
     not_analysed_color : colour of particles that are not analysed (other species, no neighbour,
@@ -183,6 +186,7 @@ class GIIPModifier(ModifierInterface):
     coordinate = Range(low=1, high=50, value=1, label="Diffusion coordinate (DCk) to colour by")
     device = Enum(*DEVICE_CHOICES, label="Compute device")
     exact = Bool(False, label="Exhaustive exact search (slower)")
+    n_classes = Range(low=0, high=100000, value=0, label="Classes (0: the map's; K: its tree cut at K)")
     only_selected = Bool(False, label="Analyse selected particles only")
     not_analysed_color = _ColorTrait(default=NOT_ANALYSED_COLOR, label="Colour of particles not analysed")
 
@@ -210,7 +214,8 @@ class GIIPModifier(ModifierInterface):
             )
         st = os.stat(path)
         device = None if self.device == "auto" else self.device
-        key = (path, st.st_size, st.st_mtime_ns, device, bool(self.exact))
+        n_classes = int(self.n_classes or 0) or None
+        key = (path, st.st_size, st.st_mtime_ns, device, bool(self.exact), n_classes)
         with _LOCK:
             an = _ANALYZERS.get(key)
             if an is not None:
@@ -226,7 +231,8 @@ class GIIPModifier(ModifierInterface):
             if not torch.cuda.is_available():
                 raise RuntimeError("GIIP: device 'cuda' was chosen but PyTorch finds no CUDA GPU; choose 'auto' or 'cpu'")
         try:
-            an = SoftnessAnalyzer(path) if softness else GIIPAnalyzer(path, device=device, exact=bool(self.exact))
+            an = (SoftnessAnalyzer(path) if softness else
+                  GIIPAnalyzer(path, device=device, exact=bool(self.exact), n_classes=n_classes))
         except (ValueError, OSError, KeyError) as exc:
             what = "softness model" if softness else "reference file"
             raise RuntimeError(f"GIIP: cannot use the {what} {path}: {exc}") from exc

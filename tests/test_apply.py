@@ -160,6 +160,38 @@ def test_nearest_index_recuts_the_classes(ref_path, cutout):
     assert set(np.unique(recut)) <= set(range(k))
 
 
+def test_n_classes_recuts_the_tree_in_the_analyser_and_the_cli(ref_path, cutout, cutout_dump, tmp_path, capsys):
+    """``GIIPAnalyzer(n_classes=K)`` / ``giip apply --n-classes K``: the class of each atom is that
+    of its nearest training environment under the tree cut at K classes; coordinates and distances
+    do not change; a K out of range is refused with the range."""
+    ref = ReferenceMap.load(ref_path)
+    base = GIIPAnalyzer(ref).analyze(cutout)
+    k = min(ref.n_train, ref.n_classes + 3)
+    an = GIIPAnalyzer(ref, n_classes=k)
+    assert an.n_classes == k and an.parameters["n_classes"] == k
+    res = an.analyze(cutout)
+    ok = base.analysed
+    near = ref.transform(ref.metric_inputs(cutout, np.flatnonzero(ok), an.species_of(cutout))).nearest
+    np.testing.assert_array_equal(res.classes[ok], ref.clustering.labels(n_classes=k)[near])
+    assert (res.classes[~ok] == -1).all()
+    np.testing.assert_allclose(res.coordinates, base.coordinates, equal_nan=True)
+    np.testing.assert_allclose(res.ref_distance, base.ref_distance, equal_nan=True)
+    # the map's own cut gives the map's classes
+    np.testing.assert_array_equal(GIIPAnalyzer(ref, n_classes=ref.n_classes).analyze(cutout).classes, base.classes)
+    for bad in (0, ref.n_train + 1, 2.5, "many", True):
+        with pytest.raises(ValueError, match="n_classes must be an integer from 1"):
+            GIIPAnalyzer(ref, n_classes=bad)
+    out = tmp_path / "k.dump"
+    assert main(["apply", str(ref_path), str(cutout_dump), "-o", str(out), "--frames", "0:1", "--n-classes", str(k),
+                 "--no-progress"]) == 0
+    f0 = next(iter_frames(str(out), reader="ovito"))
+    np.testing.assert_array_equal(f0.atoms.arrays["d_giip_class"].astype(int), res.classes)
+    capsys.readouterr()
+    bad_out = tmp_path / "bad.dump"
+    assert main(["apply", str(ref_path), str(cutout_dump), "-o", str(bad_out), "--n-classes", "0"]) == 1
+    assert "--n-classes" in capsys.readouterr().err and not bad_out.exists()
+
+
 def test_ase_calculator_interface_and_cache(analysed, cutout, monkeypatch):
     an, res = analysed
     atoms = cutout.copy()

@@ -154,6 +154,26 @@ def test_exact_option_uses_the_exhaustive_analyser(reference):
                                rtol=1e-9, atol=1e-12, equal_nan=True)
 
 
+def test_n_classes_colours_by_the_recut_tree(reference):
+    """``n_classes=K``: the classes (and their colours, types and counts) of the tree cut at K,
+    as ``GIIPAnalyzer(n_classes=K)`` gives them; 0 is the map's own classes."""
+    from giip_plugin.analysis import GIIPAnalyzer
+    from ovito.io.ase import ovito_to_ase
+
+    k = N_CLASSES + 2
+    p, mod = pipeline_with(reference, n_classes=k)
+    data = p.compute()
+    atoms = ovito_to_ase(crop(import_file(str(DUMP)), CUBE).compute())
+    res = GIIPAnalyzer(str(reference), device="cpu", n_classes=k).analyze(atoms)
+    cls = data.particles["GIIP Class"]
+    assert np.array_equal(np.asarray(cls), res.classes)
+    assert sorted(t.id for t in cls.types) == [-1] + list(range(k))
+    assert data.attributes["GIIP.n_classes"] == k
+    assert np.allclose(np.asarray(data.particles["Color"]), [class_color(c) for c in res.classes], atol=1e-6)
+    mod.n_classes = 0
+    assert p.compute().attributes["GIIP.n_classes"] == N_CLASSES
+
+
 def test_colour_by_coordinate_and_none_reuse_the_analysis(cube, count_calls):
     p, mod, data = cube
     classes = np.asarray(data.particles["GIIP Class"]).copy()

@@ -171,6 +171,10 @@ class GIIPAnalyzer(Calculator):
     type_names : dict or str, optional
         Names of numeric LAMMPS types (``{1: "Ni", 2: "Nb"}`` or ``"1=Ni,2=Nb"``); default the
         reference's.
+    n_classes : int, optional
+        Classes from the map's complete-linkage tree cut at this many classes (e.g. 20 for
+        colour), each atom given the class of its nearest training environment; default the map's
+        own classes. Class 0 is the largest, as in the map.
     **kwargs
         Passed to :class:`ase.calculators.calculator.Calculator` (``label``, ``atoms``, ...).
 
@@ -192,7 +196,7 @@ class GIIPAnalyzer(Calculator):
     name = "GIIPAnalyzer"
     discard_results_on_any_change = True  # set() with a new value drops cached results
     default_parameters = {"device": None, "dtype": None, "exact": False, "strict": True, "progress": False,
-                          "type_names": None}
+                          "type_names": None, "n_classes": None}
     #: per-atom arrays that decide the species, compared by :meth:`check_state`
     species_arrays = ("species", "type")
 
@@ -220,6 +224,17 @@ class GIIPAnalyzer(Calculator):
             kwargs["device"] = check_device(kwargs["device"])
         if "type_names" in kwargs and kwargs["type_names"] is not None:
             kwargs["type_names"] = parse_type_names(kwargs["type_names"])
+        if kwargs.get("n_classes") is not None:
+            k = kwargs["n_classes"]
+            n = self.reference.n_train
+            try:
+                good = not isinstance(k, (bool, np.bool_)) and float(k).is_integer() and 1 <= int(k) <= n
+            except (TypeError, ValueError):
+                good = False
+            if not good:
+                raise ValueError(f"n_classes must be an integer from 1 to the map's {n} training environments, "
+                                 f"got {k!r} (None: the map's own {self.reference.n_classes} classes)")
+            kwargs["n_classes"] = int(k)
         for flag in ("exact", "strict", "progress"):
             if flag in kwargs:
                 kwargs[flag] = bool(kwargs[flag])
@@ -237,6 +252,15 @@ class GIIPAnalyzer(Calculator):
     progress = _param("progress")
     type_names = _param("type_names")
     del _param
+
+    def _class_cut(self):
+        """Class of each training environment under the ``n_classes`` parameter (None: the map's)."""
+        k = self.parameters.get("n_classes")
+        if k is None:
+            return None
+        if getattr(self, "_cut", (None,))[0] != k:
+            self._cut = (k, self.reference.clustering.labels(n_classes=k))
+        return self._cut[1]
 
     def check_state(self, atoms, tol=1e-15):
         """ASE's checks (positions, cell, pbc, numbers, ...) and the arrays that name the species."""
@@ -256,7 +280,8 @@ class GIIPAnalyzer(Calculator):
 
     @property
     def n_classes(self) -> int:
-        return int(self.reference.n_classes)
+        k = self.parameters.get("n_classes")
+        return int(self.reference.n_classes if k is None else k)
 
     def species_of(self, system, species=None) -> np.ndarray:
         """Species name of every atom of ``system``, matched to the reference (giip_plugin.species)."""
@@ -347,6 +372,7 @@ class GIIPAnalyzer(Calculator):
 
         report = SearchReport()
         self.search_report = report
+        cut = self._class_cut()
         yield 0.0
         for a in range(0, len(ok), max(step, 1)):
             part = slice(a, min(len(ok), a + step))
@@ -354,6 +380,8 @@ class GIIPAnalyzer(Calculator):
                                 report=report, progress=p["progress"] and step >= len(ok))
             idx = ok[part]
             classes[idx], coords[idx], dist[idx] = res.classes, res.coordinates, res.ref_distance
+            if cut is not None:
+                classes[idx] = cut[res.nearest]
             yield part.stop / len(ok)
         analysed = np.zeros(n, dtype=bool)
         analysed[ok] = True

@@ -39,6 +39,9 @@ def add_parser(sub):
                         "search of every pair is refined by the exact search for the nearest references of each atom "
                         "(the same classes and nearest distances as the exhaustive search on every atom measured, "
                         "coordinates within far less than 1%% of their range; see benchmarks/RESULTS.md)")
+    p.add_argument("--n-classes", type=int, default=None, metavar="K",
+                   help="classes from the map's complete-linkage tree cut at K classes (e.g. 20 for colour), each atom "
+                        "given the class of its nearest training environment (default: the map's own classes)")
     p.add_argument("--fast", action="store_true", help=argparse.SUPPRESS)  # the former name of the default
     p.add_argument("--prefix", default="giip", metavar="NAME",
                    help="name in the added columns (d_NAME_class, d2_NAME_dc[k], d_NAME_ref_distance; default giip), "
@@ -118,13 +121,21 @@ def run(args) -> int:
     if is_softness_file(args.reference):  # a softness model: one column, d_softness
         from ..analysis import SoftnessAnalyzer
 
+        if args.n_classes is not None:
+            raise CLIError("--n-classes is for reference maps; a softness model has no classes")
         analyzer = SoftnessAnalyzer(args.reference)
         ref = analyzer.model
         dim_default = ref.features.dim
         if args.scheduler:
             raise CLIError("--scheduler is for reference maps; a softness model is applied locally")
     else:
-        analyzer = GIIPAnalyzer(args.reference, device=args.device, progress=not args.no_progress, exact=args.exact)
+        try:
+            analyzer = GIIPAnalyzer(args.reference, device=args.device, progress=not args.no_progress,
+                                    exact=args.exact, n_classes=args.n_classes)
+        except ValueError as exc:
+            if args.n_classes is None:
+                raise
+            raise CLIError(f"--n-classes: {exc}") from exc
         ref = analyzer.reference
         dim_default = ref.dim
     if args.type_names:

@@ -306,7 +306,7 @@ def fig_hull_exemplars(reference, xy, points, exemplars, path, *, labels=("dc2",
     for k, (p, env) in enumerate(zip(points, exemplars)):
         ang = np.arctan2((p[1] - centre[1]) / (hi[1] - lo[1] or 1), (p[0] - centre[0]) / (hi[0] - lo[0] or 1))
         c, sn = np.cos(ang), np.sin(ang)
-        cx, cy = 0.5 + 0.4 * c / max(abs(c), abs(sn)), 0.48 + 0.38 * sn / max(abs(c), abs(sn))  # a square ring
+        cx, cy = 0.5 + 0.4 * c / max(abs(c), abs(sn)), 0.47 + 0.36 * sn / max(abs(c), abs(sn))  # a square ring
         ax = fig.add_axes([cx - 0.085, cy - 0.085, 0.17, 0.17], **({"projection": "3d"} if reference.dim == 3 else {}))
         ax.patch.set_alpha(0.0)
         leg, coord = _draw_environment(ax, reference, env[0], env[1])
