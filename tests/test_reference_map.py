@@ -380,3 +380,34 @@ def test_fewer_than_two_training_environments():
     atoms.symbols[1:] = "Kr"
     with pytest.raises(ValueError, match="at least 2"), pytest.warns(UserWarning, match="only 1 centre atoms"):
         ReferenceMap.build([atoms], r_inner=1.5, r_outer=3.0, sigma=0.5, centers="Ar", n_train=5)
+
+
+def test_environments_sharing_no_species_are_reported_as_such():
+    """Environments in groups that share no weight channel (silica's Si- and O-centred first
+    shells, vector species) make a diffusion map disconnected at any epsilon: the build says
+    which groups and how to fix it (one reference per centre species), beside the generic warning."""
+    import warnings
+
+    from giip_plugin.environments import EnvironmentSet
+    from giip_plugin.reference.refmap import channel_groups
+
+    rng = np.random.default_rng(3)
+
+    def shell(n, channel):
+        u = rng.normal(size=(n, 3))
+        w = np.zeros((n, 2))
+        w[:, channel] = 1.0
+        return u / np.linalg.norm(u, axis=1, keepdims=True) * rng.uniform(1.5, 1.7, (n, 1)), w
+
+    envs = [shell(4, 1) for _ in range(6)] + [shell(2, 0) for _ in range(6)]
+    training = EnvironmentSet.from_list(envs)
+    np.testing.assert_array_equal(channel_groups(training), [0] * 6 + [1] * 6)
+    # one environment with both species links the groups
+    mixed = EnvironmentSet.from_list(envs + [(np.eye(3)[:2] * 1.6, np.eye(2))])
+    assert set(channel_groups(mixed).tolist()) == {0}
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        ReferenceMap.build(training, sigma=0.6, n_classes=2, epsilon=0.05, n_eigenpairs=4, group="O3")
+    text = " ".join(str(w.message) for w in caught)
+    assert "2 groups that share no neighbour species" in text and "--centers" in text
+    assert "6 environments with neighbours channel 1" in text

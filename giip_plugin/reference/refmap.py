@@ -132,6 +132,54 @@ def _empty_prov(n):
     return {k: np.full(n, -1, dtype=np.int64) for k in ("file_index", "frame_index", "atom_index", "atom_id", "timestep")}
 
 
+def channel_groups(training: EnvironmentSet) -> np.ndarray:
+    """Group of each training environment by shared weight channels: environments are in one group
+    when a chain of them links them, each sharing a channel (a neighbour species, for vector
+    species) with the next. Environments of different groups have no overlap at any rotation, so
+    their distance is sqrt(<A,A> + <B,B>) whatever their shapes (e.g. Si- and O-centred first shells
+    of silica). Empty environments join group 0. Returns labels 0..G-1."""
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import connected_components
+
+    n, C = len(training), training.n_channels
+    env_of_row = np.repeat(np.arange(n), training.counts)
+    r, c = np.nonzero(np.abs(training.weights) > 0)
+    # bipartite graph: environments 0..n-1, channels n..n+C-1
+    g = coo_matrix((np.ones(len(r)), (env_of_row[r], n + c)), shape=(n + C, n + C))
+    _, lab = connected_components(g, directed=False)
+    env_lab = lab[:n].copy()
+    empty = training.counts == 0
+    if empty.any() and not empty.all():  # an empty environment has no channel: not a group of its own
+        env_lab[empty] = env_lab[np.flatnonzero(~empty)[0]]
+    _, out = np.unique(env_lab, return_inverse=True)
+    return out.reshape(-1)
+
+
+def _warn_disjoint_channels(training, dmap, environments) -> None:
+    """After a disconnected diffusion map: say so plainly when the cause is environments that share
+    no weight channel (no epsilon connects them), with the fix."""
+    import warnings
+
+    vals = dmap.eigenvalues
+    if training.n_channels < 2 or not len(vals) or vals[0] <= 1.0 - 1e-9:
+        return
+    groups = channel_groups(training)
+    G = int(groups.max()) + 1
+    if G < 2:
+        return
+    names = list(getattr(getattr(environments, "encoding", None), "species", None) or [])
+    desc = []
+    for g in range(G):
+        chans = np.flatnonzero(np.any(np.abs(training.weights[np.repeat(groups, training.counts) == g]) > 0, axis=0))
+        who = ", ".join(str(names[k]) if k < len(names) else f"channel {k}" for k in chans)
+        desc.append(f"{int((groups == g).sum())} environments with neighbours {who}")
+    warnings.warn(
+        f"the training environments fall into {G} groups that share no neighbour species ({'; '.join(desc)}): "
+        "distances between groups do not depend on the environments' shapes, and one diffusion map of them is disconnected at any "
+        "epsilon; build one reference per centre species (giip build --centers NAME, or centers=[...])",
+        RuntimeWarning, stacklevel=3)
+
+
 @dataclass
 class ReferenceMap:
     """A GIIP reference map (see the module docstring). Build it with :meth:`build`,
@@ -288,6 +336,7 @@ class ReferenceMap:
         if isinstance(epsilon, str) and epsilon != "auto":
             epsilon = float(epsilon)
         dmap = DiffusionMap.fit(D, epsilon=epsilon, n_eigenpairs=n_eigenpairs)
+        _warn_disjoint_channels(training, dmap, environments)
         psi = dmap.eigenvectors
         if n >= 3 and psi.shape[1] >= 1:
             llr = local_linear_regression_r2(psi, dmap.eigenvalues)
