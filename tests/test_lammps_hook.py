@@ -591,6 +591,30 @@ def test_a_soap_reference_in_a_running_simulation(lmp, ljref, tmp_path):
     hook.detach()
 
 
+def test_finer_classes_in_a_running_simulation(lmp, ljref, tmp_path):
+    """GIIPAnalyzer(n_classes=K) attached: the dump's classes are those of the tree cut at K, as the
+    same analyser gives them offline."""
+    from giip_plugin.analysis import GIIPAnalyzer
+    from giip_plugin.reference import ReferenceMap
+
+    ref = ReferenceMap.load(ljref)
+    k = min(ref.n_train, ref.n_classes + 3)
+    analyzer = GIIPAnalyzer(ljref, n_classes=k)
+    _system(lmp)
+    hook = attach(lmp, analyzer, every=EVERY)
+    assert hook.n_classes == k
+    frames = _dump_one_analysis_interval(lmp, hook, tmp_path / "k.dump")
+    own = GIIPAnalyzer(ljref)
+    differ = 0
+    for fr in frames:
+        res = _offline(analyzer, fr)
+        _assert_frame_matches(fr, res, ref.n_coords, atol=1e-7)
+        differ += int(np.sum(res.classes != _offline(own, fr).classes))
+    assert differ > 0  # the finer cut does relabel atoms
+    lmp.command("undump d")
+    hook.detach()
+
+
 def test_a_softness_model_in_a_running_simulation(lmp, tmp_path):
     """A softness model (2D, one species) attached like a reference: the dump holds d_softness."""
     pytest.importorskip("sklearn")
