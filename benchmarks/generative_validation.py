@@ -115,7 +115,18 @@ def part_asi(work, epochs):
     return out
 
 
-def part_map(work, tag, build, epochs, latent=8):
+def ninb_build():
+    """The NiNb map of part 3: the paper's sample quench1M and parameters, 300 training environments."""
+    from giip_plugin.reference import ReferenceMap
+
+    ninb = os.path.join(REPO, "tests", "data", "ninb", "quench1M.dump")
+    return ReferenceMap.from_files([ninb], r_inner=3.0, r_outer=4.0, sigma=1.0, encoding="sign", centers=["Ni"],
+                                   type_names="1=Ni,2=Nb", n_train=300, epsilon=1.5, seed=0, progress=False)
+
+
+def map_model(work, tag, build, epochs, latent=8):
+    """``(model, ref, motifs)``: the map ``build()`` makes and a model of its training environments,
+    both cached in ``work``."""
     from giip_plugin.generate.training import motifs_of_reference, train
     from giip_plugin.reference import ReferenceMap
 
@@ -129,6 +140,11 @@ def part_map(work, tag, build, epochs, latent=8):
     model = cached_model(os.path.join(work, f"{tag}_gen.h5"), lambda: train(
         motifs, ref.environments, sigma=ref.sigma, group=ref.group, latent=latent, epochs=epochs, seed=0,
         provenance={"reference": path, **({"element": "Si"} if tag == "asi" else {"center": "Ni"})}))
+    return model, ref, motifs
+
+
+def part_map(work, tag, build, epochs, latent=8):
+    model, ref, motifs = map_model(work, tag, build, epochs, latent)
     log(f"{tag} map model: {summary_of(model)}")
     out = summary_of(model) | distance_figures(model, motifs) | {"n_coords": ref.n_coords, "n_train": ref.n_train}
     t0 = time.time()
@@ -162,10 +178,6 @@ def main(argv=None):
     asi_frames = lambda: [f.atoms for f in list(iter_frames([asi_dump(args.work)]))[1::4]]  # noqa: E731
     asi_build = lambda: ReferenceMap.build(asi_frames(), sigma=0.5, r_inner=2.7, r_outer=3.2, n_train=500,  # noqa: E731
                                            seed=0, progress=False)
-    ninb = os.path.join(REPO, "tests", "data", "ninb", "quench1M.dump")
-    ninb_build = lambda: ReferenceMap.from_files([ninb], r_inner=3.0, r_outer=4.0, sigma=1.0, encoding="sign",  # noqa: E731
-                                                  centers=["Ni"], type_names="1=Ni,2=Nb", n_train=300,
-                                                  epsilon=1.5, seed=0, progress=False)
     renders = {}
     for tag, build in (("asi", asi_build), ("ninb", ninb_build)):
         if f"{tag}_map" in res:
