@@ -890,6 +890,15 @@ def environment_kinds(species, coordination) -> np.ndarray:
     return np.array([f"{s}{int(round(c))}" for s, c in zip(species, coordination)])
 
 
+def r2_of_columns(X, q) -> list:
+    """r^2 of ``q`` against each column of ``X`` (interpret.stats.r2: non-finite pairs dropped), 0
+    where it is undefined (a constant column)."""
+    from giip_plugin.interpret.stats import r2
+
+    out = [r2(X[:, k], q) for k in range(X.shape[1])]
+    return [v if np.isfinite(v) else 0.0 for v in out]
+
+
 def silica_species_maps(ref, centre_names, kinds, angle, link: float = 6.0) -> dict:
     """A diffusion map per centre species from the sub-blocks of the reference's training matrix.
 
@@ -922,9 +931,7 @@ def silica_species_maps(ref, centre_names, kinds, angle, link: float = 6.0) -> d
         llr = local_linear_regression_r2(dmap.eigenvectors, dmap.eigenvalues)
         sel = select_parsimonious(dmap.eigenvalues, llr.residuals)
         a = angle[idx][big]
-        ok = np.isfinite(a)
-        r2 = [float(np.corrcoef(dmap.eigenvectors[ok, k], a[ok])[0, 1] ** 2) for k in range(dmap.eigenvectors.shape[1])]
-        r2 = [r if np.isfinite(r) else 0.0 for r in r2]
+        r2 = r2_of_columns(dmap.eigenvectors, a)
         best = int(np.argmax(r2))
         ks, cs = np.unique(kinds[idx][big], return_counts=True)
         out[sp] = {"n_environments": int(len(idx)), "epsilon": float(eps), "link": link,
@@ -985,8 +992,7 @@ def silica_analyse(args, work, ref_path, annotated, figdir):
                          f"{sorted(set(kinds.tolist()))}): too few for a correlation")
     ok = np.isfinite(ang)
     Pb, ang = P[bridging][ok], ang[ok]
-    r2s = [float(np.corrcoef(Pb[:, k], ang)[0, 1] ** 2) for k in range(P.shape[1])]
-    r2s = [r if np.isfinite(r) else 0.0 for r in r2s]
+    r2s = r2_of_columns(Pb, ang)
     best = int(np.argmax(r2s))
     res["si_o_si"] = {"bridging_oxygens": int(bridging.sum()), "angle_mean": float(ang.mean()),
                       "angle_percentiles_5_50_95": np.percentile(ang, [5, 50, 95]).tolist(),

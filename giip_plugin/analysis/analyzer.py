@@ -253,15 +253,6 @@ class GIIPAnalyzer(Calculator):
     type_names = _param("type_names")
     del _param
 
-    def _class_cut(self):
-        """Class of each training environment under the ``n_classes`` parameter (None: the map's)."""
-        k = self.parameters.get("n_classes")
-        if k is None:
-            return None
-        if getattr(self, "_cut", (None,))[0] != k:
-            self._cut = (k, self.reference.clustering.labels(n_classes=k))
-        return self._cut[1]
-
     def check_state(self, atoms, tol=1e-15):
         """ASE's checks (positions, cell, pbc, numbers, ...) and the arrays that name the species."""
         changes = super().check_state(atoms, tol=tol)
@@ -372,7 +363,8 @@ class GIIPAnalyzer(Calculator):
 
         report = SearchReport()
         self.search_report = report
-        cut = self._class_cut()
+        # the tree cut at n_classes: the class of each training environment (None: the map's own)
+        cut = None if p["n_classes"] is None else ref.clustering.labels(n_classes=p["n_classes"])
         yield 0.0
         for a in range(0, len(ok), max(step, 1)):
             part = slice(a, min(len(ok), a + step))
