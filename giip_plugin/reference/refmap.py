@@ -169,8 +169,9 @@ def _warn_disjoint_channels(training, dmap, environments) -> None:
         return
     names = list(getattr(getattr(environments, "encoding", None), "species", None) or [])
     desc = []
+    group_of_row = np.repeat(groups, training.counts)
     for g in range(G):
-        chans = np.flatnonzero(np.any(np.abs(training.weights[np.repeat(groups, training.counts) == g]) > 0, axis=0))
+        chans = np.flatnonzero(np.any(np.abs(training.weights[group_of_row == g]) > 0, axis=0))
         who = ", ".join(str(names[k]) if k < len(names) else f"channel {k}" for k in chans)
         desc.append(f"{int((groups == g).sum())} environments with neighbours {who}")
     warnings.warn(
