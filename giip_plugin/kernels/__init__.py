@@ -1,16 +1,18 @@
 """Stage 2 of the pipeline: GIIP inner products and the exact orientation-invariant distance.
 
-The names below are imported on first use (PyTorch loads then), so that importing the package, or
-a module that needs only part of it, stays light.
+The names below are imported on first use, so that importing the package, or a module that
+needs only part of it, stays light (PyTorch loads with the engine; a single pair that the compiled
+search covers does not load it).
 """
 from importlib import import_module
 
 _LAZY = {
     "DistanceEngine": ".engine",
     "SearchSettings": ".settings",
-    "distance": ".engine",
-    "inner_product": ".engine",
-    "optimal_rotation": ".engine",
+    "SearchProblem": ".problem",
+    "distance": ".pairs",
+    "inner_product": ".pairs",
+    "optimal_rotation": ".pairs",
     "pairwise_distances": ".engine",
 }
 

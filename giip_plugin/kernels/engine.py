@@ -7,20 +7,21 @@ orientation). Units are "atoms of difference": one missing atom gives about 1.
 from __future__ import annotations
 
 import contextlib
+import functools
 import math
-import weakref
 
 import numpy as np
 import torch
 
 from .. import config
 from ..environments.environment_set import EnvironmentSet
-from .overlap import overlap_fixed, pair_terms, self_overlap
-from .radial import RadialBasis, harmonic_coefficients
-from .search import GRID_OVERSAMPLE_2D, band_limit, grid_candidates_2d, grid_candidates_3d, grid_candidates_3d_coef, polish
-from .special import spherical_harmonics
+from .overlap import overlap_fixed, pair_terms
+from .problem import SearchProblem, memo, self_overlaps
+from .radial import harmonic_coefficients
+from .search import grid_candidates_2d, grid_candidates_3d, grid_candidates_3d_coef, polish
+from .special import GRID_OVERSAMPLE_2D, spherical_harmonics
 from .settings import SearchSettings
-from ..validation import check_device, check_environment, check_group, check_sigma
+from ..validation import check_device
 
 
 def resolve_device(device) -> torch.device:
@@ -43,30 +44,6 @@ def _resolve_dtype(dtype):
     raise ValueError(f"dtype must be float64 or float32, got {dtype!r}")
 
 
-_SET_CACHE: dict = {}
-
-
-def _set_cache(S) -> dict:
-    """Per-set memo of device tensors (padded arrays, harmonic coefficients), so that engines built
-    again on the same set (a reference's training set, batch after batch) reuse them. Sets are
-    immutable (read-only arrays, fields that cannot be reassigned), so an entry cannot go stale;
-    it goes when the set is garbage collected."""
-    key = id(S)
-    entry = _SET_CACHE.get(key)
-    if entry is None:
-        entry = _SET_CACHE[key] = {}
-        weakref.finalize(S, _SET_CACHE.pop, key, None)
-    return entry
-
-
-def _memo(S, key, make):
-    """``make()``, computed once per set ``S`` and ``key`` (see :func:`_set_cache`)."""
-    cache = _set_cache(S)
-    if key not in cache:
-        cache[key] = make()
-    return cache[key]
-
-
 _MIN_SPLIT = 64  # smallest chunk that an out-of-memory error halves further (below: the error stands)
 
 
@@ -86,65 +63,28 @@ def gpu_chunk_pairs(free_bytes: int, L: int, parities: int, candidates: int, n_p
     return int(max(256, min(cap, fraction * free_bytes // per_pair)))
 
 
-class DistanceEngine:
+class DistanceEngine(SearchProblem):
     """Batched computation of invariant GIIP distances between environments of two sets.
 
-    Holds the padded tensors of each set on the compute device and evaluates any list of pairs
-    ``(ia, ib)`` in chunks: ``distances(ia, ib)``. All tools of the project go through it.
+    A :class:`~giip_plugin.kernels.problem.SearchProblem` with the padded tensors of each set on
+    the compute device; evaluates any list of pairs ``(ia, ib)`` in chunks: ``distances(ia, ib)``.
+    All tools of the project go through it.
     """
 
     def __init__(self, A: EnvironmentSet, B: EnvironmentSet | None = None, *, sigma: float, group="O3",
                  device=None, dtype=None, settings: SearchSettings | None = None, chunk_pairs: int | None = None,
                  l_max: int | None = None, grid_pool: int = 48, compiled: bool | None = None):
-        """``l_max`` caps the band limit of the grid, and ``grid_pool`` is the number of largest grid
-        values examined for local maxima (3D with one common sigma; the other grids examine 48):
-        smaller values give a coarse, faster search that can miss the global maximum (its
-        distances are then upper bounds; the coarse search of ``ReferenceMap.transform``).
+        """``l_max`` and ``grid_pool``: the coarse search (see :class:`SearchProblem`).
 
         ``compiled``: run the search in the compiled kernel (:mod:`.fused`: the same algorithm,
         about ten times faster on the CPU). ``None`` (default): wherever it covers the search (CPU in
         double precision, 3D or 2D with one common sigma, O(3), SO(3), O(2) or SO(2)) and ``GIIP_NO_FUSED`` is unset;
         ``False``: the PyTorch implementation (the reference, and the path of every other setting
         and of CUDA); ``True``: the compiled kernel or an error saying why not."""
-        self.grid_pool = max(1, int(grid_pool))
-        self.sigma = check_sigma(sigma)
         self.device = resolve_device(device)
         self.dtype = _resolve_dtype(dtype)
-        self.settings = settings or SearchSettings()
-        self.A = A
-        self.B = A if B is None else B
-        if self.A.dim != self.B.dim:
-            raise ValueError(f"cannot compare {self.A.dim}D with {self.B.dim}D environments")
-        if self.A.n_channels != self.B.n_channels:
-            raise ValueError(
-                f"environments have {self.A.n_channels} and {self.B.n_channels} weight channels: "
-                "both sides must use the same species encoding"
-            )
-        # a side without per-atom sigmas uses the common sigma for all its atoms
-        for S in (self.A, self.B):
-            if S.sigmas is not None and (np.any(S.sigmas <= 0) or not np.all(np.isfinite(S.sigmas))):
-                raise ValueError("per-atom sigmas must be positive finite numbers")
-        self.dim = self.A.dim
-        self.group = check_group(group, self.dim)
-        self._pa = self._side(self.A)
-        self._pb = self._pa if self.B is self.A else self._side(self.B)
-        self._counts_a, self._counts_b = self.A.counts, self.B.counts
-        # band limit from the largest kappa r_a r_b
-        smin = min(self._min_sigma(self.A), self._min_sigma(self.B))
-        kmax = (self._pa["r"].max().item() if self._pa["r"].numel() else 0.0) * (
-            self._pb["r"].max().item() if self._pb["r"].numel() else 0.0) / (2 * smin * smin)
-        self.L = band_limit(kmax, self.settings.band_tol, spherical=self.dim == 3)
-        if l_max is not None:
-            self.L = max(2, min(self.L, int(l_max)))
-        # 3D with one common sigma: harmonic coefficients per environment (radial.py) replace the
-        # per-pair sums over pairs of neighbours in the grid stage
-        self._coef = self.dim == 3 and self.group is not None and self.A.sigmas is None and self.B.sigmas is None
-        if self._coef:
-            r_max = max(self._pa["r"].max().item() if self._pa["r"].numel() else 0.0,
-                        self._pb["r"].max().item() if self._pb["r"].numel() else 0.0)
-            self.basis = basis = RadialBasis.get(1.0 / (2.0 * self.sigma * self.sigma), r_max, self.L)
-            self._ca = self._coefficients(self.A, self._pa, basis)
-            self._cb = self._ca if self.B is self.A else self._coefficients(self.B, self._pb, basis)
+        self.device_type, self.double = self.device.type, self.dtype == torch.float64
+        super().__init__(A, B, sigma=sigma, group=group, settings=settings, l_max=l_max, grid_pool=grid_pool)
         from . import fused
 
         if compiled is None:
@@ -154,7 +94,8 @@ class DistanceEngine:
             self.compiled = True
         else:
             self.compiled = False
-        nmax = self._pa["p"].shape[1] * self._pb["p"].shape[1]
+        width = lambda counts: max(1, int(counts.max()) if len(counts) else 1)  # of the padded arrays
+        nmax = width(self._counts_a) * width(self._counts_b)
         if chunk_pairs:
             self.chunk = int(chunk_pairs)
         elif self.device.type == "cuda":
@@ -167,28 +108,39 @@ class DistanceEngine:
             # ~64 pairs for NiNb first shells: small chunks keep the working set in cache (measured)
             self.chunk = int(max(8, min(512, 9.5e7 // max(per_pair, 1))))
 
-    def _min_sigma(self, S):
-        return float(S.sigmas.min()) if S.sigmas is not None and len(S.sigmas) else self.sigma
+    # the tensors of the PyTorch search, made when it first runs (the compiled search reads the
+    # numpy arrays of its sides, fused._sides)
+    @functools.cached_property
+    def _pa(self):
+        return self._side(self.A)
+
+    @functools.cached_property
+    def _pb(self):
+        return self._pa if self.B is self.A else self._side(self.B)
+
+    @functools.cached_property
+    def _ca(self):
+        return self._coefficients(self.A, self._pa, self.basis)
+
+    @functools.cached_property
+    def _cb(self):
+        return self._ca if self.B is self.A else self._coefficients(self.B, self._pb, self.basis)
 
     def _side(self, S: EnvironmentSet):
-        return _memo(S, ("tensors", str(self.device), self.dtype, self.sigma), lambda: self._tensors(S))
+        return memo(S, ("tensors", str(self.device), self.dtype, self.sigma), lambda: self._tensors(S))
 
     def _coefficients(self, S: EnvironmentSet, side, basis):
         # the grid only locates basins (the polish is exact): single precision is ample there (its
         # rounding, ~1e-7, is far below band_tol) and about twice as fast
         key = ("coefficients", str(self.device), self.dtype, basis.kappa, basis.r_max, basis.L, basis.tol)
-        return _memo(S, key, lambda: [c.to(torch.complex64) for c in harmonic_coefficients(side["p"], side["w"], basis)])
+        return memo(S, key, lambda: [c.to(torch.complex64) for c in harmonic_coefficients(side["p"], side["w"], basis)])
 
     def _tensors(self, S: EnvironmentSet):
         p, w, s = S.padded()
         t = lambda x: None if x is None else torch.as_tensor(x, dtype=self.dtype, device=self.device)
-        out = {"p": t(p), "w": t(w), "s": t(s)}
+        out = {"p": t(p), "w": t(w), "s": t(s), "self": t(np.array(self_overlaps(S, self.sigma)))}
         out["r"] = torch.linalg.norm(out["p"], dim=-1)
-        out["self"] = self_overlap(out["p"], out["w"], out["s"], self.sigma)
         return out
-
-    def self_overlaps(self, which="A") -> np.ndarray:
-        return (self._pa if which == "A" else self._pb)["self"].cpu().numpy()
 
     # -------------------------------------------------------------------------------------
     def max_overlap(self, ia, ib, return_rotation=False):
@@ -285,41 +237,6 @@ class DistanceEngine:
         return self.skipping_disjoint(ia, ib, lambda a, b: self._searched(a, b, return_rotation, progress, workers),
                                       return_rotation, progress)
 
-    def disjoint(self, ia, ib) -> np.ndarray | None:
-        """Which pairs ``(A[ia[k]], B[ib[k]])`` share no weight channel (with vector species: no
-        neighbour species in common), or ``None`` for one-channel encodings. Such a pair overlaps
-        nowhere: ``<A, R B> = 0`` at every rotation."""
-        if self.A.n_channels < 2:
-            return None
-        occ_a = _memo(self.A, ("channels",), lambda: _channel_occupancy(self.A))
-        occ_b = occ_a if self.B is self.A else _memo(self.B, ("channels",), lambda: _channel_occupancy(self.B))
-        return ~np.any(occ_a[ia] & occ_b[ib], axis=1)
-
-    def skipping_disjoint(self, ia, ib, compute, return_rotation=False, progress=None):
-        """``compute(ia, ib)`` (distances, or ``(distances, rotations)``) for the pairs that share a
-        weight channel; the others (:meth:`disjoint`) get their exact distance without a search,
-        ``sqrt(<A, A> + <B, B>)``, and the identity (every rotation is optimal). With vector species
-        this is every pair of environments of centres with different neighbour species (in silica,
-        each Si-centred with each O-centred first shell)."""
-        mask = self.disjoint(ia, ib)
-        if mask is None or not mask.any():
-            return compute(ia, ib)
-        skip, keep = np.flatnonzero(mask), np.flatnonzero(~mask)
-        out = np.empty(len(ia))
-        rots = np.empty((len(ia), self.dim, self.dim)) if return_rotation else None
-        out[skip] = np.sqrt(self.self_overlaps("A")[ia[skip]] + self.self_overlaps("B")[ib[skip]])
-        if return_rotation:
-            rots[skip] = np.eye(self.dim)
-        if progress is not None:
-            progress.update(len(skip))
-        if len(keep):
-            res = compute(ia[keep], ib[keep])
-            if return_rotation:
-                out[keep], rots[keep] = res
-            else:
-                out[keep] = res
-        return (out, rots) if return_rotation else out
-
     def _searched(self, ia, ib, return_rotation, progress, workers):
         """:meth:`distances` by the PyTorch search, in threaded chunks."""
         out = np.empty(len(ia))
@@ -341,6 +258,9 @@ class DistanceEngine:
             if progress is not None:
                 progress.update(len(dst))
 
+        self._pa, self._pb  # the tensors made once, before the threads
+        if self._coef:
+            self._ca, self._cb
         run = lambda s: self._chunk_split(ia[s : s + chunk], ib[s : s + chunk], return_rotation)
         # called directly (not from an entry point), this call is its own entry point
         own = workers > 1 and not config.inside_compute_threads()
@@ -350,78 +270,10 @@ class DistanceEngine:
         return (out, rots) if return_rotation else out
 
 
-def _channel_occupancy(S: EnvironmentSet) -> np.ndarray:
-    """``(len(S), channels)`` booleans: whether each environment has a non-zero weight in each channel."""
-    occ = np.zeros((len(S), S.n_channels), dtype=bool)
-    np.logical_or.at(occ, np.repeat(np.arange(len(S)), S.counts), S.weights != 0)
-    return occ
-
-
 def _as_set(envs) -> EnvironmentSet:
     if isinstance(envs, EnvironmentSet):
         return envs
     return EnvironmentSet.from_list(list(envs))
-
-
-def _single_env(pos, w, sig, name):
-    pos, w = check_environment(pos, w, name)
-    env = (pos, w) if sig is None else (pos, w, np.asarray(sig, dtype=float).reshape(-1))
-    return EnvironmentSet.from_list([env])
-
-
-def distance(pos_a: np.ndarray, w_a: np.ndarray, pos_b: np.ndarray, w_b: np.ndarray, *, sigma: float,
-             group: str | None = "O3", sigmas_a: np.ndarray | None = None, sigmas_b: np.ndarray | None = None,
-             return_rotation: bool = False, device=None, dtype=None) -> float | tuple[float, np.ndarray]:
-    """Orientation-invariant GIIP distance between two local environments (design.md, section 2).
-
-    Parameters
-    ----------
-    pos_a, pos_b : array, shape (n, d)
-        Neighbour positions relative to the centre (d = 2 or 3), in length units.
-    w_a, w_b : array, shape (n,) or (n, channels)
-        Weights (channels for vector species encodings).
-    sigma : float
-        Common Gaussian width, in the units of the positions (and the width of atoms without a
-        per-atom sigma).
-    group : {"O3", "SO3", "O2", "SO2", None}
-        Orientations searched (None: fixed orientation).
-    sigmas_a, sigmas_b : array, shape (n,), optional
-        Per-atom widths.
-    return_rotation : bool
-        Also return the orthogonal matrix ``R`` with ``<A, R B>`` maximal.
-    device, dtype
-        PyTorch device ("cpu", "cuda") and precision ("float64", "float32").
-
-    Returns
-    -------
-    float or (float, array of shape (d, d))
-        The distance in atoms of difference (one missing atom ~ 1), or ``(distance, R)``.
-    """
-    A = _single_env(pos_a, w_a, sigmas_a, "environment A")
-    B = _single_env(pos_b, w_b, sigmas_b, "environment B")
-    eng = DistanceEngine(A, B, sigma=sigma, group=group, device=device, dtype=dtype)
-    res = eng.distances([0], [0], return_rotation=return_rotation)
-    if return_rotation:
-        return float(res[0][0]), res[1][0]
-    return float(res[0])
-
-
-def optimal_rotation(pos_a, w_a, pos_b, w_b, *, sigma, group="O3", **kw):
-    """The orthogonal matrix ``R`` maximising ``<A, R B>`` (rows of ``pos_b @ R.T`` align with A)."""
-    return distance(pos_a, w_a, pos_b, w_b, sigma=sigma, group=group, return_rotation=True, **kw)[1]
-
-
-def inner_product(pos_a, w_a, pos_b, w_b, *, sigma, sigmas_a=None, sigmas_b=None):
-    """GIIP inner product ``<A, B>`` at fixed orientation."""
-    A = _single_env(pos_a, w_a, sigmas_a, "environment A")
-    B = _single_env(pos_b, w_b, sigmas_b, "environment B")
-    if A.n_channels != B.n_channels:
-        raise ValueError(f"environments have {A.n_channels} and {B.n_channels} weight channels")
-    sigma = check_sigma(sigma)
-    t = lambda S: [None if x is None else torch.tensor(x)[None] for x in (S.positions, S.weights, S.sigmas)]
-    pa, wa, sa = t(A)
-    pb, wb, sb = t(B)
-    return float(overlap_fixed(pa, wa, sa, pb, wb, sb, sigma)[0])
 
 
 def pairwise_distances(envs_a, envs_b=None, *, sigma: float, group: str | None = "O3", device=None, dtype=None,

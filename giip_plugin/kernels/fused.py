@@ -222,21 +222,18 @@ def exp_neg(x: float, variant: int = 1) -> float:
 def _grid_tables(L: int):
     """Tables of the grid stage for band limit ``L`` (see ``grid_block`` in fused_kernel.c): Wigner values, the
     Fourier factors over gamma (``m' > 0`` counted twice: f is real) and alpha, and the rotation of
-    every grid point."""
-    import torch
+    every grid point (the grid of :class:`~.search.SO3Grid`, not oversampled)."""
+    from .special import euler_zyz, so3_grid_geometry, wigner_small_d_table
 
-    from .search import SO3Grid
-    from .special import wigner_small_d_table
-
-    grid = SO3Grid(L, "cpu", torch.float64)
-    ang = 2 * np.pi * np.arange(grid.N) / grid.N
+    N, n_beta, betas = so3_grid_geometry(L)
+    ang = 2 * np.pi * np.arange(N) / N
     two = np.where(np.arange(L + 1) == 0, 1.0, 2.0)[:, None]
     mm = np.outer(np.arange(L + 1), ang)
-    bi, ai, gi = np.meshgrid(np.arange(grid.n_beta), np.arange(grid.N), np.arange(grid.N), indexing="ij")
+    bi, ai, gi = np.meshgrid(np.arange(n_beta), np.arange(N), np.arange(N), indexing="ij")
     f32 = lambda x: np.ascontiguousarray(x, dtype=np.float32)
-    return {"dtab": wigner_small_d_table(L, tuple(grid.betas.tolist())), "cw": f32(two * np.cos(mm)),
+    return {"dtab": wigner_small_d_table(L, tuple(betas.tolist())), "cw": f32(two * np.cos(mm)),
             "sw": f32(two * np.sin(mm)), "cal": f32(np.cos(mm)), "sal": f32(np.sin(mm)),
-            "rgrid": np.ascontiguousarray(grid.rotations(ai, bi, gi).reshape(-1, 9))}
+            "rgrid": np.ascontiguousarray(euler_zyz(ang[ai], betas[bi], ang[gi]).reshape(-1, 9))}
 
 
 @lru_cache(maxsize=16)
@@ -266,34 +263,39 @@ def _coupling_index(L: int, sizes: tuple, used: tuple | None = None):
     return out
 
 
-def _side(tensors, coefficients, counts):
-    """Numpy views of one side of an engine (its memoised padded tensors, self overlaps and
-    harmonic coefficients); the coefficients flattened to real and imaginary single-precision parts."""
-    import torch
+def _side(S, sigma: float, basis):
+    """Numpy arrays of one side of a search (a set at width ``sigma``): padded positions and
+    weights, neighbour counts, self overlaps, and the harmonic coefficients of ``basis`` flattened
+    to real and imaginary single-precision parts (the grid only locates basins)."""
+    from .problem import self_overlaps
+    from .radial import harmonic_coefficients
 
-    flat = torch.cat([c.reshape(len(c), -1) for c in coefficients], 1)
-    side = {"p": tensors["p"].cpu().numpy(), "w": tensors["w"].cpu().numpy(), "n": np.asarray(counts, np.int64),
-            "self": tensors["self"].cpu().numpy(), "re": flat.real.cpu().numpy(), "im": flat.imag.cpu().numpy()}
+    p, w, _ = S.padded()
+    coefficients = harmonic_coefficients(p, w, basis)
+    flat = np.concatenate([c.reshape(len(c), -1) for c in coefficients], 1).astype(np.complex64)
+    side = {"p": p, "w": w, "n": np.asarray(S.counts, np.int64), "self": self_overlaps(S, sigma),
+            "re": flat.real, "im": flat.imag}
     side = {k: np.ascontiguousarray(v, dtype=np.float32 if k in ("re", "im") else v.dtype) for k, v in side.items()}
     side["sizes"] = [c.shape[1] for c in coefficients]
     return side
 
 
-def _sides(engine):
-    """Both sides of an engine as numpy arrays (:func:`_side`), memoised per set and band limit."""
-    from .engine import _memo
+def _sides(problem):
+    """Both sides of a search (:func:`_side`), memoised per set and band limit."""
+    from .problem import memo
 
-    b = engine.basis
-    key = ("compiled", engine.sigma, b.kappa, b.r_max, b.L, b.tol)
-    A = _memo(engine.A, key, lambda: _side(engine._pa, engine._ca, engine._counts_a))
-    B_ = A if engine.B is engine.A else _memo(engine.B, key, lambda: _side(engine._pb, engine._cb, engine._counts_b))
+    b = problem.basis
+    key = ("compiled", problem.sigma, b.kappa, b.r_max, b.L, b.tol)
+    A = memo(problem.A, key, lambda: _side(problem.A, problem.sigma, b))
+    B_ = A if problem.B is problem.A else memo(problem.B, key, lambda: _side(problem.B, problem.sigma, b))
     return A, B_
 
 
 def check_covered(engine):
-    """Raise ValueError unless the compiled kernel covers the engine's search (RuntimeError when the
-    kernel cannot be compiled)."""
-    if engine.device.type != "cpu" or str(engine.dtype) != "torch.float64":
+    """Raise ValueError unless the compiled kernel covers the search of ``engine`` (a
+    :class:`~.problem.SearchProblem`, or the :class:`~.engine.DistanceEngine` that extends it;
+    RuntimeError when the kernel cannot be compiled)."""
+    if engine.device_type != "cpu" or not engine.double:
         raise ValueError("the compiled search runs on the CPU in double precision")
     if engine.dim == 2:
         if engine.group not in ("O2", "SO2"):
@@ -338,9 +340,9 @@ def _search_pairs_2d(engine, ia, ib, *, exact: bool, workers=None, progress=None
     keep = []
     f64 = lambda x: _pointer(keep, x, np.float64, _F64P)
     i64 = lambda x: _pointer(keep, x, np.int64, _I64P)
-    a, b = (_memo_2d(S, t, engine.sigma) for S, t in ((engine.A, engine._pa), (engine.B, engine._pb)))
+    a, b = _memo_2d(engine.A, engine.sigma), _memo_2d(engine.B, engine.sigma)
     st = engine.settings
-    from .search import GRID_OVERSAMPLE_2D
+    from .special import GRID_OVERSAMPLE_2D
 
     N = int(2 * np.ceil(GRID_OVERSAMPLE_2D * (engine.L + 1)))
     args = _Args2D(a["p"].shape[1], b["p"].shape[1], a["w"].shape[2], f64(a["p"]), f64(a["w"]), f64(a["self"]),
@@ -358,16 +360,16 @@ def _search_pairs_2d(engine, ia, ib, *, exact: bool, workers=None, progress=None
     return out
 
 
-def _memo_2d(S, tensors, sigma):
-    """Numpy arrays of one side of a 2D engine (memoised per set and sigma, as its tensors are)."""
-    from .engine import _memo
+def _memo_2d(S, sigma):
+    """Numpy arrays of one side of a 2D search (memoised per set and sigma)."""
+    from .problem import memo, self_overlaps
 
     def make():
-        side = {"p": tensors["p"].cpu().numpy(), "w": tensors["w"].cpu().numpy(), "n": np.asarray(S.counts, np.int64),
-                "self": tensors["self"].cpu().numpy()}
+        p, w, _ = S.padded()
+        side = {"p": p, "w": w, "n": np.asarray(S.counts, np.int64), "self": self_overlaps(S, sigma)}
         return {k: np.ascontiguousarray(v) for k, v in side.items()}
 
-    return _memo(S, ("compiled2d", float(sigma)), make)
+    return memo(S, ("compiled2d", float(sigma)), make)
 
 
 def _pointer(keep, x, dtype, ptype):

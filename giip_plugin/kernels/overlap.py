@@ -1,4 +1,4 @@
-"""GIIP inner products at fixed orientation, batched in PyTorch.
+"""GIIP inner products at fixed orientation, batched (numpy arrays or PyTorch tensors, :mod:`.xp`).
 
 For two environments A (positions ``a_i``, weights ``w_i``, widths ``s_i``) and B the L2 inner
 product of their densities (each Gaussian normalised to unit L2 norm) is
@@ -11,7 +11,7 @@ with ``g_ij = (2 s_i s_j / S_ij)^(d/2)`` in d dimensions (``2 sqrt(2) (s_i s_j /
 """
 from __future__ import annotations
 
-import torch
+from . import xp as _xp
 
 
 def pair_terms(wa, wb, sa, sb, sigma: float, dim: int):
@@ -21,14 +21,14 @@ def pair_terms(wa, wb, sa, sb, sigma: float, dim: int):
     ``None`` for the common ``sigma``. Returns ``W (P, na, nb)`` and ``kappa`` (a tensor
     broadcastable to it).
     """
-    W = torch.matmul(wa, wb.transpose(-1, -2))
+    xp = _xp.namespace(wa)
+    W = xp.matmul(wa, xp.swapaxes(wb, -1, -2))
     if sa is None and sb is None:
-        kappa = torch.full((1, 1, 1), 1.0 / (2.0 * sigma * sigma), dtype=W.dtype, device=W.device)
-        return W, kappa
+        return W, _xp.full(xp, W, (1, 1, 1), 1.0 / (2.0 * sigma * sigma))
     if sa is None:
-        sa = torch.full(wa.shape[:-1], sigma, dtype=W.dtype, device=W.device)
+        sa = _xp.full(xp, W, wa.shape[:-1], sigma)
     if sb is None:
-        sb = torch.full(wb.shape[:-1], sigma, dtype=W.dtype, device=W.device)
+        sb = _xp.full(xp, W, wb.shape[:-1], sigma)
     s2a, s2b = sa[..., :, None] ** 2, sb[..., None, :] ** 2
     S = s2a + s2b
     g = (2.0 * sa[..., :, None] * sb[..., None, :] / S) ** (dim / 2.0)
@@ -39,7 +39,7 @@ def overlap_fixed(pa, wa, sa, pb, wb, sb, sigma: float):
     """``<A, B>`` at fixed orientation for batched pairs: ``pa (P, na, d)`` ... -> ``(P,)``."""
     W, kappa = pair_terms(wa, wb, sa, sb, sigma, pa.shape[-1])
     d2 = ((pa[..., :, None, :] - pb[..., None, :, :]) ** 2).sum(-1)
-    return (W * torch.exp(-0.5 * kappa * d2)).sum((-1, -2))
+    return (W * _xp.namespace(pa).exp(-0.5 * kappa * d2)).sum((-1, -2))
 
 
 def self_overlap(p, w, s, sigma: float):

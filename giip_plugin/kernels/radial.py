@@ -23,11 +23,12 @@ exact overlap, so this factorisation does not change the distances (tests check 
 from __future__ import annotations
 
 import math
+import os
 import threading
 
 import numpy as np
-import torch
 
+from . import xp as _xp
 from .special import scaled_spherical_in, spherical_harmonics
 
 _LOCK = threading.Lock()
@@ -37,7 +38,7 @@ _CACHE: dict = {}
 def _coupling(a: np.ndarray, b: np.ndarray, kappa: float, L: int) -> np.ndarray:
     """``f_l(a_p, b_q)`` for l = 0..L: shape ``(L+1, len(a), len(b))`` (float64)."""
     k = kappa * np.multiply.outer(a, b)
-    ie = scaled_spherical_in(torch.from_numpy(k), L).numpy()  # exp(-k) i_l(k)
+    ie = scaled_spherical_in(k, L)  # exp(-k) i_l(k)
     return (4 * math.pi) * np.exp(-0.5 * kappa * np.subtract.outer(a, b) ** 2)[None] * ie
 
 
@@ -48,8 +49,16 @@ class RadialBasis:
     cached per ``(kappa, r_max, L, tol)``: use :meth:`get`.
     """
 
-    def __init__(self, kappa: float, r_max: float, L: int, tol: float = 1e-10, n_grid: int = 240, n_table: int = 4096):
+    def __init__(self, kappa: float, r_max: float, L: int, tol: float = 1e-10, n_grid: int = 240, n_table: int = 4096,
+                 table: np.ndarray | None = None, sizes=None):
+        """``table`` and ``sizes``: a basis computed before (:meth:`get` keeps them on disk)."""
         self.kappa, self.r_max, self.L, self.tol = float(kappa), float(r_max), int(L), float(tol)
+        self.table_r = np.linspace(0.0, self.r_max, n_table)
+        self._dev: dict = {}
+        if table is not None:
+            self.table, self.sizes = table, [int(k) for k in sizes]
+            self.n_max = table.shape[2]
+            return
         grid = np.linspace(0.0, self.r_max, n_grid)
         K = _coupling(grid, grid, self.kappa, self.L)  # (L+1, G, G)
         scale = None
@@ -63,22 +72,22 @@ class RadialBasis:
             basis.append((lam[:keep], U[:, :keep]))
         self.sizes = [len(b[0]) for b in basis]
         self.n_max = max(max(self.sizes), 1)
-        self.table_r = np.linspace(0.0, self.r_max, n_table)
-        Kt = _coupling(self.table_r, grid, self.kappa, self.L)  # (L+1, T, G)
         table = np.zeros((n_table, self.L + 1, self.n_max))
-        for l, (lam, U) in enumerate(basis):
-            if len(lam):
-                # Nystrom: f(a, b) ~= k(a)^T K^-1 k(b) with k(r)_q = f(r, r_q), restricted to the
-                # kept eigenvectors: phi_n(r) = k(r) . u_n / sqrt(lam_n)
-                table[:, l, : len(lam)] = Kt[l] @ U / np.sqrt(lam)
+        for s in range(0, n_table, 512):  # rows of the table in blocks: the coupling of all l is large
+            Kt = _coupling(self.table_r[s : s + 512], grid, self.kappa, self.L)  # (L+1, rows, G)
+            for l, (lam, U) in enumerate(basis):
+                if len(lam):
+                    # Nystrom: f(a, b) ~= k(a)^T K^-1 k(b) with k(r)_q = f(r, r_q), restricted to the
+                    # kept eigenvectors: phi_n(r) = k(r) . u_n / sqrt(lam_n)
+                    table[s : s + 512, l, : len(lam)] = Kt[l] @ U / np.sqrt(lam)
         self.table = table
-        self._dev: dict = {}
 
     @classmethod
     def get(cls, kappa: float, r_max: float, L: int, tol: float = 1e-10) -> "RadialBasis":
+        """The basis of ``(kappa, r_max, L, tol)``, from memory, else from the disk cache
+        (:func:`giip_plugin.config.cache_dir`), else computed (about 0.5 s) and kept in both."""
         # r_max rounded up to a grid of half the Gaussian width, so that sets (and single pairs) of
-        # similar sizes share one basis: building one costs about 0.5 s, and any r_max at least the
-        # largest radius gives a valid basis
+        # similar sizes share one basis, and any r_max at least the largest radius gives a valid basis
         step = 0.5 * math.sqrt(0.5 / float(kappa))
         r_key = math.ceil(max(float(r_max), 1e-3) / step - 1e-9) * step
         key = (round(float(kappa), 12), r_key, int(L), float(tol))
@@ -87,43 +96,87 @@ class RadialBasis:
             if obj is None:
                 if len(_CACHE) > 16:
                     _CACHE.clear()
-                obj = _CACHE[key] = cls(kappa, r_key, L, tol)
+                obj = _CACHE[key] = _load(key, kappa) or _save(key, cls(kappa, r_key, L, tol))
         return obj
-
-    def values(self, r: torch.Tensor) -> torch.Tensor:
-        """``phi_ln(r)`` for radii ``r (...)``: shape ``(..., L+1, n_max)`` (linear interpolation)."""
-        key = (str(r.device), r.dtype)
-        tab = self._dev.get(key)
-        if tab is None:
-            tab = self._dev[key] = torch.as_tensor(self.table, dtype=r.dtype, device=r.device)
+    def values(self, r):
+        """``phi_ln(r)`` for radii ``r (...)`` (numpy array or tensor): shape ``(..., L+1, n_max)``
+        (linear interpolation)."""
+        xp = _xp.namespace(r)
+        if _xp.is_torch(xp):
+            key = (str(r.device), r.dtype)
+            tab = self._dev.get(key)
+            if tab is None:
+                tab = self._dev[key] = _xp.asarray(xp, self.table, r)
+        else:
+            tab = self.table
         n = len(self.table_r) - 1
-        x = (r / self.r_max).clamp(0.0, 1.0) * n
-        i0 = x.floor().clamp(max=n - 1).to(torch.long)
-        t = (x - i0.to(r.dtype))[..., None, None]
+        x = xp.clip(r / self.r_max, 0.0, 1.0) * n
+        i0 = _xp.astype(xp, xp.clip(xp.floor(x), 0, n - 1), xp.int64)
+        t = (x - _xp.astype(xp, i0, r.dtype))[..., None, None]
         return tab[i0] * (1 - t) + tab[i0 + 1] * t
 
 
-def harmonic_coefficients(p: torch.Tensor, w: torch.Tensor, basis: RadialBasis, chunk: int = 2048):
+_FORMAT = 1  # of the cached files: a change of the basis's construction bumps it
+
+
+def _path(key):
+    import hashlib
+
+    from .. import config
+
+    digest = hashlib.sha1(repr((_FORMAT,) + tuple(key)).encode()).hexdigest()[:16]
+    return config.cache_dir() / f"radial_basis_{digest}.npz"
+
+
+def _load(key, kappa: float) -> "RadialBasis | None":
+    """The cached basis of ``key``, or ``None`` (absent, unreadable or not this key's)."""
+    try:
+        with np.load(_path(key)) as f:
+            if tuple(f["key"].tolist()) != tuple(float(k) for k in key):
+                return None
+            return RadialBasis(kappa, key[1], key[2], key[3], n_table=f["table"].shape[0],
+                               table=f["table"], sizes=f["sizes"])
+    except (OSError, ValueError, KeyError):
+        return None
+
+
+def _save(key, basis: "RadialBasis") -> "RadialBasis":
+    """Write ``basis`` to the disk cache (atomically; a read-only home is fine) and return it."""
+    path = _path(key)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f"{path.stem}.{os.getpid()}.{threading.get_ident()}.tmp.npz")
+        np.savez(tmp, key=np.array([float(k) for k in key]), table=basis.table, sizes=np.array(basis.sizes))
+        os.replace(tmp, path)
+    except OSError:
+        pass
+    return basis
+
+
+def harmonic_coefficients(p, w, basis: RadialBasis, chunk: int = 2048):
     """Coefficients ``C[l] (E, C * sizes[l], 2l+1)`` (complex) of padded environments.
 
-    ``p (E, n, 3)`` neighbour positions, ``w (E, n, C)`` weights (zero for padding). The rows of
-    ``C[l]`` run over (channel, radial function of l).
+    ``p (E, n, 3)`` neighbour positions, ``w (E, n, C)`` weights (zero for padding), numpy arrays
+    or tensors (the result is of the same kind). The rows of ``C[l]`` run over (channel, radial
+    function of l).
     """
+    xp = _xp.namespace(p)
     E, n, C = w.shape
     L = basis.L
-    cdt = torch.complex128 if p.dtype == torch.float64 else torch.complex64
+    cdt = _xp.complex_dtype(xp, p)
     sizes = basis.sizes
-    out = [torch.zeros((E, C * max(sizes[l], 1), 2 * l + 1), dtype=cdt, device=p.device) for l in range(L + 1)]
+    out = [_xp.zeros(xp, p, (E, C * max(sizes[l], 1), 2 * l + 1), cdt) for l in range(L + 1)]
     for s in range(0, E, chunk):
         pp, ww = p[s : s + chunk], w[s : s + chunk]
-        r = torch.linalg.norm(pp, dim=-1)
+        e = pp.shape[0]
+        r = xp.sqrt((pp * pp).sum(-1))
         Y = spherical_harmonics(pp, L)  # (e, n, L+1, 2L+1)
         phi = basis.values(r)  # (e, n, L+1, n_max)
         # (e, n, C, L+1, n_max): weight of each neighbour in each (channel, radial function)
-        wphi = (ww[..., :, None, None] * phi[..., None, :, :]).to(cdt)
+        wphi = _xp.astype(xp, ww[..., :, None, None] * phi[..., None, :, :], cdt)
         for l in range(L + 1):
             y = Y[:, :, l, L - l : L + l + 1]  # (e, n, 2l+1)
             k = max(sizes[l], 1)
-            coef = torch.einsum("encr,enm->ecrm", wphi[:, :, :, l, :k], y)
-            out[l][s : s + chunk] = coef.reshape(len(pp), C * k, 2 * l + 1)
+            # sum over neighbours: (e, C k, n) @ (e, n, 2l+1)
+            out[l][s : s + chunk] = xp.matmul(xp.swapaxes(wphi[:, :, :, l, :k].reshape(e, n, C * k), 1, 2), y)
     return out

@@ -33,21 +33,7 @@ import threading
 import numpy as np
 import torch
 
-from .special import euler_zyz, scaled_bessel_in, scaled_spherical_in, wigner_small_d_table
-
-
-def band_limit(k_max: float, tol: float = 1e-4, l_min: int = 4, l_max: int = 32, spherical=True) -> int:
-    """Smallest ``l`` with ``i_l(k)/i_0(k) < tol`` at the largest ``k`` (clipped to a range).
-
-    The cap (32) bounds the grid's cost; beyond it (a Gaussian width far below the cutoff, e.g.
-    sigma < r_outer / 6) the grid sees a smoothed overlap, which still locates the basins, and the
-    exact Newton polish gives the maximum of the true function."""
-    k = torch.tensor([max(k_max, 1e-6)], dtype=torch.float64)
-    f = scaled_spherical_in if spherical else scaled_bessel_in
-    v = f(k, l_max)[:, 0]
-    small = torch.nonzero(v / v[0] < tol)
-    L = int(small[0, 0]) if len(small) else l_max
-    return int(min(max(L, l_min), l_max))
+from .special import GRID_OVERSAMPLE_2D, euler_zyz, scaled_bessel_in, scaled_spherical_in, so3_grid_geometry, wigner_small_d_table
 
 
 # ---------------------------------------------------------------------------------------------
@@ -235,9 +221,7 @@ class SO3Grid:
     def _init(self, L, device, dtype, oversample):
         self.L = L
         M = 2 * L + 1
-        self.N = int(2 * math.ceil(oversample * (L + 1)))  # alpha, gamma samples (even, >= 2L+2)
-        self.n_beta = int(math.ceil(oversample * (L + 1)))
-        self.betas = np.pi * (np.arange(self.n_beta) + 0.5) / self.n_beta
+        self.N, self.n_beta, self.betas = so3_grid_geometry(L, oversample)  # alpha, gamma samples; betas
         d = wigner_small_d_table(L, tuple(self.betas.tolist()))  # (nb, L+1, M, M)
         parity = (-1.0) ** np.arange(L + 1)
         # rows ordered (beta, parity): proper rotations R use d, rotoinversions -R use (-1)^l d
@@ -388,9 +372,6 @@ def grid_from_coupling(G, L: int, parities: int, K: int, oversample: float = 1.0
         Rm[:, 1] *= -1.0
     R0 = Rm.reshape(P, -1, 3, 3).to(dtype=out_dtype or dtype)
     return R0, vals.reshape(-1, parities, P).permute(2, 1, 0).reshape(P, -1)
-
-
-GRID_OVERSAMPLE_2D = 4.0  # angles of the 2D grid per band-limited degree of freedom: 2 ceil(4 (L + 1)) angles
 
 
 def grid_candidates_2d(ra, Ea, rb, Eb, W, kappa, n_max: int, parities: int, K: int,

@@ -1,9 +1,11 @@
-"""Special functions for the rotation search, in PyTorch (batched, CPU or CUDA).
+"""Special functions for the rotation search, batched, for numpy arrays and PyTorch tensors
+(CPU or CUDA) alike (:mod:`.xp`: numpy input does not import PyTorch):
 
 * scaled modified spherical Bessel functions ``exp(-k) i_l(k)`` (3D) and scaled modified Bessel
   functions ``exp(-k) I_n(k)`` (2D), from a backward continued fraction for the ratios (stable for
   every ``k >= 0``);
 * complex orthonormal spherical harmonics ``Y_lm`` (Condon-Shortley phase);
+* the band limit of the grid search, and the Euler-angle geometry of its grid;
 * tables of the matrices ``d(beta)`` with ``Y_l(R_y(beta) x) = d(beta) Y_l(x)``, computed by exact
   quadrature from the same ``Y_lm`` so that no convention can disagree.
 """
@@ -13,14 +15,16 @@ import math
 from functools import lru_cache
 
 import numpy as np
-import torch
+
+from . import xp as _xp
 
 
-def _bessel_ratios(k: torch.Tensor, n_max: int, spherical: bool) -> list[torch.Tensor]:
+def _bessel_ratios(k, n_max: int, spherical: bool) -> list:
     """Ratios ``rho_n = B_n / B_{n-1}`` for n = 1..n_max by a backward continued fraction."""
-    kmax = float(k.max()) if k.numel() else 0.0
+    xp = _xp.namespace(k)
+    kmax = float(k.max()) if _xp.size(k) else 0.0
     start = n_max + 10 + int(math.ceil(3.0 * math.sqrt(max(kmax, 1.0))))  # converged to ~1e-14
-    rho = torch.zeros_like(k)
+    rho = xp.zeros_like(k)
     out = [None] * (n_max + 1)
     for n in range(start, 0, -1):
         c = (2 * n + 1) if spherical else (2 * n)
@@ -30,57 +34,95 @@ def _bessel_ratios(k: torch.Tensor, n_max: int, spherical: bool) -> list[torch.T
     return out
 
 
-def _from_ratios(first: torch.Tensor, k: torch.Tensor, n_max: int, spherical: bool) -> torch.Tensor:
+def _from_ratios(first, k, n_max: int, spherical: bool):
     """Stack ``B_0 .. B_n_max`` from ``B_0`` and the ratios ``B_n / B_{n-1}``."""
     rho = _bessel_ratios(k, n_max, spherical=spherical)
     vals = [first]
     for n in range(1, n_max + 1):
         vals.append(vals[-1] * rho[n])
-    return torch.stack(vals)
+    return _xp.namespace(k).stack(vals)
 
 
-def scaled_spherical_in(k: torch.Tensor, l_max: int) -> torch.Tensor:
+def scaled_spherical_in(k, l_max: int):
     """``exp(-k) i_l(k)`` for l = 0..l_max, stacked on a new first axis. ``k >= 0``."""
+    xp = _xp.namespace(k)
     small = k < 1e-8
-    ks = torch.where(small, torch.ones_like(k), k)
-    i0 = torch.where(small, torch.ones_like(k), -torch.expm1(-2.0 * ks) / (2.0 * ks))
+    ks = xp.where(small, xp.ones_like(k), k)
+    i0 = xp.where(small, xp.ones_like(k), -xp.expm1(-2.0 * ks) / (2.0 * ks))
     return _from_ratios(i0, k, l_max, spherical=True)
 
 
-def scaled_bessel_in(k: torch.Tensor, n_max: int) -> torch.Tensor:
+def scaled_bessel_in(k, n_max: int):
     """``exp(-k) I_n(k)`` for n = 0..n_max, stacked on a new first axis. ``k >= 0``."""
-    return _from_ratios(torch.special.i0e(k), k, n_max, spherical=False)
+    xp = _xp.namespace(k)
+    if _xp.is_torch(xp):
+        i0e = xp.special.i0e(k)
+    else:
+        from scipy.special import i0e as scipy_i0e
+
+        i0e = scipy_i0e(k)
+    return _from_ratios(i0e, k, n_max, spherical=False)
 
 
-def spherical_harmonics(u: torch.Tensor, l_max: int) -> torch.Tensor:
-    """Complex orthonormal ``Y_lm`` of unit vectors ``u (..., 3)``.
+def band_limit(k_max: float, tol: float = 1e-4, l_min: int = 4, l_max: int = 32, spherical=True) -> int:
+    """Smallest ``l`` with ``i_l(k)/i_0(k) < tol`` at the largest ``k`` (clipped to a range).
+
+    The cap (32) bounds the grid's cost; beyond it (a Gaussian width far below the cutoff, e.g.
+    sigma < r_outer / 6) the grid sees a smoothed overlap, which still locates the basins, and the
+    exact Newton polish gives the maximum of the true function."""
+    k = np.array([max(k_max, 1e-6)], dtype=np.float64)
+    f = scaled_spherical_in if spherical else scaled_bessel_in
+    v = f(k, l_max)[:, 0]
+    small = np.flatnonzero(v / v[0] < tol)
+    L = int(small[0]) if len(small) else l_max
+    return int(min(max(L, l_min), l_max))
+
+
+GRID_OVERSAMPLE_2D = 4.0  # angles of the 2D grid per band-limited degree of freedom: 2 ceil(4 (L + 1)) angles
+
+
+def so3_grid_geometry(L: int, oversample: float = 1.0):
+    """The Euler-angle grid of band limit ``L``: ``N`` samples of alpha and of gamma (even, at
+    least ``2L + 2``), and the ``n_beta`` midpoint angles beta in ``(0, pi)``."""
+    N = int(2 * math.ceil(oversample * (L + 1)))
+    n_beta = int(math.ceil(oversample * (L + 1)))
+    return N, n_beta, np.pi * (np.arange(n_beta) + 0.5) / n_beta
+
+
+def spherical_harmonics(u, l_max: int):
+    """Complex orthonormal ``Y_lm`` of unit vectors ``u (..., 3)`` (numpy array or tensor).
 
     Returns ``(..., l_max + 1, 2 l_max + 1)``; entry ``[l, l_max + m]`` holds ``Y_lm`` and entries
     with ``|m| > l`` are zero. Zero vectors are treated as the +z direction (only ``l = 0`` matters
     for them since the radial factor of ``l > 0`` vanishes at the origin).
     """
-    real = torch.float64 if u.dtype in (torch.float64, torch.complex128) else torch.float32
+    xp = _xp.namespace(u)
+    real = _xp.real_dtype(xp, u)
+    cdtype = _xp.complex_dtype(xp, u)
     x, y, z = u[..., 0], u[..., 1], u[..., 2]
-    tiny = torch.finfo(real).tiny
-    rxy = torch.sqrt(x * x + y * y)
-    r = torch.sqrt(rxy * rxy + z * z)
+    tiny = xp.finfo(real).tiny
+    rxy = xp.sqrt(x * x + y * y)
+    r = xp.sqrt(rxy * rxy + z * z)
     zero = r <= tiny
-    r = torch.where(zero, torch.ones_like(r), r)
-    ct = torch.where(zero, torch.ones_like(z), z / r)
+    r = xp.where(zero, xp.ones_like(r), r)
+    ct = xp.where(zero, xp.ones_like(z), z / r)
     st = rxy / r
     on_axis = rxy <= tiny
-    rxy_s = torch.where(on_axis, torch.ones_like(rxy), rxy)
-    eiphi = torch.complex(torch.where(on_axis, torch.ones_like(x), x / rxy_s), torch.where(on_axis, torch.zeros_like(y), y / rxy_s))
-    shape = u.shape[:-1]
-    cdtype = torch.complex128 if real == torch.float64 else torch.complex64
-    out = torch.zeros(shape + (l_max + 1, 2 * l_max + 1), dtype=cdtype, device=u.device)
-    # normalised associated Legendre functions, column by column in m
-    pmm = torch.full(shape, math.sqrt(1.0 / (4.0 * math.pi)), dtype=real, device=u.device)
-    eimphi = torch.ones(shape, dtype=cdtype, device=u.device)
+    rxy_s = xp.where(on_axis, xp.ones_like(rxy), rxy)
+    c = xp.where(on_axis, xp.ones_like(x), x / rxy_s)  # cos(phi), sin(phi)
+    s = xp.where(on_axis, xp.zeros_like(y), y / rxy_s)
+    shape = tuple(u.shape[:-1])
+    out = _xp.zeros(xp, u, shape + (l_max + 1, 2 * l_max + 1), cdtype)
+    # real and imaginary parts written separately, in real arithmetic (the fastest form in numpy
+    # and in PyTorch alike)
+    out_re, out_im = out.real, out.imag
+    # normalised associated Legendre functions, column by column in m, times cos(m phi), sin(m phi)
+    pmm = _xp.full(xp, u, shape, math.sqrt(1.0 / (4.0 * math.pi)), real)
+    cm, sm = xp.ones_like(c), xp.zeros_like(c)
     for m in range(0, l_max + 1):
         if m > 0:
             pmm = -math.sqrt((2 * m + 1) / (2.0 * m)) * st * pmm
-            eimphi = eimphi * eiphi
+            cm, sm = cm * c - sm * s, sm * c + cm * s
         p_prev2, p_prev = None, pmm
         for l in range(m, l_max + 1):
             if l == m:
@@ -93,10 +135,13 @@ def spherical_harmonics(u: torch.Tensor, l_max: int) -> torch.Tensor:
                 p = a * (ct * p_prev - b * p_prev2)
             if l > m:
                 p_prev2, p_prev = p_prev, p
-            ylm = p * eimphi
-            out[..., l, l_max + m] = ylm
-            if m > 0:
-                out[..., l, l_max - m] = (-1) ** m * torch.conj(ylm)
+            re, im = p * cm, p * sm
+            out_re[..., l, l_max + m] = re
+            out_im[..., l, l_max + m] = im
+            if m > 0:  # Y_l,-m = (-1)^m conj(Y_lm)
+                sign = -1.0 if m % 2 else 1.0
+                out_re[..., l, l_max - m] = sign * re
+                out_im[..., l, l_max - m] = -sign * im
     return out
 
 
@@ -165,13 +210,13 @@ def _wigner_small_d_table(l_max: int, betas: tuple) -> np.ndarray:
     ph = np.tile(phi, n_t)
     pts = np.stack([st * np.cos(ph), st * np.sin(ph), ct], -1)
     wq = np.repeat(wg, n_p) * (2 * np.pi / n_p)
-    Y = spherical_harmonics(torch.from_numpy(pts), l_max).numpy()  # (Q, l+1, 2L+1)
+    Y = spherical_harmonics(pts, l_max)  # (Q, l+1, 2L+1)
     M = 2 * l_max + 1
     out = np.zeros((len(betas), l_max + 1, M, M))
     Yre = [np.ascontiguousarray(Y[:, l, l_max - l : l_max + l + 1].real) for l in range(l_max + 1)]
     Yim = [np.ascontiguousarray(Y[:, l, l_max - l : l_max + l + 1].imag) for l in range(l_max + 1)]
     for k, beta in enumerate(betas):
-        Yr = spherical_harmonics(torch.from_numpy(pts @ rot_y(beta).T), l_max).numpy() * wq[:, None, None]
+        Yr = spherical_harmonics(pts @ rot_y(beta).T, l_max) * wq[:, None, None]
         for l in range(l_max + 1):
             s = slice(l_max - l, l_max + l + 1)
             A = Yr[:, l, s].T  # (2l+1, Q)
