@@ -29,6 +29,8 @@ def main():
     p.add_argument("--workers", type=int, default=os.cpu_count())
     p.add_argument("-o", "--output", help="also save the reference map here")
     args = p.parse_args()
+    if args.output:  # the folder of the saved map (before the build, not after it)
+        os.makedirs(os.path.dirname(os.path.abspath(args.output)), exist_ok=True)
 
     from giip_plugin.kernels import DistanceEngine
     from giip_plugin.reference import ReferenceMap

@@ -145,7 +145,7 @@ class BruteForce:
 
     def grid_overlaps(self, a, wa, b, wb, sigma: float) -> torch.Tensor:
         """``f`` on the grid: shape ``(parities, n_rotations)`` (parity 1 is ``-R``)."""
-        t = lambda x: torch.as_tensor(np.asarray(x, float), dtype=self.dtype, device=self.device)
+        t = lambda x: torch.as_tensor(np.array(x, float), dtype=self.dtype, device=self.device)  # a copy: inputs may be read only
         a, b = t(a), t(b)
         W = t(np.asarray(wa, float).reshape(len(a), -1) @ np.asarray(wb, float).reshape(len(b), -1).T)
         k = 1.0 / (4.0 * sigma * sigma)

@@ -606,3 +606,16 @@ def test_hull_exemplar_figure_and_class_rendering(map3d, tmp_path):
     assert _is_png(Path(out)) and (lo, hi) == (0.0, 3.0)
     with pytest.raises(ValueError, match="integer class labels"):
         render_values(atoms, classes + 0.5, tmp_path / "bad.png", categorical=True)
+
+
+def test_the_hull_view_holds_the_bulk_and_the_hull_not_far_atoms():
+    from giip_plugin.interpret.figures import hull_points, plane_view
+
+    rng = np.random.default_rng(2)
+    xy = np.vstack([rng.normal(size=(5000, 2)), [[23.0, 9.5]]])  # one far atom, as in the NiNb map
+    pts, _ = hull_points(xy, n_points=8)
+    lo, hi, outside = plane_view(xy, pts)
+    assert outside >= 1 and hi[0] < 10  # the far atom is not in the view
+    assert np.all(pts >= lo) and np.all(pts <= hi)  # every hull point is
+    centre = (lo + hi) / 2  # the ring of environments is laid out around it: hull points on every side
+    assert np.sum(pts[:, 0] < centre[0]) >= 2 and np.sum(pts[:, 0] > centre[0]) >= 2

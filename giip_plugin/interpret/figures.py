@@ -280,6 +280,21 @@ def hull_points(xy, n_points: int = 8, trim: float = 0.01):
     return pts, poly
 
 
+def plane_view(xy, points, bulk: float = 0.2, pad: float = 0.05):
+    """Limits ``(lo, hi)`` of a view of the plane ``xy`` that holds the hull ``points`` and the bulk
+    of the atoms (``bulk`` to ``100 - bulk`` percent of each axis), padded by ``pad`` of its size, and
+    the number of atoms outside it: a few far atoms neither squash the plane nor pull the ring of
+    environments around it to one side."""
+    xy = np.asarray(xy, float)
+    pts = np.asarray(points, float).reshape(-1, 2)
+    lo, hi = np.percentile(xy, bulk, axis=0), np.percentile(xy, 100.0 - bulk, axis=0)
+    if len(pts):
+        lo, hi = np.minimum(lo, pts.min(axis=0)), np.maximum(hi, pts.max(axis=0))
+    margin = pad * np.where(hi > lo, hi - lo, 1.0)
+    lo, hi = lo - margin, hi + margin
+    return lo, hi, int(np.sum(np.any((xy < lo) | (xy > hi), axis=1)))
+
+
 def fig_hull_exemplars(reference, xy, points, exemplars, path, *, labels=("dc2", "dc3"), titles=None,
                        colour=None, title=None):
     """The plane ``xy`` (all atoms, grey or coloured by ``colour`` class labels) with its hull
@@ -297,10 +312,12 @@ def fig_hull_exemplars(reference, xy, points, exemplars, path, *, labels=("dc2",
         main.scatter(xy[:, 0], xy[:, 1], s=2, c="0.6", lw=0, rasterized=True)
     main.set_xlabel(labels[0])
     main.set_ylabel(labels[1])
-    lo, hi = xy.min(axis=0), xy.max(axis=0)
-    pad = 0.03 * np.where(hi > lo, hi - lo, 1.0)
-    main.set_xlim(lo[0] - pad[0], hi[0] + pad[0])
-    main.set_ylim(lo[1] - pad[1], hi[1] + pad[1])
+    lo, hi, outside = plane_view(xy, points)
+    main.set_xlim(lo[0], hi[0])
+    main.set_ylim(lo[1], hi[1])
+    if outside:
+        main.text(0.99, 0.01, f"{outside} atoms outside the view", transform=main.transAxes, ha="right",
+                  va="bottom", fontsize=7, color="0.4")
     centre = (lo + hi) / 2
     legend = None
     for k, (p, env) in enumerate(zip(points, exemplars)):
