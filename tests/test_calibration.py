@@ -85,6 +85,22 @@ def test_default_path_round_trips_and_old_files_calibrate_at_first_use(sharp_map
     assert old.default_path.coarse == sharp_map.default_path.coarse
 
 
+def test_a_map_calibrated_by_an_older_rule_is_measured_again(ninb_map, tmp_path):
+    assert ninb_map.default_path.rule == calibration.RULE
+    content = map_to_content(ninb_map)
+    stored = dict(content["parameters"]["attrs"]["default_path"])
+    stored.pop("rule")  # a file of rule 1: the margin from the gaps alone
+    stored["coarse"] = dict(stored["coarse"], margin=0.05)
+    content["parameters"]["attrs"]["default_path"] = stored
+    with pytest.warns(UserWarning, match="calibrated by an older rule .* save the map again"):
+        old = map_from_content(content)
+    assert old.default_path is None
+    assert old.calibrated().coarse == ninb_map.default_path.coarse  # measured again, by this rule
+    path = tmp_path / "again.h5"
+    old.save(path)
+    assert ReferenceMap.load(path).default_path.rule == calibration.RULE  # no warning: kept
+
+
 def test_distances_that_no_search_reproduces_give_the_exhaustive_path(ninb_map):
     """A map whose training matrix is not what the search computes (here: every distance 30 %
     smaller) has no trustworthy coarse search: the default path becomes the exhaustive one, says

@@ -26,8 +26,9 @@ the coarse search can be measured on the map itself before it is used:
    contract (largest error <= 1 % of the coordinate's range over the training set, median <= 0.1 %).
 4. No rung accepted: the default path is the exhaustive exact search.
 
-The result (:class:`DefaultPath`) is stored in the reference file; a file written before
-calibration existed is calibrated when it is first applied (the same seeded measurement).
+The result (:class:`DefaultPath`) is stored in the reference file with the version of this rule
+(:data:`RULE`); a file written before calibration existed, or calibrated by an older rule, is
+calibrated when it is first applied (the same seeded measurement; loading such a file warns).
 """
 from __future__ import annotations
 
@@ -39,7 +40,7 @@ import numpy as np
 from .metric import COARSE_LADDER, FastSettings, GIIPMetric, refine_mask
 
 __all__ = ["DefaultPath", "calibrate", "COORD_MAX", "COORD_MEDIAN", "MAX_GAP", "MAX_NEAR_MISSES",
-           "MARGIN_FACTOR", "sample_size"]
+           "MARGIN_FACTOR", "RULE", "sample_size"]
 
 K_NEAR = 10  # near pairs of a sampled row (reported): its K_NEAR exact-nearest references
 MAX_NEAR_MISSES = 0.01  # largest fraction of sampled rows whose coarse minimum is not the exact nearest
@@ -48,6 +49,10 @@ MARGIN_FACTOR = 3.0
 COORD_MAX = 0.01  # largest coordinate error accepted on the sample, fraction of the range (the contract)
 COORD_MEDIAN = 0.001  # median coordinate error accepted (the contract)
 SAMPLE = 400  # training rows mapped leave-one-out (all of a smaller map)
+# the version of the rule above, stored with each default path: 1, the margin from the gaps alone;
+# 2, also the largest near-pair error. A map calibrated by an older rule is measured again at first
+# use (reference/fileformat.py), as a map written before calibration existed.
+RULE = 2
 
 
 def sample_size(n: int) -> int:
@@ -61,20 +66,23 @@ class DefaultPath:
     margin of the refinement) or ``None`` (the exhaustive exact search), with the measurement behind it:
     ``sample`` rows, and ``trials`` (one dict per rung tried: its settings, the largest gap,
     whether the nearest was exact for every row, the coordinate errors; no timings, so that a
-    build is reproducible to the byte)."""
+    build is reproducible to the byte); ``rule``: the version of the calibration rule (:data:`RULE`)."""
 
     coarse: FastSettings | None
     sample: int
     trials: tuple = ()
+    rule: int = RULE
 
     def to_dict(self) -> dict:
         return {"coarse": None if self.coarse is None else self.coarse._asdict(), "sample": int(self.sample),
-                "trials": [dict(t) for t in self.trials]}
+                "trials": [dict(t) for t in self.trials], "rule": int(self.rule)}
 
     @classmethod
     def from_dict(cls, d: dict) -> "DefaultPath":
+        """The default path stored in a file (``rule`` 1 where the file has none: written before it)."""
         c = d.get("coarse")
-        return cls(None if c is None else FastSettings(**c), int(d.get("sample", 0)), tuple(d.get("trials", ())))
+        return cls(None if c is None else FastSettings(**c), int(d.get("sample", 0)), tuple(d.get("trials", ())),
+                   int(d.get("rule", 1)))
 
     def describe(self) -> str:
         if self.coarse is None:

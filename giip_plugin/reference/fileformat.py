@@ -13,8 +13,9 @@ Layout (schema version 2)::
                                    metric ("giip" or "soap"; absent in files written before SOAP:
                                    "giip"), metric_parameters (SOAP: n_max, l_max, library, ...),
                                    default_path (GIIP: the calibrated coarse search of the default
-                                   path and its measurement, calibration.py; absent in files
-                                   written before it: measured at first use)
+                                   path and its measurement, calibration.py, with the version
+                                   of its rule; absent in files written before it, or of an
+                                   older rule: measured at first use)
     /training               positions (M, dim), weights (M, channels), offsets (n+1,),
                             [sigmas (M,)], centers (n,), classes (n,), file_index, frame_index,
                             atom_index, atom_id, timestep (n,), [soap_features (n, F): the unit
@@ -46,6 +47,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -495,14 +497,22 @@ def map_from_content(c):
 
 
 def _default_path_of(p):
-    """The calibrated default path of a GIIP map's file (None in files written before calibration:
-    the map calibrates itself at first use)."""
+    """The calibrated default path of a GIIP map's file (None in files written before calibration,
+    or calibrated by an older rule: the map calibrates itself at first use)."""
     d = p.get("default_path")
     if not d or _metric_of(p) != "giip":
         return None
-    from .calibration import DefaultPath
+    from .calibration import RULE, DefaultPath
 
-    return DefaultPath.from_dict(d)
+    dp = DefaultPath.from_dict(d)
+    if dp.rule < RULE:
+        warnings.warn(
+            f"this reference map's default path was calibrated by an older rule (version {dp.rule}, now {RULE}: "
+            "its refinement margin could miss the exact nearest reference of a few atoms); it is measured again "
+            "at first use (seconds to a minute). To keep the new calibration, save the map again: "
+            "ReferenceMap.load(PATH).save(PATH)", UserWarning, stacklevel=4)
+        return None
+    return dp
 
 
 def _metric_of(p) -> str:
