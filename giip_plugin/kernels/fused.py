@@ -264,18 +264,15 @@ def _coupling_index(L: int, sizes: tuple, used: tuple | None = None):
 
 
 def _side(S, sigma: float, basis):
-    """Numpy arrays of one side of a search (a set at width ``sigma``): padded positions and
-    weights, neighbour counts, self overlaps, and the harmonic coefficients of ``basis`` flattened
-    to real and imaginary single-precision parts (the grid only locates basins)."""
-    from .problem import self_overlaps
+    """Numpy arrays of one side of a 3D search: those of :func:`_padded_side`, and the harmonic
+    coefficients of ``basis`` flattened to real and imaginary single-precision parts (the grid only
+    locates basins)."""
     from .radial import harmonic_coefficients
 
-    p, w, _ = S.padded()
-    coefficients = harmonic_coefficients(p, w, basis)
+    side = dict(_padded_side(S, sigma))
+    coefficients = harmonic_coefficients(side["p"], side["w"], basis)
     flat = np.concatenate([c.reshape(len(c), -1) for c in coefficients], 1).astype(np.complex64)
-    side = {"p": p, "w": w, "n": np.asarray(S.counts, np.int64), "self": self_overlaps(S, sigma),
-            "re": flat.real, "im": flat.imag}
-    side = {k: np.ascontiguousarray(v, dtype=np.float32 if k in ("re", "im") else v.dtype) for k, v in side.items()}
+    side["re"], side["im"] = np.ascontiguousarray(flat.real), np.ascontiguousarray(flat.imag)
     side["sizes"] = [c.shape[1] for c in coefficients]
     return side
 
@@ -340,7 +337,7 @@ def _search_pairs_2d(engine, ia, ib, *, exact: bool, workers=None, progress=None
     keep = []
     f64 = lambda x: _pointer(keep, x, np.float64, _F64P)
     i64 = lambda x: _pointer(keep, x, np.int64, _I64P)
-    a, b = _memo_2d(engine.A, engine.sigma), _memo_2d(engine.B, engine.sigma)
+    a, b = _padded_side(engine.A, engine.sigma), _padded_side(engine.B, engine.sigma)
     st = engine.settings
     from .special import GRID_OVERSAMPLE_2D
 
@@ -360,8 +357,9 @@ def _search_pairs_2d(engine, ia, ib, *, exact: bool, workers=None, progress=None
     return out
 
 
-def _memo_2d(S, sigma):
-    """Numpy arrays of one side of a 2D search (memoised per set and sigma)."""
+def _padded_side(S, sigma):
+    """Numpy arrays of one side of a search (a set at width ``sigma``; memoised per set and sigma):
+    padded positions and weights, neighbour counts, self overlaps."""
     from .problem import memo, self_overlaps
 
     def make():
@@ -369,7 +367,7 @@ def _memo_2d(S, sigma):
         side = {"p": p, "w": w, "n": np.asarray(S.counts, np.int64), "self": self_overlaps(S, sigma)}
         return {k: np.ascontiguousarray(v) for k, v in side.items()}
 
-    return memo(S, ("compiled2d", float(sigma)), make)
+    return memo(S, ("padded", float(sigma)), make)
 
 
 def _pointer(keep, x, dtype, ptype):

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import numpy as np
 
-from .. import config
 from ..environments.environment_set import EnvironmentSet
 from ..validation import check_environment, check_sigma
 from .overlap import overlap_fixed
@@ -25,15 +24,16 @@ def _single_env(pos, w, sig, name):
 
 
 def _double(dtype) -> bool:
-    return dtype is None or str(dtype) in ("float64", "double", "torch.float64", "<class 'numpy.float64'>")
+    """Whether ``dtype`` names double precision, as the engine reads it (``_resolve_dtype``),
+    without importing PyTorch to compare with ``torch.float64``."""
+    return dtype is None or dtype is np.float64 or str(dtype) in ("float64", "double", "torch.float64")
 
 
 def _compiled_problem(A, B, sigma, group, device, dtype):
     """The :class:`SearchProblem` of the pair when the compiled search runs it (CPU, double
-    precision, a setting the kernel covers, ``GIIP_NO_FUSED`` unset), else ``None``."""
-    if not (device is None or str(device) == "cpu") or not _double(dtype) or config.fused_disabled():
-        return None
-    if group is None or A.sigmas is not None or B.sigmas is not None:
+    precision, a setting the kernel covers, ``GIIP_NO_FUSED`` unset: :func:`.fused.applies`), else
+    ``None``."""
+    if not (device is None or str(device) == "cpu") or not _double(dtype):
         return None
     from . import fused
 

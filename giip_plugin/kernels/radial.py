@@ -98,6 +98,7 @@ class RadialBasis:
                     _CACHE.clear()
                 obj = _CACHE[key] = _load(key, kappa) or _save(key, cls(kappa, r_key, L, tol))
         return obj
+
     def values(self, r):
         """``phi_ln(r)`` for radii ``r (...)`` (numpy array or tensor): shape ``(..., L+1, n_max)``
         (linear interpolation)."""
