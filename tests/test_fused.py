@@ -31,10 +31,10 @@ def small_case():
     return ref, envs, ref.distance_rows(envs, exact=True)
 
 
-def _coarse_engine(ref, envs, group=None, L=6):
-    settings = replace(ref.search_settings, candidates=1, max_iter=2)
+def _coarse_engine(ref, envs, group=None, L=6, candidates=1, window=0.0, compiled=None):
+    settings = replace(ref.search_settings, candidates=candidates, max_iter=2)
     return DistanceEngine(envs, ref.training, sigma=ref.sigma, group=group or ref.group, settings=settings, l_max=L,
-                          grid_pool=8)
+                          grid_pool=8, grid_window=window, compiled=compiled)
 
 
 def _torch_coarse(ref, envs, L=6):
@@ -231,3 +231,35 @@ def test_pip_install_builds_the_kernel(tmp_path):
     whl, res = wheel(tmp_path / "w2", env=env, quiet="-v")
     assert not any(n.startswith("giip_plugin/kernels/_search_kernel") for n in zipfile.ZipFile(whl).namelist())
     assert "compiled at first use" in res.stderr + res.stdout
+
+
+def _all_pairs(eng):
+    nA, nB = len(eng.A), len(eng.B)
+    return np.repeat(np.arange(nA), nB), np.tile(np.arange(nB), nA)
+
+
+def test_grid_window_drops_starts_only(small_case):
+    """The window leaves unpolished the starts far below a pair's best grid value: the other
+    starts run as before, so every distance is at least the one with every start polished (and
+    an upper bound of the exact one); most pairs keep their distance; a window that excludes
+    nothing gives the same numbers; the compiled kernel and PyTorch apply the same rule; the
+    result does not depend on the number of workers."""
+    ref, envs, exact = small_case
+    full = fused.coarse_distance_rows(_coarse_engine(ref, envs, L=7, candidates=2))
+    eng = _coarse_engine(ref, envs, L=7, candidates=2, window=0.04)
+    win = fused.coarse_distance_rows(eng)
+    assert np.all(win >= full - 1e-12) and np.all(win >= exact - 1e-9)
+    assert np.mean(np.abs(win - full) < 1e-9) > 0.9
+    wide = fused.coarse_distance_rows(_coarse_engine(ref, envs, L=7, candidates=2, window=1e6))
+    np.testing.assert_array_equal(wide, full)
+    np.testing.assert_array_equal(fused.coarse_distance_rows(eng, workers=1), win)
+    torch_eng = _coarse_engine(ref, envs, L=7, candidates=2, window=0.04, compiled=False)
+    torch_rows = torch_eng.distances(*_all_pairs(torch_eng)).reshape(win.shape)
+    assert np.mean(np.abs(win - torch_rows) < 1e-6) > 0.95
+
+
+@pytest.mark.parametrize("bad", [-0.1, float("nan"), float("inf")])
+def test_grid_window_must_be_a_finite_non_negative_number(small_case, bad):
+    ref, envs, _ = small_case
+    with pytest.raises(ValueError, match="grid_window"):
+        _coarse_engine(ref, envs, window=bad)

@@ -73,8 +73,9 @@ class DistanceEngine(SearchProblem):
 
     def __init__(self, A: EnvironmentSet, B: EnvironmentSet | None = None, *, sigma: float, group="O3",
                  device=None, dtype=None, settings: SearchSettings | None = None, chunk_pairs: int | None = None,
-                 l_max: int | None = None, grid_pool: int = 48, compiled: bool | None = None):
-        """``l_max`` and ``grid_pool``: the coarse search (see :class:`SearchProblem`).
+                 l_max: int | None = None, grid_pool: int = 48, grid_window: float = 0.0,
+                 compiled: bool | None = None):
+        """``l_max``, ``grid_pool`` and ``grid_window``: the coarse search (see :class:`SearchProblem`).
 
         ``compiled``: run the search in the compiled kernel (:mod:`.fused`: the same algorithm,
         about ten times faster on the CPU). ``None`` (default): wherever it covers the search (CPU in
@@ -84,7 +85,8 @@ class DistanceEngine(SearchProblem):
         self.device = resolve_device(device)
         self.dtype = _resolve_dtype(dtype)
         self.device_type, self.double = self.device.type, self.dtype == torch.float64
-        super().__init__(A, B, sigma=sigma, group=group, settings=settings, l_max=l_max, grid_pool=grid_pool)
+        super().__init__(A, B, sigma=sigma, group=group, settings=settings, l_max=l_max, grid_pool=grid_pool,
+                         grid_window=grid_window)
         from . import fused
 
         if compiled is None:
@@ -169,8 +171,12 @@ class DistanceEngine(SearchProblem):
         if self._coef:
             Ca = [c[ia] for c in self._ca]
             Cb = [c[ib] for c in self._cb]
-            R0, _ = grid_candidates_3d_coef(Ca, Cb, self.L, parities, K, self.settings.oversample, out_dtype=self.dtype,
-                                            pool=self.grid_pool)
+            R0, vals = grid_candidates_3d_coef(Ca, Cb, self.L, parities, K, self.settings.oversample,
+                                               out_dtype=self.dtype, pool=self.grid_pool)
+            if self.grid_window > 0:  # the compiled kernel's rule: a start far below the best one is not polished
+                top = vals.argmax(1)
+                lo = vals.max(1).values - self.grid_window * 0.5 * (pa["self"][ia] + pb["self"][ib]).to(vals.dtype)
+                R0 = torch.where((vals < lo[:, None])[..., None, None], R0[torch.arange(P), top][:, None], R0)
         elif self.dim == 3:
             Ya = spherical_harmonics(a, self.L)
             Yb = spherical_harmonics(b, self.L)

@@ -84,7 +84,8 @@ class _Args(ctypes.Structure):
                 ("D", ctypes.c_int64), ("n_beta", ctypes.c_int64), ("N", ctypes.c_int64), ("g_offa", _I64P),
                 ("g_offb", _I64P), ("g_w", _I64P), ("g_k", _I64P), ("g_t", _I64P), ("dval", _F32P), ("cw", _F32P),
                 ("sw", _F32P), ("cal", _F32P), ("sal", _F32P), ("rgrid", _F64P), ("parities", ctypes.c_int64),
-                ("max_iter", ctypes.c_int64), ("K", ctypes.c_int64), ("pool", ctypes.c_int64), ("tol", ctypes.c_double)]
+                ("max_iter", ctypes.c_int64), ("K", ctypes.c_int64), ("pool", ctypes.c_int64), ("tol", ctypes.c_double),
+                ("window", ctypes.c_double)]
 
 
 class _Args2D(ctypes.Structure):
@@ -437,7 +438,7 @@ def _searched_pairs(engine, ia, ib, *, exact, workers, progress, return_rotation
                  tables["cw"].shape[1], i64(ga), i64(gb), i64(gw), i64(gk), i64(gt), f32(dval), f32(tables["cw"]),
                  f32(tables["sw"]), f32(tables["cal"]), f32(tables["sal"]), f64(tables["rgrid"]),
                  2 if engine.group == "O3" else 1, int(st.max_iter), int(st.candidates), int(engine.grid_pool),
-                 1e-7 if exact else 0.0)
+                 1e-7 if exact else 0.0, 0.0 if exact else float(engine.grid_window))
     assert args.N % 2 == 0 and atoms["w"].shape[2] == ref["w"].shape[2] and atoms["re"].shape[1] == ref["re"].shape[1]
     res = np.empty(n)
     res_rot = np.empty((n, 9)) if return_rotation else None

@@ -77,9 +77,11 @@ typedef struct {
     const float *dval, *cw, *sw, *cal, *sal;
     const double *rgrid;
     i64 parities, max_iter;
-    /* search: K starts per parity from the pool largest grid values; convergence tolerance (rad) */
+    /* search: K starts per parity from the pool largest grid values; convergence tolerance (rad);
+     * window > 0: starts whose grid value is below the pair's best one by more than window
+     * (self_a + self_b) / 2 are not polished */
     i64 K, pool;
-    double tol;
+    double tol, window;
 } Args;
 
 /* B single-precision lanes as one vector (GCC/Clang vector extension: one AVX-512 register, two
@@ -92,12 +94,14 @@ typedef int32_t vi __attribute__((vector_size(4 * B), aligned(4)));
 static inline vf select_vf(vi mask, vf a, vf b) { return (vf)(((vi)a & mask) | ((vi)b & ~mask)); }
 
 /* Best grid value and flat index per lane and parity (best_v, best_i: [2][B]) of B pairs, from
- * their harmonic coefficients side by side (ca, cb: [Kc][B]); with Fbuf, every grid value too. */
+ * their harmonic coefficients side by side (ca, cb: [Kc][B]); with Fbuf, every grid value too and
+ * the maxima of its rows of N values (gmax: [2][n_beta N][B], the rows of select_starts). */
 static inline __attribute__((always_inline)) void
 grid_block_impl(const Args *A, const float *restrict ca_r, const float *restrict ca_i, const float *restrict cb_r, const float *restrict cb_i, float *restrict Fbuf, float *restrict G_r, float *restrict G_i, float *restrict H_r,
                 float *restrict H_i, float *restrict U_r, float *restrict U_i, float *restrict Pr,
                 float *restrict Pi, float *restrict Qr, float *restrict Qi, float *restrict best_v,
-                float *restrict best_i, const i64 *restrict t_start, const i64 L, const i64 N, const i64 n_beta) {
+                float *restrict best_i, float *restrict gmax, const i64 *restrict t_start, const i64 L, const i64 N,
+                const i64 n_beta) {
     const i64 M = 2 * L + 1, L1 = L + 1, D = A->D;
     const vf zero = {0};
     /* coupling G = C_A^T conj(C_B), entry by entry (l, m, m' >= 0) */
@@ -190,10 +194,19 @@ grid_block_impl(const Args *A, const float *restrict ca_r, const float *restrict
                 for (int v = 0; v < 4; v++) {
                     const vf idx = zero + (float)((bb * N + as[v]) * N + g);
                     const vf vp = fe[v] + fo[v], vm = fe[v] - fo[v];
-                    if (Fbuf) {
-                        const i64 nG = N * N * n_beta, at = (bb * N + as[v]) * N + g;
+                    if (Fbuf) { /* every value, and the maxima of its rows (fixed beta, alpha) */
+                        const i64 nG = N * N * n_beta, r = bb * N + as[v], at = r * N + g;
                         ST(Fbuf + at * B, vp);
                         ST(Fbuf + (nG + at) * B, vm);
+                        float *m0 = gmax + r * B, *m1 = gmax + (N * n_beta + r) * B;
+                        if (g == 0) {
+                            ST(m0, vp);
+                            ST(m1, vm);
+                        } else {
+                            const vf o0 = LD(m0), o1 = LD(m1);
+                            ST(m0, select_vf(vp > o0, vp, o0));
+                            ST(m1, select_vf(vm > o1, vm, o1));
+                        }
                     }
                     const vi up = vp > bv0, um = vm > bv1;
                     bi0 = select_vf(up, idx, bi0);
@@ -214,22 +227,24 @@ grid_block_impl(const Args *A, const float *restrict ca_r, const float *restrict
  * compiler unroll the short Fourier sums), generic otherwise. */
 static void grid_block(const Args *A, const float *ca_r, const float *ca_i, const float *cb_r, const float *cb_i, float *Fbuf, float *G_r, float *G_i, float *H_r, float *H_i,
                        float *U_r, float *U_i, float *Pr, float *Pi, float *Qr, float *Qi, float *best_v,
-                       float *best_i, const i64 *t_start) {
+                       float *best_i, float *gmax, const i64 *t_start) {
     if (A->L == 6 && A->N == 14 && A->n_beta == 7)
-        grid_block_impl(A, ca_r, ca_i, cb_r, cb_i, Fbuf, G_r, G_i, H_r, H_i, U_r, U_i, Pr, Pi, Qr, Qi, best_v, best_i, t_start, 6, 14, 7);
+        grid_block_impl(A, ca_r, ca_i, cb_r, cb_i, Fbuf, G_r, G_i, H_r, H_i, U_r, U_i, Pr, Pi, Qr, Qi, best_v, best_i, gmax, t_start, 6, 14, 7);
     else if (A->L == 7 && A->N == 16 && A->n_beta == 8)
-        grid_block_impl(A, ca_r, ca_i, cb_r, cb_i, Fbuf, G_r, G_i, H_r, H_i, U_r, U_i, Pr, Pi, Qr, Qi, best_v, best_i, t_start, 7, 16, 8);
+        grid_block_impl(A, ca_r, ca_i, cb_r, cb_i, Fbuf, G_r, G_i, H_r, H_i, U_r, U_i, Pr, Pi, Qr, Qi, best_v, best_i, gmax, t_start, 7, 16, 8);
     else
-        grid_block_impl(A, ca_r, ca_i, cb_r, cb_i, Fbuf, G_r, G_i, H_r, H_i, U_r, U_i, Pr, Pi, Qr, Qi, best_v, best_i, t_start, A->L,
+        grid_block_impl(A, ca_r, ca_i, cb_r, cb_i, Fbuf, G_r, G_i, H_r, H_i, U_r, U_i, Pr, Pi, Qr, Qi, best_v, best_i, gmax, t_start, A->L,
                         A->N, A->n_beta);
 }
 
 /* Overlap f[B] of B pairs: neighbours aq (na x 3 x B) of A, rotated neighbours of B, bq (nq x 3 x
- * B) (padding: zero weights), weights W (qa x qs x B, p < na and q < nq used), rotations R (9 x B,
+ * B) (padding: zero weights), weights W (qa x qs x B, p < na and q < nq used), or with bw, weights
+ * that factorise (one channel): W[p B + k] bw[q B + k]; rotations R (9 x B,
  * row-major); with want, gradient and Hessian in gH (18 x B): rows 0-2 gradient, 3-8 Hessian (00
  * 01 02 11 12 22), 9-17 work space. */
 static __attribute__((noinline)) void eval_lanes(const double *restrict aq, i64 na, const double *restrict bq,
-                                                 i64 nq, i64 qs, const double *restrict W, double kap,
+                                                 i64 nq, i64 qs, const double *restrict W,
+                                                 const double *restrict bw, double kap,
                                                  const double *restrict R, double *restrict cq, int want,
                                                  double *restrict f, double *restrict gH) {
     for (i64 q = 0; q < nq; q++) {
@@ -243,17 +258,21 @@ static __attribute__((noinline)) void eval_lanes(const double *restrict aq, i64 
     }
     for (int k = 0; k < B; k++) f[k] = 0.0;
     const double h = -0.5 * kap;
+    const i64 sp = bw ? 1 : qs, sq = bw ? 0 : 1; /* W + (p sp + q sq) B: the weights of (p, q) */
     if (!want) {
         for (i64 q = 0; q < nq; q++) {
             const double *cx = cq + (q * 3 + 0) * B, *cy = cq + (q * 3 + 1) * B, *cz = cq + (q * 3 + 2) * B;
+            double fq[B];
+            for (int k = 0; k < B; k++) fq[k] = 0.0;
             for (i64 p = 0; p < na; p++) {
                 const double *ax = aq + (p * 3 + 0) * B, *ay = aq + (p * 3 + 1) * B, *az = aq + (p * 3 + 2) * B;
-                const double *w = W + (p * qs + q) * B;
+                const double *w = W + (p * sp + q * sq) * B;
                 for (int k = 0; k < B; k++) {
                     const double dx = ax[k] - cx[k], dy = ay[k] - cy[k], dz = az[k] - cz[k];
-                    f[k] += w[k] * exp_neg(h * (dx * dx + dy * dy + dz * dz));
+                    fq[k] += w[k] * exp_neg(h * (dx * dx + dy * dy + dz * dz));
                 }
             }
+            for (int k = 0; k < B; k++) f[k] += bw ? fq[k] * bw[q * B + k] : fq[k];
         }
         return;
     }
@@ -264,7 +283,7 @@ static __attribute__((noinline)) void eval_lanes(const double *restrict aq, i64 
         memset(acc, 0, sizeof(acc));
         for (i64 p = 0; p < na; p++) {
             const double *pax = aq + (p * 3 + 0) * B, *pay = aq + (p * 3 + 1) * B, *paz = aq + (p * 3 + 2) * B;
-            const double *w = W + (p * qs + q) * B;
+            const double *w = W + (p * sp + q * sq) * B;
             for (int k = 0; k < B; k++) {
                 const double ax = pax[k], ay = pay[k], az = paz[k];
                 const double dx = ax - cx[k], dy = ay - cy[k], dz = az - cz[k];
@@ -281,6 +300,9 @@ static __attribute__((noinline)) void eval_lanes(const double *restrict aq, i64 
                 acc[9][k] += e * az * az;
             }
         }
+        if (bw)
+            for (int i = 0; i < 10; i++)
+                for (int k = 0; k < B; k++) acc[i][k] *= bw[q * B + k];
         for (int k = 0; k < B; k++) {
             const double x = cx[k], y = cy[k], z = cz[k];
             f[k] += acc[0][k];
@@ -464,20 +486,13 @@ static void largest_first(float *restrict v, int32_t *restrict idx, i64 n, i64 k
  * first, then the other values best first. The pool: the maxima of the rows of N values give a
  * threshold that the pool-th largest value reaches (pool rows have a value at or above it), the
  * values at or above it are gathered on whole vectors of lanes, and the pool largest of them are
- * kept. Work space: gmax [n_beta N B], cv / ci [B nG]. Writes sel / selv [B][K], ns [B]. */
+ * kept. gmax [n_beta N B]: the maxima of the rows (from grid_block). Work space: cv / ci [B nG].
+ * Writes sel / selv [B][K], ns [B]. */
 static __attribute__((noinline)) void select_starts(const float *restrict F, i64 N, i64 n_beta, i64 pool, i64 K,
-                                                    float *restrict gmax, float *restrict cv, int32_t *restrict ci,
+                                                    const float *restrict gmax, float *restrict cv, int32_t *restrict ci,
                                                     i64 *restrict pidx, float *restrict pval, int *restrict pmax,
                                                     i64 *restrict sel, float *restrict selv, i64 *restrict ns) {
     const i64 nG = N * N * n_beta, nrow = N * n_beta;
-    for (i64 r = 0; r < nrow; r++) {
-        vf m = LD(F + r * N * B);
-        for (i64 g = 1; g < N; g++) {
-            const vf x = LD(F + (r * N + g) * B);
-            m = select_vf(x > m, x, m);
-        }
-        ST(gmax + r * B, m);
-    }
     vf thr;
     if (nrow > pool && pool <= TOP_NET) {
         /* the pool-th largest row maximum of every lane at once: a running top-pool list per lane,
@@ -550,16 +565,20 @@ static __attribute__((noinline)) void select_starts(const float *restrict F, i64
         const i64 *pi = pidx + k * pool;
         for (i64 r = 0; r < cnt[k]; r++) {
             const i64 t = pi[r], bb = t / (N * N), a = (t / N) % N, g = t % N;
+            /* the neighbouring alpha and gamma indices, circular (no division in the loop) */
+            const i64 as3[3] = {a ? a - 1 : N - 1, a, a + 1 < N ? a + 1 : 0};
+            const i64 gs3[3] = {g ? g - 1 : N - 1, g, g + 1 < N ? g + 1 : 0};
             int is_max = 1;
             for (i64 db = -1; db <= 1 && is_max; db++) {
                 const i64 b2 = bb + db;
                 if (b2 < 0 || b2 >= n_beta) continue;
-                for (i64 da = -1; da <= 1 && is_max; da++)
-                    for (i64 dg = -1; dg <= 1; dg++) {
-                        if (!db && !da && !dg) continue;
-                        const i64 t2 = (b2 * N + (a + da + N) % N) * N + (g + dg + N) % N;
-                        if (F[t2 * B + k] > pv[r]) { is_max = 0; break; }
+                for (int da = 0; da < 3 && is_max; da++) {
+                    const float *row = F + (b2 * N + as3[da]) * N * B + k;
+                    for (int dg = 0; dg < 3; dg++) {
+                        if (!db && da == 1 && dg == 1) continue;
+                        if (row[gs3[dg] * B] > pv[r]) { is_max = 0; break; }
                     }
+                }
             }
             pmax[r] = is_max;
         }
@@ -592,7 +611,7 @@ int giip_search(const Args *A, i64 n, const i64 *ia, const i64 *ib, double *out,
     float *U_r = malloc(fsz * 2 * L1 * N * B), *U_i = malloc(fsz * 2 * L1 * N * B);
     float *PQ = malloc(fsz * 4 * L1 * B), *Cb_r = malloc(fsz * Kc * B), *Cb_i = malloc(fsz * Kc * B);
     float *Ca_r = malloc(fsz * Kc * B), *Ca_i = malloc(fsz * Kc * B);
-    float *Fbuf = store ? malloc(fsz * 2 * nG * B) : NULL, *gmax = malloc(fsz * N * n_beta * B);
+    float *Fbuf = store ? malloc(fsz * 2 * nG * B) : NULL, *gmax = malloc(fsz * 2 * N * n_beta * B);
     float *cv = store ? malloc(fsz * nG * B) : NULL;
     int32_t *ci32 = store ? malloc(sizeof(int32_t) * nG * B) : NULL;
     i64 *cand_t = malloc(isz * maxc), *cand_g = malloc(isz * maxc);
@@ -601,12 +620,12 @@ int giip_search(const Args *A, i64 n, const i64 *ia, const i64 *ib, double *out,
     float *pval = malloc(fsz * pool * B), *selv = malloc(fsz * K * 2 * B);
     int *pmax = malloc(sizeof(int) * pool);
     double *aq = malloc(dsz * qa * 3 * B), *bq = malloc(dsz * qb * 3 * B), *cq = malloc(dsz * qb * 3 * B);
-    double *W = malloc(dsz * qa * qb * B), *fbest = malloc(dsz * n);
+    double *W = malloc(dsz * qa * qb * B), *bw = malloc(dsz * qb * B), *fbest = malloc(dsz * n);
     i64 *t_start = malloc(isz * (2 * M * L1 + 1));
     int status = 0;
     if (!G_r || !G_i || !H_r || !H_i || !U_r || !U_i || !PQ || !Cb_r || !Cb_i || !Ca_r || !Ca_i ||
         (store && (!Fbuf || !cv || !ci32)) || !gmax || !cand_t || !cand_g || !cand_v || !pidx || !sel || !pval ||
-        !selv || !pmax || !aq || !bq || !cq || !W || !fbest || !t_start) {
+        !selv || !pmax || !aq || !bq || !cq || !W || !bw || !fbest || !t_start) {
         status = -1;
         goto done;
     }
@@ -618,6 +637,7 @@ int giip_search(const Args *A, i64 n, const i64 *ia, const i64 *ib, double *out,
     memset(aq, 0, dsz * qa * 3 * B);
     memset(bq, 0, dsz * qb * 3 * B);
     memset(W, 0, dsz * qa * qb * B);
+    memset(bw, 0, dsz * qb * B);
     float best_v[2 * B], best_i[2 * B];
     double f[B], fn[B], gH[18 * B] = {0}, gH2[18 * B], R[9 * B], Rn[9 * B], step[3 * B], damp[B], gain[B];
     int concave[B], fresh[B];
@@ -625,24 +645,54 @@ int giip_search(const Args *A, i64 n, const i64 *ia, const i64 *ib, double *out,
     for (int k = 0; k < B; k++) ext_a[k] = ext_b[k] = 0;
     const double rel = 1e-13;
     /* grid stage: the starts of every pair, each pair's starts best first */
-    i64 nc = 0;
+    i64 nc = 0, a_last = -1;
     for (i64 c0 = 0; c0 < n; c0 += B) {
+        /* the coefficients of the block's pairs side by side, coefficient by coefficient (whole
+         * vectors stored); side A is usually one atom for the whole block (pairs of an atom come
+         * together), then broadcast, and kept from the block before when it was the same atom */
+        const float *yr[B], *yi[B];
+        i64 a_of = ia[c0];
         for (int k = 0; k < B; k++) {
             const i64 t = c0 + k < n ? c0 + k : n - 1;
-            const float *xr = A->ca_r + ia[t] * Kc, *xi = A->ca_i + ia[t] * Kc;
-            const float *yr = A->cb_r + ib[t] * Kc, *yi = A->cb_i + ib[t] * Kc;
-            for (i64 x = 0; x < Kc; x++) {
-                Ca_r[x * B + k] = xr[x];
-                Ca_i[x * B + k] = xi[x];
-                Cb_r[x * B + k] = yr[x];
-                Cb_i[x * B + k] = yi[x];
+            yr[k] = A->cb_r + ib[t] * Kc;
+            yi[k] = A->cb_i + ib[t] * Kc;
+            if (ia[t] != a_of) a_of = -1;
+        }
+        for (i64 x = 0; x < Kc; x++) {
+            vf vr, vi_;
+            for (int k = 0; k < B; k++) {
+                vr[k] = yr[k][x];
+                vi_[k] = yi[k][x];
             }
+            ST(Cb_r + x * B, vr);
+            ST(Cb_i + x * B, vi_);
+        }
+        if (a_of < 0 || a_of != a_last) {
+            if (a_of >= 0) {
+                const float *xr = A->ca_r + a_of * Kc, *xi = A->ca_i + a_of * Kc;
+                for (i64 x = 0; x < Kc; x++) {
+                    ST(Ca_r + x * B, (vf){0} + xr[x]);
+                    ST(Ca_i + x * B, (vf){0} + xi[x]);
+                }
+            } else {
+                for (i64 x = 0; x < Kc; x++) {
+                    vf vr, vi_;
+                    for (int k = 0; k < B; k++) {
+                        const i64 t = c0 + k < n ? c0 + k : n - 1;
+                        vr[k] = A->ca_r[ia[t] * Kc + x];
+                        vi_[k] = A->ca_i[ia[t] * Kc + x];
+                    }
+                    ST(Ca_r + x * B, vr);
+                    ST(Ca_i + x * B, vi_);
+                }
+            }
+            a_last = a_of;
         }
         grid_block(A, Ca_r, Ca_i, Cb_r, Cb_i, Fbuf, G_r, G_i, H_r, H_i, U_r, U_i, PQ, PQ + L1 * B, PQ + 2 * L1 * B,
-                   PQ + 3 * L1 * B, best_v, best_i, t_start);
+                   PQ + 3 * L1 * B, best_v, best_i, gmax, t_start);
         if (store)
             for (i64 par = 0; par < par_n; par++)
-                select_starts(Fbuf + par * nG * B, N, n_beta, pool, K, gmax, cv, ci32, pidx, pval, pmax,
+                select_starts(Fbuf + par * nG * B, N, n_beta, pool, K, gmax + par * N * n_beta * B, cv, ci32, pidx, pval, pmax,
                               sel + par * B * K, selv + par * B * K, nsel + par * B);
         for (int k = 0; k < B && c0 + k < n; k++) {
             const i64 first = nc;
@@ -676,6 +726,13 @@ int giip_search(const Args *A, i64 n, const i64 *ia, const i64 *ib, double *out,
                 cand_g[y] = g;
                 cand_v[y] = v;
             }
+            if (A->window > 0) {
+                const i64 t = c0 + k;
+                const double lo = cand_v[first] - A->window * 0.5 * (A->self_a[ia[t]] + A->self_b[ib[t]]);
+                i64 keep = first + 1;
+                while (keep < nc && cand_v[keep] >= lo) keep++;
+                nc = keep;
+            }
         }
     }
     /* polish: B starts at a time; a lane whose start is finished loads the next one */
@@ -699,16 +756,18 @@ int giip_search(const Args *A, i64 n, const i64 *ia, const i64 *ib, double *out,
                 for (int x = 0; x < 3; x++) aq[(p * 3 + x) * B + k] = pai[p * 3 + x];
             for (i64 q = 0; q < nb; q++)
                 for (int x = 0; x < 3; x++) bq[(q * 3 + x) * B + k] = pbj[q * 3 + x];
-            for (i64 p = 0; p < pe; p++)
-                for (i64 q = 0; q < qe; q++) {
-                    double w = 0.0;
-                    if (p < na && q < nb) {
-                        if (C == 1) w = wai[p] * wbj[q];
-                        else
+            if (C == 1) { /* weights that factorise: W[p B + k] and bw[q B + k] */
+                for (i64 p = 0; p < pe; p++) W[p * B + k] = p < na ? wai[p] : 0.0;
+                for (i64 q = 0; q < qe; q++) bw[q * B + k] = q < nb ? wbj[q] : 0.0;
+            } else {
+                for (i64 p = 0; p < pe; p++)
+                    for (i64 q = 0; q < qe; q++) {
+                        double w = 0.0;
+                        if (p < na && q < nb)
                             for (i64 ch = 0; ch < C; ch++) w += wai[p * C + ch] * wbj[q * C + ch];
+                        W[(p * qb + q) * B + k] = w;
                     }
-                    W[(p * qb + q) * B + k] = w;
-                }
+            }
             ext_a[k] = na;
             ext_b[k] = nb;
             lane_c[k] = c;
@@ -733,7 +792,7 @@ int giip_search(const Args *A, i64 n, const i64 *ia, const i64 *ib, double *out,
         int want = A->tol > 0;
         for (int k = 0; k < B && !want; k++)
             if (lane_c[k] >= 0 && (fresh[k] ? A->max_iter > 0 : iters[k] + 1 < A->max_iter)) want = 1;
-        eval_lanes(aq, np, bq, nq, qb, W, A->kap, Rn, cq, want, fn, gH2);
+        eval_lanes(aq, np, bq, nq, qb, W, C == 1 ? bw : NULL, A->kap, Rn, cq, want, fn, gH2);
         for (int k = 0; k < B; k++) {
             const i64 c = lane_c[k];
             if (c < 0) continue;
@@ -784,7 +843,7 @@ done:
     free(G_r); free(G_i); free(H_r); free(H_i); free(U_r); free(U_i); free(PQ); free(Cb_r); free(Cb_i);
     free(Ca_r); free(Ca_i); free(Fbuf); free(gmax); free(cv); free(ci32);
     free(cand_t); free(cand_g); free(cand_v); free(pidx); free(sel); free(pval); free(selv); free(pmax);
-    free(aq); free(bq); free(cq); free(W); free(fbest); free(t_start);
+    free(aq); free(bq); free(cq); free(W); free(bw); free(fbest); free(t_start);
     return status;
 }
 

@@ -78,15 +78,22 @@ class SearchProblem:
     ``l_max`` caps the band limit of the grid, and ``grid_pool`` is the number of largest grid
     values examined for local maxima (3D with one common sigma; the other grids examine 48):
     smaller values give a coarse, faster search that can miss the global maximum (its distances are
-    then upper bounds; the coarse search of ``ReferenceMap.transform``).
+    then upper bounds; the coarse search of ``ReferenceMap.transform``). ``grid_window`` (coarse
+    search, 3D grids of one sigma; 0: off): starts whose grid value is below the pair's best grid
+    value by more than ``grid_window * (self_a + self_b) / 2`` are not polished (they rarely reach
+    the maximum; the calibration of a map measures what it costs, reference/calibration.py).
     """
 
     device_type = "cpu"
     double = True
 
     def __init__(self, A: EnvironmentSet, B: EnvironmentSet | None = None, *, sigma: float, group="O3",
-                 settings: SearchSettings | None = None, l_max: int | None = None, grid_pool: int = 48):
+                 settings: SearchSettings | None = None, l_max: int | None = None, grid_pool: int = 48,
+                 grid_window: float = 0.0):
         self.grid_pool = max(1, int(grid_pool))
+        self.grid_window = float(grid_window)
+        if not (np.isfinite(self.grid_window) and self.grid_window >= 0):
+            raise ValueError(f"grid_window must be a finite number >= 0 (0: every start), got {grid_window!r}")
         self.sigma = check_sigma(sigma)
         self.settings = settings or SearchSettings()
         self.A = A

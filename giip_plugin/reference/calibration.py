@@ -51,8 +51,9 @@ COORD_MEDIAN = 0.001  # median coordinate error accepted (the contract)
 SAMPLE = 400  # training rows mapped leave-one-out (all of a smaller map)
 # the version of the rule above, stored with each default path: 1, the margin from the gaps alone;
 # 2, also the largest near-pair error. A map calibrated by an older rule is measured again at first
-# use (reference/fileformat.py), as a map written before calibration existed.
-RULE = 2
+# use (reference/fileformat.py), as a map written before calibration existed. 3: the ladder's first
+# rung leaves unpolished the starts far below a pair's best grid value (metric.COARSE_SETTINGS).
+RULE = 3
 
 
 def sample_size(n: int) -> int:
@@ -157,7 +158,7 @@ def calibrate(ref, *, seed: int = 0, sample: int | None = None, log=None) -> Def
         trial, tuned, seconds = _trial(ref, metric, fs, sample_envs, rows_exact, coords_exact, idx, span)
         trials.append(trial)
         if log:
-            log(f"default path: coarse search {tuple(fs)[:4]} on {m} training rows: {trial['near_misses']} near misses "
+            log(f"default path: coarse search {tuple(fs)[:4]}{f' window {fs.window:g}' if fs.window else ''} on {m} training rows: {trial['near_misses']} near misses "
                 f"(largest gap {trial['max_gap']:.3g}), {100 * trial['far_fraction']:.3g} % of {trial['pairs']} near pairs "
                 f"more than {fs.margin / 2:.3g} above exact, nearest exact {100 * trial['nearest_exact']:.1f} %, coordinates max {100 * trial['coord_max']:.3g} % "
                 f"median {100 * trial['coord_median']:.3g} % of their range with margin {tuned.margin:.3g}, "
