@@ -594,6 +594,21 @@ static __attribute__((noinline)) void select_starts(const float *restrict F, i64
     }
 }
 
+/* The coefficients (real re[k], imaginary im[k]: Kc each) of the B lanes side by side,
+ * coefficient by coefficient: out_r / out_i [Kc][B], whole vectors stored. */
+static void to_lanes(const float *const re[B], const float *const im[B], i64 Kc, float *restrict out_r,
+                     float *restrict out_i) {
+    for (i64 x = 0; x < Kc; x++) {
+        vf vr, vi_;
+        for (int k = 0; k < B; k++) {
+            vr[k] = re[k][x];
+            vi_[k] = im[k][x];
+        }
+        ST(out_r + x * B, vr);
+        ST(out_i + x * B, vi_);
+    }
+}
+
 /* Pairs (ia[t], ib[t]), t < n (indices of side A and of side B), best sorted by neighbour counts:
  * writes the distance of each to out[t] and, when rot is not NULL, the rotation of its best start
  * (row-major, mapping B onto A) to rot[9 t]. Returns 0, or -1 when scratch memory could not be
@@ -650,42 +665,25 @@ int giip_search(const Args *A, i64 n, const i64 *ia, const i64 *ib, double *out,
         /* the coefficients of the block's pairs side by side, coefficient by coefficient (whole
          * vectors stored); side A is usually one atom for the whole block (pairs of an atom come
          * together), then broadcast, and kept from the block before when it was the same atom */
-        const float *yr[B], *yi[B];
+        const float *xr[B], *xi[B], *yr[B], *yi[B];
         i64 a_of = ia[c0];
         for (int k = 0; k < B; k++) {
             const i64 t = c0 + k < n ? c0 + k : n - 1;
+            xr[k] = A->ca_r + ia[t] * Kc;
+            xi[k] = A->ca_i + ia[t] * Kc;
             yr[k] = A->cb_r + ib[t] * Kc;
             yi[k] = A->cb_i + ib[t] * Kc;
             if (ia[t] != a_of) a_of = -1;
         }
-        for (i64 x = 0; x < Kc; x++) {
-            vf vr, vi_;
-            for (int k = 0; k < B; k++) {
-                vr[k] = yr[k][x];
-                vi_[k] = yi[k][x];
-            }
-            ST(Cb_r + x * B, vr);
-            ST(Cb_i + x * B, vi_);
-        }
+        to_lanes(yr, yi, Kc, Cb_r, Cb_i);
         if (a_of < 0 || a_of != a_last) {
-            if (a_of >= 0) {
-                const float *xr = A->ca_r + a_of * Kc, *xi = A->ca_i + a_of * Kc;
+            if (a_of >= 0)
                 for (i64 x = 0; x < Kc; x++) {
-                    ST(Ca_r + x * B, (vf){0} + xr[x]);
-                    ST(Ca_i + x * B, (vf){0} + xi[x]);
+                    ST(Ca_r + x * B, (vf){0} + xr[0][x]);
+                    ST(Ca_i + x * B, (vf){0} + xi[0][x]);
                 }
-            } else {
-                for (i64 x = 0; x < Kc; x++) {
-                    vf vr, vi_;
-                    for (int k = 0; k < B; k++) {
-                        const i64 t = c0 + k < n ? c0 + k : n - 1;
-                        vr[k] = A->ca_r[ia[t] * Kc + x];
-                        vi_[k] = A->ca_i[ia[t] * Kc + x];
-                    }
-                    ST(Ca_r + x * B, vr);
-                    ST(Ca_i + x * B, vi_);
-                }
-            }
+            else
+                to_lanes(xr, xi, Kc, Ca_r, Ca_i);
             a_last = a_of;
         }
         grid_block(A, Ca_r, Ca_i, Cb_r, Cb_i, Fbuf, G_r, G_i, H_r, H_i, U_r, U_i, PQ, PQ + L1 * B, PQ + 2 * L1 * B,
