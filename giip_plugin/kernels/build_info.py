@@ -15,7 +15,12 @@ import platform
 from pathlib import Path
 
 SOURCE = Path(__file__).with_name("fused_kernel.c")
-CFLAGS = ("-O3", "-march=native", "-ffast-math", "-fPIC")
+# -mprefer-vector-width=512: GCC vectorises the polish's loops over the 16 lanes (doubles) with
+# 256-bit registers by default even where AVX-512 exists; full width makes the coarse search 1.25x
+# faster on the AVX-512 hosts measured (benchmarks/RESULTS.md; no effect where the widest is 256;
+# an x86 option, which compilers for other CPUs refuse)
+_X86 = platform.machine().lower() in ("x86_64", "amd64", "i386", "i686")
+CFLAGS = ("-O3", "-march=native") + (("-mprefer-vector-width=512",) if _X86 else ()) + ("-ffast-math", "-fPIC")
 # linked in a second step without -ffast-math: linking with it adds a constructor (crtfastmath) that
 # flushes denormals to zero in the loading thread, for the whole process (GCC before 13)
 LDFLAGS = ("-shared",)

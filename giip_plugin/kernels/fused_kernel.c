@@ -148,18 +148,23 @@ grid_block_impl(const Args *A, const float *restrict ca_r, const float *restrict
                 /* gamma_g, gamma_g + pi, -gamma_g and pi - gamma_g share the products: sums over
                  * even (0) and odd (1) m' of the cosine (c) and sine (s) terms */
                 for (i64 g = 0; g <= N / 4; g++) {
-                    vf cr[2] = {zero, zero}, ci[2] = {zero, zero}, sr[2] = {zero, zero}, si[2] = {zero, zero};
-                    for (int o = 0; o < 2; o++) {
-                        for (i64 mp = o; mp < L1; mp += 2) {
-                            const float c = A->cw[mp * N + g], s = A->sw[mp * N + g];
-                            cr[o] += c * LD(Pr + mp * B);
-                            ci[o] += c * LD(Pi + mp * B);
-                            sr[o] += s * LD(Qi + mp * B);
-                            si[o] -= s * LD(Qr + mp * B);
-                        }
+                    /* named accumulators, not arrays indexed by the parity of m': arrays went through
+                     * the stack, and their half-width initial stores stalled the full-width loads */
+                    vf c0r = zero, c0i = zero, s0r = zero, s0i = zero, c1r = zero, c1i = zero, s1r = zero, s1i = zero;
+                    for (i64 mp = 0; mp < L1; mp += 2) {
+                        const float c = A->cw[mp * N + g], s = A->sw[mp * N + g];
+                        c0r += c * LD(Pr + mp * B);
+                        c0i += c * LD(Pi + mp * B);
+                        s0r += s * LD(Qi + mp * B);
+                        s0i -= s * LD(Qr + mp * B);
                     }
-                    const vf c0r = cr[0], c0i = ci[0], s0r = sr[0], s0i = si[0];
-                    const vf c1r = cr[1], c1i = ci[1], s1r = sr[1], s1i = si[1];
+                    for (i64 mp = 1; mp < L1; mp += 2) {
+                        const float c = A->cw[mp * N + g], s = A->sw[mp * N + g];
+                        c1r += c * LD(Pr + mp * B);
+                        c1i += c * LD(Pi + mp * B);
+                        s1r += s * LD(Qi + mp * B);
+                        s1i -= s * LD(Qr + mp * B);
+                    }
                     float *o = U_r + (par * L1 + m) * N * B, *oi = U_i + (par * L1 + m) * N * B;
                     ST(o + g * B, c0r + c1r + s0r + s1r);
                     ST(oi + g * B, c0i + c1i + s0i + s1i);
@@ -176,18 +181,21 @@ grid_block_impl(const Args *A, const float *restrict ca_r, const float *restrict
          * alpha_a + pi, -alpha_a and pi - alpha_a share the products as above */
         for (i64 g = 0; g < N; g++) {
             for (i64 a = 0; a <= N / 4; a++) {
-                vf ce[2] = {zero, zero}, se[2] = {zero, zero}, co[2] = {zero, zero}, so[2] = {zero, zero};
-                for (int o = 0; o < 2; o++) {
-                    for (i64 m = o; m < L1; m += 2) {
-                        const float c = A->cal[m * N + a], s = A->sal[m * N + a];
-                        ce[o] += c * LD(U_r + (m * N + g) * B);
-                        se[o] += s * LD(U_i + (m * N + g) * B);
-                        co[o] += c * LD(U_r + ((L1 + m) * N + g) * B);
-                        so[o] += s * LD(U_i + ((L1 + m) * N + g) * B);
-                    }
+                vf ce0 = zero, se0 = zero, co0 = zero, so0 = zero, ce1 = zero, se1 = zero, co1 = zero, so1 = zero;
+                for (i64 m = 0; m < L1; m += 2) {
+                    const float c = A->cal[m * N + a], s = A->sal[m * N + a];
+                    ce0 += c * LD(U_r + (m * N + g) * B);
+                    se0 += s * LD(U_i + (m * N + g) * B);
+                    co0 += c * LD(U_r + ((L1 + m) * N + g) * B);
+                    so0 += s * LD(U_i + ((L1 + m) * N + g) * B);
                 }
-                const vf ce0 = ce[0], se0 = se[0], co0 = co[0], so0 = so[0];
-                const vf ce1 = ce[1], se1 = se[1], co1 = co[1], so1 = so[1];
+                for (i64 m = 1; m < L1; m += 2) {
+                    const float c = A->cal[m * N + a], s = A->sal[m * N + a];
+                    ce1 += c * LD(U_r + (m * N + g) * B);
+                    se1 += s * LD(U_i + (m * N + g) * B);
+                    co1 += c * LD(U_r + ((L1 + m) * N + g) * B);
+                    so1 += s * LD(U_i + ((L1 + m) * N + g) * B);
+                }
                 const i64 as[4] = {a, a + N / 2, (N - a) % N, N / 2 - a};
                 const vf fe[4] = {ce0 + ce1 + se0 + se1, ce0 - ce1 + se0 - se1, ce0 + ce1 - se0 - se1, ce0 - ce1 - se0 + se1};
                 const vf fo[4] = {co0 + co1 + so0 + so1, co0 - co1 + so0 - so1, co0 + co1 - so0 - so1, co0 - co1 - so0 + so1};
@@ -563,7 +571,9 @@ static __attribute__((noinline)) void select_starts(const float *restrict F, i64
     for (int k = 0; k < B; k++) {
         const float *pv = pval + k * pool;
         const i64 *pi = pidx + k * pool;
-        for (i64 r = 0; r < cnt[k]; r++) {
+        /* best first: once K local maxima are found, the rest of the pool cannot be selected */
+        i64 n_max = 0, tested = 0;
+        for (i64 r = 0; r < cnt[k] && n_max < K; r++) {
             const i64 t = pi[r], bb = t / (N * N), a = (t / N) % N, g = t % N;
             /* the neighbouring alpha and gamma indices, circular (no division in the loop) */
             const i64 as3[3] = {a ? a - 1 : N - 1, a, a + 1 < N ? a + 1 : 0};
@@ -581,10 +591,12 @@ static __attribute__((noinline)) void select_starts(const float *restrict F, i64
                 }
             }
             pmax[r] = is_max;
+            n_max += is_max;
+            tested = r + 1;
         }
         i64 n = 0;
         for (int pass = 0; pass < 2; pass++)
-            for (i64 r = 0; r < cnt[k] && n < K; r++)
+            for (i64 r = 0; r < tested && n < K; r++)
                 if (pmax[r] == (pass == 0)) {
                     sel[k * K + n] = pi[r];
                     selv[k * K + n] = pv[r];
