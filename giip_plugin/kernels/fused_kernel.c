@@ -539,14 +539,14 @@ static __attribute__((noinline)) void select_starts(const float *restrict F, i64
         const vi hit = LD(gmax + r * B) >= thr; /* lanes with a value at or above the threshold in this row */
         for (int k = 0; k < B; k++) {
             if (!hit[k]) continue;
-            for (i64 t = r * N; t < (r + 1) * N; t++) {
+            i64 c = cnt[k];
+            for (i64 t = r * N; t < (r + 1) * N; t++) { /* without a branch: stored always, kept if high */
                 const float v = F[t * B + k];
-                if (v >= thr[k]) {
-                    cv[k * nG + cnt[k]] = v;
-                    ci[k * nG + cnt[k]] = (int32_t)t;
-                    cnt[k]++;
-                }
+                cv[k * nG + c] = v;
+                ci[k * nG + c] = (int32_t)t;
+                c += v >= thr[k];
             }
+            cnt[k] = c;
         }
     }
     for (int k = 0; k < B; k++) {
