@@ -28,12 +28,41 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(HERE)
 
 
+def _long_run(work):
+    """What ka_glass_long.py ran (its state.json): ageing and production in tau, and whether the
+    potential energy still drifted over the second half of the ageing."""
+    state = json.load(open(os.path.join(work, "state.json")))
+    prm, dt = state["params"], state["params"]["dt"]
+    run = {"age": prm["age_steps"] * dt, "prod": prm["prod_steps"] * dt, "every": prm["dump_every"] * dt}
+    pe = np.array([[s, e] for st, s, e in state.get("pe", []) if st == "age"], dtype=float)
+    if len(pe) >= 4:
+        half = pe[pe[:, 0] > pe[-1, 0] / 2]
+        slope = np.polyfit(half[:, 0] * dt, half[:, 1], 1)[0]
+        drift = slope * (half[-1, 0] - half[0, 0]) * dt
+        first = pe[pe[:, 0] <= pe[-1, 0] / 2, 1]
+        run["ageing"] = (f"Potential energy per particle during the ageing: {first.mean():.4f} over its first half, "
+                         f"{half[:, 1].mean():.4f} over its second, whose linear drift is {drift:+.4f} "
+                         f"(chunk-to-chunk spread {half[:, 1].std():.4f}).")
+        settled = abs(drift) < 2 * half[:, 1].std()
+        run["caveat"] = ("the energy had stopped drifting during the second half of the ageing (drift within twice the "
+                         "chunk-to-chunk spread), as in an equilibrated liquid; the thesis's trajectories are longer."
+                         if settled else "the energy was still drifting at the end of the ageing: an aged glass, not "
+                         "an equilibrated liquid as in the thesis; compare them with that caveat.")
+    else:
+        run["ageing"] = ("At T = 0.47 the structural relaxation time is of the order of 10^3 tau; this run did not "
+                         "record its energy during the ageing.")
+        run["caveat"] = "an aged glass whose equilibration was not recorded; compare them with that caveat."
+    return run
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--work", default=os.path.join(HERE, "out", "ka"))
     p.add_argument("--T", default="0.6", help="0.6: ka_glass.in; another T: the dump of ka_glass_long.py in --work")
     p.add_argument("--n-per-class", type=int, default=2000)
     p.add_argument("--n-map", type=int, default=200, help="training environments of the GIIP map (default 200)")
+    p.add_argument("--held-out-frames", type=int, default=10,
+                   help="held-out frames whose every A particle is scored (default 10)")
     p.add_argument("--doc", default=os.path.join(REPO, "docs", "softness.md"))
     p.add_argument("--figures", default=os.path.join(REPO, "docs", "figures"))
     args = p.parse_args(argv)
@@ -48,9 +77,13 @@ def main(argv=None):
 
     from giip_plugin.softness import FeatureSet, MapCoordinates, StructureFunctions, Trajectory, train
 
+    run = _long_run(args.work) if args.T != "0.6" else {}
+
     t0 = time.perf_counter()
     tr = Trajectory.read(dump, type_names={1: "A", 2: "B"}, progress=True)
     t_read = time.perf_counter() - t0
+    A = tr.species == "A"
+    msd = float(np.mean(np.sum((tr.positions[-1, A] - tr.positions[0, A]) ** 2, axis=1)))
     dt, interval = 0.005, tr.frame_interval()
     window = int(round(10.0 / (dt * interval)))
     window += window % 2
@@ -75,7 +108,8 @@ def main(argv=None):
     for name, sf in sources.items():
         t0 = time.perf_counter()
         model, report = train([tr], sf, window=window, p_c=0.2, centers=("A",), n_per_class=args.n_per_class,
-                              held_out=0.3, seed=0, progress=True, log=lambda m: print("  " + m, flush=True))
+                              held_out=0.3, held_out_frames=args.held_out_frames, seed=0, progress=True,
+                              log=lambda m: print("  " + m, flush=True))
         runs[name] = (model, report["A"], time.perf_counter() - t0)
         print(f"{name}: CV accuracy {model.cv_accuracy[0]:.3f}, held out S>0 of rearranging "
               f"{report['A']['rearranging_positive']:.3f}", flush=True)
@@ -127,10 +161,10 @@ def main(argv=None):
           "at T = 0.47, where the relaxation is about 100 times slower than here; that run is on its own page, "
           "[softness_T0.47.md](softness_T0.47.md)." if args.T == "0.6" else
           f"- `lammps_examples/ka_glass_long.py --T {args.T}` (resumable): Kob-Andersen 80:20, 4,000 particles, "
-          f"rho = 1.2, quenched from T = 2 to **T = {args.T}** over 25 tau and held 75 tau, aged 1,000 tau, then "
-          f"1,000 tau of production (NVT) dumped every tau ({len(tr.frames)} frames, `id type xu yu zu`). At "
-          "T = 0.47 the structural relaxation time is of the order of 10^3 tau, so the glass is aged for about one "
-          "relaxation time, not equilibrated as in the thesis."),
+          f"rho = 1.2, quenched from T = 2 to **T = {args.T}** over 25 tau and held 75 tau, aged {run['age']:,.0f} "
+          f"tau, then {run['prod']:,.0f} tau of production (NVT) dumped every {run['every']:g} tau "
+          f"({len(tr.frames)} frames, `id type xu yu zu`). {run['ageing']} Mean squared displacement of the A "
+          f"particles over the production: {msd:.2f} sigma^2 (a relaxed liquid: above about 1)."),
          f"- Rearrangements: `p_hop` over a window of 10 tau ({window} frames), `p_c = 0.2`; quiet particles: "
          "`p_hop < p_c` within one window before and after.",
          "- Features: 48 radial functions per species (mu = 0.3 .. 5.0, L = 0.1) and 66 angular functions (a grid of "
@@ -140,7 +174,7 @@ def main(argv=None):
          "samples from the first 70 % of the frames (the thesis: 6,000 + 6,000), standardised, linear SVM, C by "
          "5-fold cross-validation.",
          f"- Reading the trajectory: {t_read:.0f} s.", "",
-         "## Results (held out: the last 30 % of the frames, every A particle of 10 frames)", "",
+         f"## Results (held out: the last 30 % of the frames, every A particle of {args.held_out_frames} frames)", "",
          "| features | C | cross-validated accuracy | rearranging with S > 0 | quiet with S < 0 | training time (s) |",
          "|---|---|---|---|---|---|"]
     for name, (model, rep, sec) in runs.items():
@@ -159,8 +193,8 @@ def main(argv=None):
           "The thesis reports about 90 % of the rearranging particles at S > 0 at T = 0.47 (77 % from the first "
           "peaks of g_AA and g_AB alone). " + ("The figures above are measured at T = 0.6 on a shorter trajectory; "
                                                "compare them with that caveat." if args.T == "0.6" else
-                                               f"The figures above are measured at T = {args.T} on an aged, not "
-                                               "equilibrated, glass; compare them with that caveat."), "",
+                                               f"The figures above are measured at T = {args.T}; "
+                                               + run["caveat"]), "",
           "Which predicts rearrangements better: compare the rows of the table (the same labels, samples and "
           "held-out frames for every feature set). `giip softness train --features giip|both --reference REF.h5` "
           "trains the GIIP variants from the command line.", ""]

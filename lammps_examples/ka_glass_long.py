@@ -120,8 +120,12 @@ def run(ns) -> dict:
                 os.replace(f"{restart}.new", restart)
                 state["done"] += n
                 state["dump_bytes"] = dump.stat().st_size if stage == "prod" else 0
+                # the potential energy per particle after each chunk: a drift during ageing shows a
+                # glass still relaxing, a plateau one that has equilibrated
+                pe = float(lmp.get_thermo("pe"))
+                state.setdefault("pe", []).append([stage, state["done"], pe])
                 _write_json(state_path, state)
-                print(f"{stage}: {state['done']}/{total} steps  T={lmp.get_thermo('temp'):.3f}  "
+                print(f"{stage}: {state['done']}/{total} steps  T={lmp.get_thermo('temp'):.3f}  pe={pe:.4f}  "
                       f"({time.perf_counter() - t0:.0f} s)", flush=True)
             if stage == "prod":
                 lmp.command("undump traj")

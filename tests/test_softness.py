@@ -211,6 +211,24 @@ def test_training_recovers_a_known_separating_direction(tmp_path):
     assert back.centers == model.centers and "cross-validated accuracy" in back.describe()
 
 
+def test_held_out_frames_sets_how_many_frames_are_scored():
+    """The held-out figures count every particle of up to held_out_frames held-out frames."""
+    tr, labels = _labelled_trajectory()
+    sf = StructureFunctions(("A", "B"), mu=(0.8, 0.9, 1.0, 1.1), width=0.1, angular=())
+    counts = {}
+    for k in (1, 2):
+        _, rep = train([tr], sf, label_sets=[labels], n_per_class=50, held_out=0.5, Cs=(1.0,), held_out_frames=k)
+        counts[k] = rep["A"]["n_rearranging"] + rep["A"]["n_quiet"]
+    a = tr.species == "A"
+    _, up, calm, _ = labels
+    per_frame = [int(up[t][a].sum() + calm[t][a].sum()) for t in range(4)]
+    # frames 2 and 3 are held out; one frame scored: the first of them, two: both
+    assert counts[1] == per_frame[2]
+    assert counts[2] == per_frame[2] + per_frame[3]
+    with pytest.raises(ValueError, match="held_out_frames"):
+        train([tr], sf, label_sets=[labels], n_per_class=50, held_out=0.5, Cs=(1.0,), held_out_frames=0)
+
+
 def _small_model(tmp_path):
     """A model trained on the labelled set (radial functions near the labelling distance), saved."""
     tr, labels = _labelled_trajectory()
@@ -295,6 +313,8 @@ def test_cli_train_errors(tmp_path, capsys):
     assert "--dt" in capsys.readouterr().err
     assert main(base + ["--labels", "d2min"]) != 0
     assert "--lag" in capsys.readouterr().err
+    assert main(base + ["--held-out-frames", "0"]) != 0
+    assert "--held-out-frames must be at least 1" in capsys.readouterr().err
     assert not out.exists()
 
 

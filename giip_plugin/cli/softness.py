@@ -46,6 +46,9 @@ def add_parser(sub):
     g.add_argument("--reference", metavar="REF.h5", help="the GIIP map of --features giip/both")
     g.add_argument("--n-per-class", type=int, default=6000, help="rearranging and quiet training particles per species")
     g.add_argument("--held-out", type=float, default=0.3, help="fraction of the last frames held out (default 0.3)")
+    g.add_argument("--held-out-frames", type=int, default=10,
+                   help="held-out figures from every particle of at most this many held-out frames per trajectory "
+                        "(default 10)")
     g.add_argument("--max-frames", type=int, default=40,
                    help="training samples from at most this many evenly spaced frames per trajectory (default 40)")
     g.add_argument("--seed", type=int, default=0)
@@ -68,6 +71,8 @@ def run_train(args) -> int:
     from ..species import parse_type_names
     from ..softness import StructureFunctions, Trajectory, d2min, train
 
+    if args.held_out_frames < 1:
+        raise CLIError(f"--held-out-frames must be at least 1, got {args.held_out_frames}")
     inputs = expand_paths(args.traj)
     for path in inputs:
         if not os.path.exists(path):
@@ -126,7 +131,8 @@ def run_train(args) -> int:
         try:
             model, report = train(trajs, feats, window=w, p_c=args.p_c, centers=centers, n_per_class=args.n_per_class,
                                   held_out=args.held_out, seed=args.seed, progress=not args.no_progress, log=_log,
-                                  labels_info=info, max_frames=args.max_frames, provenance=_prov(args, inputs, type_names))
+                                  labels_info=info, max_frames=args.max_frames, held_out_frames=args.held_out_frames,
+                                  provenance=_prov(args, inputs, type_names))
         except ValueError as e:
             raise CLIError(str(e)) from None
     else:
@@ -137,7 +143,7 @@ def run_train(args) -> int:
                 "threshold": float(args.d2min_threshold)}
         model, report = train_on_labels(trajs, feats, labs, args.lag, args.d2min_threshold, centers=centers,
                                         n_per_class=args.n_per_class, held_out=args.held_out, seed=args.seed,
-                                        max_frames=args.max_frames,
+                                        max_frames=args.max_frames, held_out_frames=args.held_out_frames,
                                         progress=not args.no_progress, log=_log, labels_info=info,
                                         provenance=_prov(args, inputs, type_names))
     for c, r in report.items():

@@ -69,7 +69,7 @@ def train_on_labels(trajectories, features, d2min_arrays, lag, threshold, **kw):
 def train(trajectories, features: StructureFunctions, *, window: int | None = None, p_c: float = DEFAULT_P_C,
           quiet: int | None = None, centers=None, n_per_class: int = 6000, held_out: float = 0.3,
           Cs=DEFAULT_CS, seed: int = 0, progress: bool = False, log=None, labels_info: dict | None = None,
-          provenance: dict | None = None, label_sets=None, max_frames: int = 40):
+          provenance: dict | None = None, label_sets=None, max_frames: int = 40, held_out_frames: int = 10):
     """Train a :class:`SoftnessModel` (see the module docstring).
 
     Parameters
@@ -81,6 +81,10 @@ def train(trajectories, features: StructureFunctions, *, window: int | None = No
     max_frames : int
         Training samples come from at most this many frames of each trajectory, evenly spaced
         (each frame costs one neighbour list out to the largest radial centre).
+    held_out_frames : int
+        The held-out figures use every particle of at most this many evenly spaced held-out frames
+        of each trajectory (default 10; at low temperatures rearrangements are rare, and more
+        frames give the fraction with ``S > 0`` a smaller statistical error).
     label_sets : list, optional
         Per trajectory ``(frames, rearranging, quiet, value)`` instead of ``p_hop`` labels (e.g.
         :func:`d2min_labels`).
@@ -105,6 +109,8 @@ def train(trajectories, features: StructureFunctions, *, window: int | None = No
         raise ValueError(f"centre species {missing} are not among the species {list(features.species)}")
     if not 0 <= held_out < 1:
         raise ValueError(f"held_out must be in [0, 1), got {held_out}")
+    if int(held_out_frames) < 1:
+        raise ValueError(f"held_out_frames must be >= 1, got {held_out_frames}")
     rng = np.random.default_rng(seed)
     pools = {c: {"rearr": [], "quiet": []} for c in centers}
     test = []
@@ -167,7 +173,7 @@ def train(trajectories, features: StructureFunctions, *, window: int | None = No
             f"accuracy {acc[s]:.3f}")
     model = SoftnessModel(features, centers, model_arrays["mean"], model_arrays["scale"], model_arrays["weights"],
                           intercept, Cbest, acc, n_used, dict(labels_info or {}), dict(provenance or {}))
-    report = _held_out(model, trajectories, test, progress) if test else {}
+    report = _held_out(model, trajectories, test, progress, int(held_out_frames)) if test else {}
     for c, r in report.items():
         model.provenance[f"held_out_{c}"] = (f"{100 * r['rearranging_positive']:.1f} % of {r['n_rearranging']} "
                                              f"rearranging particles have S > 0, {100 * r['quiet_negative']:.1f} % of "
@@ -192,7 +198,7 @@ def _features_of(trajectories, features, samples, cache, progress, desc):
     return out
 
 
-def _held_out(model, trajectories, test, progress, max_frames: int = 10):
+def _held_out(model, trajectories, test, progress, max_frames: int):
     """Softness of every particle on up to ``max_frames`` held-out frames of each trajectory."""
     report = {}
     acc = {c: {"S": [], "up": [], "calm": []} for c in model.centers}
