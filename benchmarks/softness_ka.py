@@ -45,7 +45,7 @@ def _long_run(work):
                          f"(chunk-to-chunk spread {half[:, 1].std():.4f}).")
         settled = abs(drift) < 2 * half[:, 1].std()
         run["caveat"] = ("the energy had stopped drifting during the second half of the ageing (drift within twice the "
-                         "chunk-to-chunk spread), as in an equilibrated liquid; the thesis's trajectories are longer."
+                         "chunk-to-chunk spread), consistent with an equilibrated liquid; the thesis's trajectories are longer."
                          if settled else "the energy was still drifting at the end of the ageing: an aged glass, not "
                          "an equilibrated liquid as in the thesis; compare them with that caveat.")
     else:
