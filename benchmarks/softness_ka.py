@@ -61,6 +61,8 @@ def main(argv=None):
     p.add_argument("--T", default="0.6", help="0.6: ka_glass.in; another T: the dump of ka_glass_long.py in --work")
     p.add_argument("--n-per-class", type=int, default=2000)
     p.add_argument("--n-map", type=int, default=200, help="training environments of the GIIP map (default 200)")
+    p.add_argument("--max-frames", type=int, default=40,
+                   help="training samples from at most this many evenly spaced training frames (default 40)")
     p.add_argument("--held-out-frames", type=int, default=10,
                    help="held-out frames whose every A particle is scored (default 10)")
     p.add_argument("--doc", default=os.path.join(REPO, "docs", "softness.md"))
@@ -108,7 +110,7 @@ def main(argv=None):
     for name, sf in sources.items():
         t0 = time.perf_counter()
         model, report = train([tr], sf, window=window, p_c=0.2, centers=("A",), n_per_class=args.n_per_class,
-                              held_out=0.3, held_out_frames=args.held_out_frames, seed=0, progress=True,
+                              held_out=0.3, held_out_frames=args.held_out_frames, max_frames=args.max_frames, seed=0, progress=True,
                               log=lambda m: print("  " + m, flush=True))
         runs[name] = (model, report["A"], time.perf_counter() - t0)
         print(f"{name}: CV accuracy {model.cv_accuracy[0]:.3f}, held out S>0 of rearranging "
@@ -151,6 +153,7 @@ def main(argv=None):
     fig.savefig(os.path.join(args.figures, fig_name), dpi=110)
     plt.close(fig)
 
+    n_rearr, n_quiet = (int(x) for x in runs["radial and angular (162)"][0].n_train[0])
     L = ["# Softness: validation on the Kob-Andersen glass former", "",
          "Written by `python benchmarks/softness_ka.py` (2 cores). Softness (Cubuk et al. 2015; Cubuk, thesis, "
          "Harvard 2016) is trained and applied by `giip softness train` / `giip apply SOFT.h5` "
@@ -170,9 +173,9 @@ def main(argv=None):
          "- Features: 48 radial functions per species (mu = 0.3 .. 5.0, L = 0.1) and 66 angular functions (a grid of "
          "the thesis's size, xi = 1.0 .. 3.0, zeta = 1, 2, 4, lambda = +-1, neighbours within 2.0; the thesis's own "
          "table of (xi, lambda, zeta) is not reproduced here).",
-         f"- Training: A particles, {args.n_per_class} rearranging + {args.n_per_class} quiet (particle, frame) "
-         "samples from the first 70 % of the frames (the thesis: 6,000 + 6,000), standardised, linear SVM, C by "
-         "5-fold cross-validation.",
+         f"- Training: A particles, {n_rearr} rearranging + {n_quiet} quiet (particle, frame) samples (at most "
+         f"{args.n_per_class} of each) from {args.max_frames} evenly spaced frames of the first 70 % (the thesis: "
+         "6,000 + 6,000), standardised, linear SVM, C by 5-fold cross-validation.",
          f"- Reading the trajectory: {t_read:.0f} s.", "",
          f"## Results (held out: the last 30 % of the frames, every A particle of {args.held_out_frames} frames)", "",
          "| features | C | cross-validated accuracy | rearranging with S > 0 | quiet with S < 0 | training time (s) |",

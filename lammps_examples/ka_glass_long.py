@@ -19,6 +19,12 @@ off half-way leaves no partial or duplicated frame.
     python lammps_examples/ka_glass_long.py --T 0.47 --out out/ka047 --omp 2
     python lammps_examples/ka_glass_long.py --T 0.47 --out out/ka047 --omp 2   # resumes
 
+docs/softness_T0.47.md used 10,000 tau of ageing and 2,000 tau of production (40 minutes on 2 cores;
+the potential energy after each chunk is kept in state.json):
+
+    python lammps_examples/ka_glass_long.py --T 0.47 --out out/ka047eq --omp 2 \
+        --age-steps 2000000 --prod-steps 400000 --dump-every 200 --chunk 20000
+
 A tiny check: ``--n 4 --age-steps 400 --prod-steps 400 --chunk 200 --dump-every 50``.
 """
 from __future__ import annotations
