@@ -93,6 +93,28 @@ typedef int32_t vi __attribute__((vector_size(4 * B), aligned(4)));
 
 static inline vf select_vf(vi mask, vf a, vf b) { return (vf)(((vi)a & mask) | ((vi)b & ~mask)); }
 
+/* Fourier sums of one parity of the index m (m = m0, m0 + 2, ... < L1) with the cosine and sine
+ * tables c / s (entry m N + col): a += c_m p0[m], b += w_m p1[m], c += v_m p2[m], d += sg s_m p3[m]
+ * (p_k[m] at p_k + m st), where w = s and v = c when second_sin, else w = c and v = s. Four named
+ * sums returned by value (arrays of sums went through the stack, and their half-width initial
+ * stores stalled the full-width loads). */
+typedef struct { vf a, b, c, d; } vf4;
+static inline __attribute__((always_inline)) vf4 parity_sums(const float *restrict cw, const float *restrict sw, i64 N,
+                                                             i64 col, i64 m0, i64 L1, const float *p0, const float *p1,
+                                                             const float *p2, const float *p3, i64 st, int second_sin,
+                                                             float sg) {
+    const vf zero = {0};
+    vf4 r = {zero, zero, zero, zero};
+    for (i64 m = m0; m < L1; m += 2) {
+        const float c = cw[m * N + col], s = sw[m * N + col];
+        r.a += c * LD(p0 + m * st);
+        r.b += (second_sin ? s : c) * LD(p1 + m * st);
+        r.c += (second_sin ? c : s) * LD(p2 + m * st);
+        r.d += (sg * s) * LD(p3 + m * st);
+    }
+    return r;
+}
+
 /* Best grid value and flat index per lane and parity (best_v, best_i: [2][B]) of B pairs, from
  * their harmonic coefficients side by side (ca, cb: [Kc][B]); with Fbuf, every grid value too and
  * the maxima of its rows of N values (gmax: [2][n_beta N][B], the rows of select_starts). */
@@ -148,23 +170,9 @@ grid_block_impl(const Args *A, const float *restrict ca_r, const float *restrict
                 /* gamma_g, gamma_g + pi, -gamma_g and pi - gamma_g share the products: sums over
                  * even (0) and odd (1) m' of the cosine (c) and sine (s) terms */
                 for (i64 g = 0; g <= N / 4; g++) {
-                    /* named accumulators, not arrays indexed by the parity of m': arrays went through
-                     * the stack, and their half-width initial stores stalled the full-width loads */
-                    vf c0r = zero, c0i = zero, s0r = zero, s0i = zero, c1r = zero, c1i = zero, s1r = zero, s1i = zero;
-                    for (i64 mp = 0; mp < L1; mp += 2) {
-                        const float c = A->cw[mp * N + g], s = A->sw[mp * N + g];
-                        c0r += c * LD(Pr + mp * B);
-                        c0i += c * LD(Pi + mp * B);
-                        s0r += s * LD(Qi + mp * B);
-                        s0i -= s * LD(Qr + mp * B);
-                    }
-                    for (i64 mp = 1; mp < L1; mp += 2) {
-                        const float c = A->cw[mp * N + g], s = A->sw[mp * N + g];
-                        c1r += c * LD(Pr + mp * B);
-                        c1i += c * LD(Pi + mp * B);
-                        s1r += s * LD(Qi + mp * B);
-                        s1i -= s * LD(Qr + mp * B);
-                    }
+                    const vf4 e = parity_sums(A->cw, A->sw, N, g, 0, L1, Pr, Pi, Qi, Qr, B, 0, -1.0f);
+                    const vf4 d = parity_sums(A->cw, A->sw, N, g, 1, L1, Pr, Pi, Qi, Qr, B, 0, -1.0f);
+                    const vf c0r = e.a, c0i = e.b, s0r = e.c, s0i = e.d, c1r = d.a, c1i = d.b, s1r = d.c, s1i = d.d;
                     float *o = U_r + (par * L1 + m) * N * B, *oi = U_i + (par * L1 + m) * N * B;
                     ST(o + g * B, c0r + c1r + s0r + s1r);
                     ST(oi + g * B, c0i + c1i + s0i + s1i);
@@ -181,21 +189,10 @@ grid_block_impl(const Args *A, const float *restrict ca_r, const float *restrict
          * alpha_a + pi, -alpha_a and pi - alpha_a share the products as above */
         for (i64 g = 0; g < N; g++) {
             for (i64 a = 0; a <= N / 4; a++) {
-                vf ce0 = zero, se0 = zero, co0 = zero, so0 = zero, ce1 = zero, se1 = zero, co1 = zero, so1 = zero;
-                for (i64 m = 0; m < L1; m += 2) {
-                    const float c = A->cal[m * N + a], s = A->sal[m * N + a];
-                    ce0 += c * LD(U_r + (m * N + g) * B);
-                    se0 += s * LD(U_i + (m * N + g) * B);
-                    co0 += c * LD(U_r + ((L1 + m) * N + g) * B);
-                    so0 += s * LD(U_i + ((L1 + m) * N + g) * B);
-                }
-                for (i64 m = 1; m < L1; m += 2) {
-                    const float c = A->cal[m * N + a], s = A->sal[m * N + a];
-                    ce1 += c * LD(U_r + (m * N + g) * B);
-                    se1 += s * LD(U_i + (m * N + g) * B);
-                    co1 += c * LD(U_r + ((L1 + m) * N + g) * B);
-                    so1 += s * LD(U_i + ((L1 + m) * N + g) * B);
-                }
+                const float *ur = U_r + g * B, *ui = U_i + g * B, *ur2 = U_r + (L1 * N + g) * B, *ui2 = U_i + (L1 * N + g) * B;
+                const vf4 e = parity_sums(A->cal, A->sal, N, a, 0, L1, ur, ui, ur2, ui2, N * B, 1, 1.0f);
+                const vf4 d = parity_sums(A->cal, A->sal, N, a, 1, L1, ur, ui, ur2, ui2, N * B, 1, 1.0f);
+                const vf ce0 = e.a, se0 = e.b, co0 = e.c, so0 = e.d, ce1 = d.a, se1 = d.b, co1 = d.c, so1 = d.d;
                 const i64 as[4] = {a, a + N / 2, (N - a) % N, N / 2 - a};
                 const vf fe[4] = {ce0 + ce1 + se0 + se1, ce0 - ce1 + se0 - se1, ce0 + ce1 - se0 - se1, ce0 - ce1 - se0 + se1};
                 const vf fo[4] = {co0 + co1 + so0 + so1, co0 - co1 + so0 - so1, co0 + co1 - so0 - so1, co0 - co1 - so0 + so1};
