@@ -110,8 +110,8 @@ def main(argv=None):
     for name, sf in sources.items():
         t0 = time.perf_counter()
         model, report = train([tr], sf, window=window, p_c=0.2, centers=("A",), n_per_class=args.n_per_class,
-                              held_out=0.3, held_out_frames=args.held_out_frames, max_frames=args.max_frames, seed=0, progress=True,
-                              log=lambda m: print("  " + m, flush=True))
+                              held_out=0.3, held_out_frames=args.held_out_frames, max_frames=args.max_frames,
+                              seed=0, progress=True, log=lambda m: print("  " + m, flush=True))
         runs[name] = (model, report["A"], time.perf_counter() - t0)
         print(f"{name}: CV accuracy {model.cv_accuracy[0]:.3f}, held out S>0 of rearranging "
               f"{report['A']['rearranging_positive']:.3f}", flush=True)

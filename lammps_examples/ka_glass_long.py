@@ -19,8 +19,8 @@ off half-way leaves no partial or duplicated frame.
     python lammps_examples/ka_glass_long.py --T 0.47 --out out/ka047 --omp 2
     python lammps_examples/ka_glass_long.py --T 0.47 --out out/ka047 --omp 2   # resumes
 
-docs/softness_T0.47.md used 10,000 tau of ageing and 2,000 tau of production (40 minutes on 2 cores;
-the potential energy after each chunk is kept in state.json):
+A run with 10,000 tau of ageing and 2,000 tau of production (40 minutes on 2 cores; the potential
+energy after each chunk is kept in state.json, whose plateau benchmarks/softness_ka.py reports):
 
     python lammps_examples/ka_glass_long.py --T 0.47 --out out/ka047eq --omp 2 \
         --age-steps 2000000 --prod-steps 400000 --dump-every 200 --chunk 20000
