@@ -7,7 +7,10 @@
    production dumped every 0.5 tau) unless its dump is in ``--work`` already.
 2. Trains softness for the A particles (``p_hop`` window 10 tau, ``p_c = 0.2``, the first 70 % of
    the frames; 5-fold cross-validated C), with all structure functions and with the radial ones
-   only, with the diffusion coordinates of a GIIP map of the same run, and with both.
+   only, with the diffusion coordinates of a GIIP map of the same run, and with both; each with
+   two sets of quiet training particles (``--protocols``): quiet within one window around the
+   frame, and quiet over the structural relaxation time tau_alpha before it (the published
+   protocol; tau_alpha from the self-intermediate scattering function of the same run).
 3. On the held-out last 30 % of the frames: the fraction of rearranging A particles with
    S > 0 (the thesis: about 90 % at T = 0.47), of quiet ones with S < 0, and P_R(S), the
    fraction of particles rearranging against softness (the thesis: it rises roughly
@@ -55,6 +58,49 @@ def _long_run(work):
     return run
 
 
+def _tau_alpha(positions, dt_frame, k=7.25):
+    """The structural relaxation time: where the self-intermediate scattering function
+    ``F_s(k, t) = <cos(k . dr)>`` of the given particles (``positions`` ``(T, N, 3)``, unwrapped; ``k``
+    at the first peak of S(k) of the A particles, 7.25 / sigma) falls to 1/e, averaged over the
+    three axes and over time origins. Returns ``(tau_alpha, lags, F_s)``; tau_alpha is NaN when
+    ``F_s`` stays above 1/e over half the run."""
+    T = len(positions)
+    lags = np.unique(np.round(np.geomspace(1, max(T // 2, 1), 40)).astype(int))
+    fs = []
+    for lag in lags:
+        origins = np.arange(0, T - lag, max(1, (T - lag) // 50))
+        d = positions[origins + lag] - positions[origins]
+        fs.append(float(np.mean(np.cos(k * d))))
+    fs = np.array(fs)
+    below = np.flatnonzero(fs < np.exp(-1))
+    if not len(below):
+        return float("nan"), lags * dt_frame, fs
+    j = below[0]
+    if j == 0:
+        return float(lags[0] * dt_frame), lags * dt_frame, fs
+    # interpolate log F_s linearly in log t between the lags around 1/e
+    x0, x1, y0, y1 = np.log(lags[j - 1]), np.log(lags[j]), np.log(fs[j - 1]), np.log(fs[j])
+    return float(np.exp(x0 + (-1 - y0) * (x1 - x0) / (y1 - y0)) * dt_frame), lags * dt_frame, fs
+
+
+class _Cached:
+    """A feature source whose values per (frame, particles) are computed once and reused: the
+    feature sets and protocols of this script score the same held-out frames (and often the same
+    samples) again. Everything else is the wrapped source's own (names, ``to_dict``, ...)."""
+
+    def __init__(self, inner):
+        self._inner, self._memo = inner, {}
+
+    def __getattr__(self, name):
+        return getattr(self._inner, name)
+
+    def compute(self, atoms, indices=None, species=None, **kw):
+        key = (id(atoms), None if indices is None else np.asarray(indices, dtype=np.int64).tobytes())
+        if key not in self._memo:
+            self._memo[key] = self._inner.compute(atoms, indices, species, **kw)
+        return self._memo[key]
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--work", default=os.path.join(HERE, "out", "ka"))
@@ -65,6 +111,10 @@ def main(argv=None):
                    help="training samples from at most this many evenly spaced training frames (default 40)")
     p.add_argument("--held-out-frames", type=int, default=10,
                    help="held-out frames whose every A particle is scored (default 10)")
+    p.add_argument("--protocols", default="window,tau_alpha",
+                   help="quiet training particles, comma-separated: window (p_hop < p_c within one window before "
+                        "and after) and/or tau_alpha (p_hop < p_c over the tau_alpha before the frame, the "
+                        "published protocol's 'hard' particles); default both")
     p.add_argument("--doc", default=os.path.join(REPO, "docs", "softness.md"))
     p.add_argument("--figures", default=os.path.join(REPO, "docs", "figures"))
     args = p.parse_args(argv)
@@ -89,6 +139,16 @@ def main(argv=None):
     dt, interval = 0.005, tr.frame_interval()
     window = int(round(10.0 / (dt * interval)))
     window += window % 2
+    protocols = [x.strip() for x in args.protocols.split(",") if x.strip()]
+    if not protocols or set(protocols) - {"window", "tau_alpha"}:
+        sys.exit(f"--protocols: window and/or tau_alpha, got {args.protocols!r}")
+    tau_a, fs_t, fs = _tau_alpha(tr.positions[:, A], dt * interval)
+    print(f"tau_alpha (F_s(7.25, t) = 1/e, A particles): {tau_a:.1f} tau", flush=True)
+    quiet_of = {"window": (window, "both")}
+    if "tau_alpha" in protocols:
+        if not np.isfinite(tau_a):
+            sys.exit("F_s stays above 1/e over half the run: tau_alpha is not measurable here; use --protocols window")
+        quiet_of["tau_alpha"] = (int(round(tau_a / (dt * interval))), "before")
     # a GIIP map of the A particles' first shells (vector species, cutoff at the first minimum of g_AA)
     ref_path = os.path.join(args.work, "ka_giip.h5")
     if not os.path.exists(ref_path):
@@ -100,21 +160,27 @@ def main(argv=None):
         ref.save(ref_path)
         print(f"GIIP map: {ref.n_train} environments, {ref.n_classes} classes, {ref.n_coords} coordinates, "
               f"{time.perf_counter() - t0:.0f} s", flush=True)
-    coords = MapCoordinates.of(ref_path)
-    sf_all, sf_radial = StructureFunctions(("A", "B")), StructureFunctions(("A", "B"), angular=())
+    coords = _Cached(MapCoordinates.of(ref_path))
+    sf_all, sf_radial = _Cached(StructureFunctions(("A", "B"))), _Cached(StructureFunctions(("A", "B"), angular=()))
     sources = {"radial and angular (162)": sf_all, "radial only (96)": sf_radial,
                f"GIIP coordinates ({coords.n_coords})": coords,
                f"structure functions + GIIP coordinates ({sf_all.n_features + coords.n_coords})":
                    FeatureSet((sf_all, coords))}
-    runs = {}
-    for name, sf in sources.items():
-        t0 = time.perf_counter()
-        model, report = train([tr], sf, window=window, p_c=0.2, centers=("A",), n_per_class=args.n_per_class,
-                              held_out=0.3, held_out_frames=args.held_out_frames, max_frames=args.max_frames,
-                              seed=0, progress=True, log=lambda m: print("  " + m, flush=True))
-        runs[name] = (model, report["A"], time.perf_counter() - t0)
-        print(f"{name}: CV accuracy {model.cv_accuracy[0]:.3f}, held out S>0 of rearranging "
-              f"{report['A']['rearranging_positive']:.3f}", flush=True)
+    main_protocol = protocols[-1]  # the figure and the P_R table: the last protocol given (tau_alpha by default)
+    runs_of = {}
+    for prot in protocols:
+        q, side = quiet_of[prot]
+        runs = runs_of[prot] = {}
+        for name, sf in sources.items():
+            t0 = time.perf_counter()
+            model, report = train([tr], sf, window=window, p_c=0.2, quiet=q, quiet_side=side, centers=("A",),
+                                  n_per_class=args.n_per_class, held_out=0.3, held_out_frames=args.held_out_frames,
+                                  max_frames=args.max_frames, seed=0, progress=True,
+                                  log=lambda m: print("  " + m, flush=True))
+            runs[name] = (model, report["A"], time.perf_counter() - t0)
+            print(f"[{prot}] {name}: CV accuracy {model.cv_accuracy[0]:.3f}, held out S>0 of rearranging "
+                  f"{report['A']['rearranging_positive']:.3f}", flush=True)
+    runs = runs_of[main_protocol]
     full_model = runs["radial and angular (162)"][0]
     full_model.save(os.path.join(args.work, "ka_softness.h5"))
 
@@ -124,7 +190,7 @@ def main(argv=None):
     import matplotlib.pyplot as plt
 
     os.makedirs(args.figures, exist_ok=True)
-    fig, axes = plt.subplots(1, 2, figsize=(9.5, 3.6), constrained_layout=True)
+    fig, axes = plt.subplots(1, 3, figsize=(14, 3.6), constrained_layout=True)
     for name, (model, rep, _) in runs.items():
         if "GIIP" in name and "+" not in name:
             continue  # a few coordinates: P_R over them is in the table
@@ -149,6 +215,13 @@ def main(argv=None):
     axes[1].set_xlabel("softness S")
     axes[1].set_ylabel("density")
     axes[1].legend(fontsize=8)
+    axes[2].semilogx(fs_t, fs, "o-", ms=3)
+    axes[2].axhline(np.exp(-1), color="k", lw=0.8, ls=":")
+    if np.isfinite(tau_a):
+        axes[2].axvline(tau_a, color="k", lw=0.8)
+    axes[2].set_xlabel("t (tau)")
+    axes[2].set_ylabel("F_s(k = 7.25, t), A particles")
+    axes[2].set_title(f"tau_alpha = {tau_a:.0f} tau", fontsize=9)
     fig_name = "softness_ka.png" if args.T == "0.6" else f"softness_ka_T{args.T}.png"
     fig.savefig(os.path.join(args.figures, fig_name), dpi=110)
     plt.close(fig)
@@ -159,33 +232,48 @@ def main(argv=None):
          "Harvard 2016) is trained and applied by `giip softness train` / `giip apply SOFT.h5` "
          "(`giip_plugin/softness/`).", "",
          "## System and protocol", "",
-         (f"- `lammps_examples/ka_glass.in`: Kob-Andersen 80:20, 4,000 particles, rho = 1.2, **T = {args.T}** "
+         (f"- `lammps_examples/ka_glass.in`: Kob-Andersen 80:20, {len(A):,} particles, rho = 1.2, **T = {args.T}** "
           "(NVT), 200 tau of production dumped every 0.5 tau (401 frames, `id type xu yu zu`). The thesis works "
           "at T = 0.47, where the relaxation is about 100 times slower than here; that run is on its own page, "
           "[softness_T0.47.md](softness_T0.47.md)." if args.T == "0.6" else
-          f"- `lammps_examples/ka_glass_long.py --T {args.T}` (resumable): Kob-Andersen 80:20, 4,000 particles, "
+          f"- `lammps_examples/ka_glass_long.py --T {args.T}` (resumable): Kob-Andersen 80:20, {len(A):,} particles, "
           f"rho = 1.2, quenched from T = 2 to **T = {args.T}** over 25 tau and held 75 tau, aged {run['age']:,.0f} "
           f"tau, then {run['prod']:,.0f} tau of production (NVT) dumped every {run['every']:g} tau "
           f"({len(tr.frames)} frames, `id type xu yu zu`). {run['ageing']} Mean squared displacement of the A "
           f"particles over the production: {msd:.2f} sigma^2 (a relaxed liquid: above about 1)."),
-         f"- Rearrangements: `p_hop` over a window of 10 tau ({window} frames), `p_c = 0.2`; quiet particles: "
-         "`p_hop < p_c` within one window before and after.",
+         f"- Rearrangements: `p_hop` over a window of 10 tau ({window} frames), `p_c = 0.2`. The structural relaxation "
+         f"time of this run, where the A particles' self-intermediate scattering function F_s(k = 7.25, t) falls "
+         f"to 1/e: **tau_alpha = {tau_a:.0f} tau**.",
+         "- Quiet (non-rearranging) training particles, two protocols (`giip softness train --quiet TIME "
+         "--quiet-side both|before`): *window*, `p_hop < p_c` within one window (10 tau) before and after the "
+         "frame (the command's default); *tau_alpha*, `p_hop < p_c` over the tau_alpha before the frame, the "
+         "published protocol's 'hard' particles, which have not rearranged in a time tau_alpha preceding their "
+         "structural characterisation (Schoenholz et al., Nat. Phys. 12, 469 (2016)). The held-out fraction of "
+         "rearranging particles with S > 0 does not depend on this choice; the held-out quiet particles are "
+         "those of the protocol.",
          "- Features: 48 radial functions per species (mu = 0.3 .. 5.0, L = 0.1) and 66 angular functions (a grid of "
          "the thesis's size, xi = 1.0 .. 3.0, zeta = 1, 2, 4, lambda = +-1, neighbours within 2.0; the thesis's own "
          "table of (xi, lambda, zeta) is not reproduced here).",
-         f"- Training: A particles, {n_rearr} rearranging + {n_quiet} quiet (particle, frame) samples (at most "
+         f"- Training: A particles, " + "; ".join(
+             f"{int(r['radial and angular (162)'][0].n_train[0][0])} rearranging + "
+             f"{int(r['radial and angular (162)'][0].n_train[0][1])} quiet (particle, frame) samples with the "
+             f"{pr_} protocol" for pr_, r in runs_of.items()) + f" (at most "
          f"{args.n_per_class} of each) from {args.max_frames} evenly spaced frames of the first 70 % (the thesis: "
          "6,000 + 6,000), standardised, linear SVM, C by 5-fold cross-validation.",
          f"- Reading the trajectory: {t_read:.0f} s.", "",
          f"## Results (held out: the last 30 % of the frames, every A particle of {args.held_out_frames} frames)", "",
-         "| features | C | cross-validated accuracy | rearranging with S > 0 | quiet with S < 0 | training time (s) |",
-         "|---|---|---|---|---|---|"]
-    for name, (model, rep, sec) in runs.items():
-        L.append(f"| {name} | {model.C[0]:g} | {model.cv_accuracy[0]:.3f} | "
-                 f"{100 * rep['rearranging_positive']:.1f} % (of {rep['n_rearranging']}) | "
-                 f"{100 * rep['quiet_negative']:.1f} % (of {rep['n_quiet']}) | {sec:.0f} |")
+         "| quiet protocol | features | C | cross-validated accuracy | rearranging with S > 0 | quiet with S < 0 | "
+         "training time (s) |",
+         "|---|---|---|---|---|---|---|"]
+    for prot, rs in runs_of.items():
+        for name, (model, rep, sec) in rs.items():
+            L.append(f"| {prot} | {name} | {model.C[0]:g} | {model.cv_accuracy[0]:.3f} | "
+                     f"{100 * rep['rearranging_positive']:.1f} % (of {rep['n_rearranging']}) | "
+                     f"{100 * rep['quiet_negative']:.1f} % (of {rep['n_quiet']}) | {sec:.0f} |")
+    L += ["", "Training times include computing the features; a feature set scored after another reuses "
+          "the features already computed for the same frames and particles."]
     pr = runs["radial and angular (162)"][1]["P_R"]
-    L += ["", "P_R(S) by deciles of S (all structure functions):", "",
+    L += ["", f"P_R(S) by deciles of S (all structure functions, {main_protocol} protocol):", "",
           "| median S of the decile | " + " | ".join(f"{v:.2f}" for v in pr["S"]) + " |",
           "|---|" + "---|" * len(pr["S"]),
           "| P_R | " + " | ".join(f"{v:.4f}" for v in pr["P_R"]) + " |", "",
@@ -203,9 +291,12 @@ def main(argv=None):
           "trains the GIIP variants from the command line.", ""]
     with open(args.doc, "w") as fh:
         fh.write("\n".join(L))
-    json.dump({k: {"cv": float(m.cv_accuracy[0]), "C": float(m.C[0]), "positive": r["rearranging_positive"],
-                   "quiet_negative": r["quiet_negative"], "P_R": r["P_R"], "seconds": s}
-               for k, (m, r, s) in runs.items()}, open(os.path.join(args.work, "softness_results.json"), "w"), indent=1)
+    json.dump({"tau_alpha": tau_a, "F_s": {"t": fs_t.tolist(), "F_s": fs.tolist()},
+               "runs": {prot: {k: {"cv": float(m.cv_accuracy[0]), "C": float(m.C[0]),
+                                   "positive": r["rearranging_positive"], "quiet_negative": r["quiet_negative"],
+                                   "P_R": r["P_R"], "seconds": s} for k, (m, r, s) in rs.items()}
+                        for prot, rs in runs_of.items()}},
+              open(os.path.join(args.work, "softness_results.json"), "w"), indent=1)
     print(f"wrote {args.doc}")
 
 

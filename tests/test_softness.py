@@ -117,6 +117,32 @@ def test_p_hop_of_a_known_jump():
         p_hop(X, 7)
 
 
+def test_quiet_particles_both_sides_and_before_follow_their_definitions():
+    rng = np.random.default_rng(1)
+    T, N = 80, 4
+    X = rng.normal(scale=0.02, size=(T, N, 3))
+    X[40:, 1] += [0.7, 0.0, 0.0]  # particle 1 hops at frame 40
+    X[20:, 2] += [0.0, 0.7, 0.0]  # particle 2 at frame 20
+    window, p_c, q = 10, 0.05, 12
+    for side in ("both", "before"):
+        frames, up, calm, ph = rearrangement_labels(X, window, p_c, quiet=q, quiet_side=side)
+        n = len(ph)
+        for t in range(n):  # quiet at t: p_hop < p_c over [t - q, t + q] or [t - q, t], inside the labelled frames
+            lo, hi = t - q, (t + q if side == "both" else t)
+            inside = lo >= 0 and hi <= n - 1
+            expect = (ph[max(lo, 0):min(hi, n - 1) + 1] < p_c).all(axis=0) & inside
+            np.testing.assert_array_equal(calm[t], expect, err_msg=f"{side}, frame {t}")
+        # after its hop, particle 2 is quiet "before" sooner than "on both sides"
+        if side == "both":
+            both = calm
+    assert calm[:, 2].sum() > both[:, 2].sum()
+    assert not calm[:q].any() and calm[-1, 0] and not both[-1, 0]
+    with pytest.raises(ValueError, match="quiet_side"):
+        rearrangement_labels(X, window, p_c, quiet=q, quiet_side="after")
+    with pytest.raises(ValueError, match="not shorter than"):
+        rearrangement_labels(X, window, p_c, quiet=T)
+
+
 def _write_dump(path, frames, L, cols=("id", "type", "x", "y", "z"), steps=None):
     with open(path, "w") as fh:
         for k, (ids, types, pos) in enumerate(frames):
@@ -287,6 +313,7 @@ def test_cli_train_info_apply(tmp_path, capsys):
     assert main(["info", str(out)]) == 0
     text = capsys.readouterr().out
     assert "softness model" in text and "centre A" in text and "window_frames = 6" in text
+    assert "quiet_frames = 6" in text and "quiet_side = both" in text
     res = tmp_path / "soft.dump"
     assert main(["apply", str(out), str(dump), "-o", str(res), "--frames", "0:2", "--no-progress"]) == 0
     capsys.readouterr()
@@ -315,6 +342,10 @@ def test_cli_train_errors(tmp_path, capsys):
     assert "--lag" in capsys.readouterr().err
     assert main(base + ["--held-out-frames", "0"]) != 0
     assert "--held-out-frames must be at least 1" in capsys.readouterr().err
+    assert main(base + ["--window-frames", "4", "--quiet", "5"]) != 0
+    assert "--quiet is a time: give --dt too" in capsys.readouterr().err
+    assert main(base + ["--window-frames", "4", "--quiet-frames", "8"]) != 0
+    assert "not shorter than" in capsys.readouterr().err
     assert not out.exists()
 
 

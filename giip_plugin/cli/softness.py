@@ -35,6 +35,13 @@ def add_parser(sub):
     g.add_argument("--window", type=float, default=10.0, help="p_hop window in time units (default 10)")
     g.add_argument("--dt", type=float, default=None, help="MD time step (time units per step), to convert --window")
     g.add_argument("--window-frames", type=int, default=None, help="p_hop window in frames (instead of --window/--dt)")
+    g.add_argument("--quiet", type=float, default=None, metavar="TIME",
+                   help="quiet (non-rearranging) training particles: p_hop < p_c for this time around the frame "
+                        "(default one window; time units, with --dt)")
+    g.add_argument("--quiet-frames", type=int, default=None, help="the same in frames (instead of --quiet/--dt)")
+    g.add_argument("--quiet-side", choices=("both", "before"), default="both",
+                   help="both: quiet over [t - quiet, t + quiet] (default); before: over [t - quiet, t], the "
+                        "published protocol's hard particles (no rearrangement in tau_alpha before the frame)")
     g.add_argument("--lag", type=int, default=None, help="D2min lag in frames (--labels d2min)")
     g.add_argument("--d2min-cutoff", type=float, default=1.5, help="D2min neighbour cutoff (default 1.5)")
     g.add_argument("--d2min-threshold", type=float, default=None, help="D2min above which a particle rearranges")
@@ -125,11 +132,24 @@ def run_train(args) -> int:
                 raise CLIError("the trajectory has one frame: p_hop needs a run of frames")
             w = int(round(args.window / (args.dt * interval)))
             w += w % 2
+        if args.quiet_frames is not None:
+            q = int(args.quiet_frames)
+        elif args.quiet is not None:
+            if args.dt is None or interval <= 0:
+                raise CLIError("--quiet is a time: give --dt too, or --quiet-frames")
+            q = int(round(args.quiet / (args.dt * interval)))
+        else:
+            q = w
+        if q < 0:
+            raise CLIError(f"--quiet/--quiet-frames must not be negative, got {q} frames")
         info = {"method": "p_hop", "p_c": float(args.p_c), "window_frames": int(w),
-                "window_time": float(w * interval * args.dt) if args.dt else None, "frame_interval_steps": interval}
-        _log(f"p_hop window {w} frames, p_c = {args.p_c:g}")
+                "window_time": float(w * interval * args.dt) if args.dt else None, "frame_interval_steps": interval,
+                "quiet_frames": q, "quiet_side": args.quiet_side}
+        _log(f"p_hop window {w} frames, p_c = {args.p_c:g}; quiet: p_hop < p_c over {q} frames "
+             f"{'on both sides of' if args.quiet_side == 'both' else 'before'} the frame")
         try:
-            model, report = train(trajs, feats, window=w, p_c=args.p_c, centers=centers, n_per_class=args.n_per_class,
+            model, report = train(trajs, feats, window=w, p_c=args.p_c, quiet=q, quiet_side=args.quiet_side,
+                                  centers=centers, n_per_class=args.n_per_class,
                                   held_out=args.held_out, seed=args.seed, progress=not args.no_progress, log=_log,
                                   labels_info=info, max_frames=args.max_frames, held_out_frames=args.held_out_frames,
                                   provenance=_prov(args, inputs, type_names))

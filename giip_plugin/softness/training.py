@@ -2,7 +2,10 @@
 
 1. Rearrangements: ``p_hop`` over a window of ``window`` frames (:func:`.labels.p_hop`); a
    particle rearranges at frame ``t`` when ``p_hop > p_c``, and is *quiet* at ``t`` when
-   ``p_hop < p_c`` at every frame within ``quiet`` frames of ``t`` (default: one window).
+   ``p_hop < p_c`` at every frame within ``quiet`` frames of ``t`` (default: one window), or,
+   with ``quiet_side="before"``, at every frame of the ``quiet`` frames up to ``t``: the
+   published protocol's "hard" particles, which have not rearranged in a time ``tau_alpha``
+   preceding their structural characterisation (Schoenholz et al., Nat. Phys. 2016).
 2. Balanced training sets per centre species: ``n_per_class`` rearranging and as many quiet
    (particle, frame) samples (fewer when fewer exist), drawn at random (``seed``) from up to
    ``max_frames`` evenly spaced training frames; the first ``1 - held_out`` of each trajectory's
@@ -27,21 +30,38 @@ __all__ = ["train", "train_on_labels", "rearrangement_labels", "d2min_labels", "
 DEFAULT_CS = (0.001, 0.01, 0.1, 1.0, 10.0)
 
 
-def rearrangement_labels(positions, window: int, p_c: float = DEFAULT_P_C, quiet: int | None = None):
+QUIET_SIDES = ("both", "before")
+
+
+def rearrangement_labels(positions, window: int, p_c: float = DEFAULT_P_C, quiet: int | None = None,
+                         quiet_side: str = "both"):
     """``(frames, rearranging, quiet, ph)``: the frames ``t`` with a full window, boolean arrays
-    ``(len(frames), N)`` of rearranging and quiet particles, and ``p_hop`` itself."""
+    ``(len(frames), N)`` of rearranging and quiet particles, and ``p_hop`` itself. Quiet:
+    ``p_hop < p_c`` over ``[t - quiet, t + quiet]`` (``quiet_side="both"``) or over
+    ``[t - quiet, t]`` (``"before"``); frames whose interval leaves the labelled frames are never
+    quiet."""
+    if quiet_side not in QUIET_SIDES:
+        raise ValueError(f"quiet_side must be one of {QUIET_SIDES}, got {quiet_side!r}")
     ph = p_hop(positions, window)
     h = int(window) // 2
     frames = np.arange(h, h + len(ph))
     q = int(window) if quiet is None else int(quiet)
+    if q < 0:
+        raise ValueError(f"quiet must be >= 0 frames, got {q}")
+    if q >= len(ph):
+        raise ValueError(f"the quiet interval ({q} frames) is not shorter than the {len(ph)} labelled frames: "
+                         "a shorter quiet time or a longer trajectory")
     above = ph > p_c
-    # quiet: below p_c over [t - q, t + q] (a running maximum over the frames available)
     from scipy.ndimage import maximum_filter1d
 
-    runmax = maximum_filter1d(ph, size=2 * q + 1, axis=0, mode="nearest")
-    calm = runmax < p_c
     edge = np.zeros(len(ph), dtype=bool)
-    edge[:q] = edge[len(ph) - q:] = True  # the window around t leaves the trajectory
+    edge[:q] = True  # the interval before t leaves the trajectory
+    if quiet_side == "both":
+        runmax = maximum_filter1d(ph, size=2 * q + 1, axis=0, mode="nearest")  # over [t - q, t + q]
+        edge[len(ph) - q:] = True
+    else:
+        runmax = maximum_filter1d(ph, size=q + 1, axis=0, origin=q // 2, mode="nearest")  # over [t - q, t]
+    calm = runmax < p_c
     calm[edge] = False
     return frames, above, calm, ph
 
@@ -67,7 +87,8 @@ def train_on_labels(trajectories, features, d2min_arrays, lag, threshold, **kw):
 
 
 def train(trajectories, features: StructureFunctions, *, window: int | None = None, p_c: float = DEFAULT_P_C,
-          quiet: int | None = None, centers=None, n_per_class: int = 6000, held_out: float = 0.3,
+          quiet: int | None = None, quiet_side: str = "both", centers=None, n_per_class: int = 6000,
+          held_out: float = 0.3,
           Cs=DEFAULT_CS, seed: int = 0, progress: bool = False, log=None, labels_info: dict | None = None,
           provenance: dict | None = None, label_sets=None, max_frames: int = 40, held_out_frames: int = 10):
     """Train a :class:`SoftnessModel` (see the module docstring).
@@ -90,6 +111,10 @@ def train(trajectories, features: StructureFunctions, *, window: int | None = No
         :func:`d2min_labels`).
     p_c : float
         Rearrangement threshold of ``p_hop`` (length units squared; 0.2 for Kob-Andersen).
+    quiet, quiet_side : int, str
+        Quiet particles (:func:`rearrangement_labels`): ``p_hop < p_c`` within ``quiet`` frames
+        (default one window) on both sides of the frame, or (``"before"``) in the ``quiet`` frames
+        up to it.
     centers : species to train a hyperplane for (default: every species of ``features``).
     n_per_class, held_out, Cs, seed, progress, log : see the module docstring.
 
@@ -125,7 +150,7 @@ def train(trajectories, features: StructureFunctions, *, window: int | None = No
         elif window is None:
             raise ValueError("give the p_hop window (in frames) or label_sets")
         else:
-            fr, up, calm, ph = rearrangement_labels(tr.positions, window, p_c, quiet)
+            fr, up, calm, ph = rearrangement_labels(tr.positions, window, p_c, quiet, quiet_side)
         n_train_frames = int(np.ceil(len(fr) * (1 - held_out)))
         use = np.zeros(len(fr), dtype=bool)
         use[np.unique(np.linspace(0, n_train_frames - 1, min(int(max_frames), n_train_frames)).astype(int))] = True
