@@ -254,7 +254,7 @@ def main(argv=None):
          "- Features: 48 radial functions per species (mu = 0.3 .. 5.0, L = 0.1) and 66 angular functions (a grid of "
          "the thesis's size, xi = 1.0 .. 3.0, zeta = 1, 2, 4, lambda = +-1, neighbours within 2.0; the thesis's own "
          "table of (xi, lambda, zeta) is not reproduced here).",
-         f"- Training: A particles, " + "; ".join(
+         "- Training: A particles, " + "; ".join(
              f"{int(r['radial and angular (162)'][0].n_train[0][0])} rearranging + "
              f"{int(r['radial and angular (162)'][0].n_train[0][1])} quiet (particle, frame) samples with the "
              f"{pr_} protocol" for pr_, r in runs_of.items()) + f" (at most "
