@@ -14,8 +14,10 @@
    model of its training environments: motifs generated at 5 values of dc1 and of dc2, the
    requested against the obtained coordinates; a rendering along dc1 (OVITO).
 3. NiNb (the paper's sample quench1M and parameters: Ni-centred, sign species, 3 / 4 A, sigma 1 A):
-   a map of 300 training environments, a model of them (every neighbour within 4 A: up to 20
-   slots); the same measures.
+   a map of 300 training environments and a model of every Ni atom of the sample with the map's
+   settings (every neighbour within 4 A: up to 20 slots; the default latent size); the same
+   measures. Beside it, models of the map's 300 training environments only and of every Ni atom
+   at latent 8, 16, 32 and 48 (held-out reconstruction only).
 
 Every step is cached in ``--work`` (models, maps, a JSON of the figures); delete a file to redo it.
 """
@@ -124,10 +126,16 @@ def ninb_build():
                                    type_names="1=Ni,2=Nb", n_train=300, epsilon=1.5, seed=0, progress=False)
 
 
-def map_model(work, tag, build, epochs, latent=8):
-    """``(model, ref, motifs)``: the map ``build()`` makes and a model of its training environments,
-    both cached in ``work``."""
-    from giip_plugin.generate.training import motifs_of_reference, train
+NINB_DUMP = os.path.join(REPO, "tests", "data", "ninb", "quench1M.dump")
+
+
+def map_model(work, tag, build, epochs, latent=None, source="map"):
+    """``(model, ref, motifs)``: the map ``build()`` makes and a model of its environments, both
+    cached in ``work``. ``source``: ``"map"``, the map's training environments; ``"frames"``, every
+    centre atom of the NiNb sample (the map's settings: many more motifs). ``latent``: default
+    the model's own default for the slot count."""
+    from giip_plugin.generate.training import motifs_of_frames, motifs_of_reference, train
+    from giip_plugin.io import iter_frames
     from giip_plugin.reference import ReferenceMap
 
     path = os.path.join(work, f"{tag}_map.h5")
@@ -136,21 +144,39 @@ def map_model(work, tag, build, epochs, latent=8):
         build().save(path)
         log(f"{tag} map built in {time.time() - t0:.0f} s")
     ref = ReferenceMap.load(path)
-    motifs = motifs_of_reference(ref)
-    model = cached_model(os.path.join(work, f"{tag}_gen.h5"), lambda: train(
+    if source == "map":
+        motifs, name = motifs_of_reference(ref), f"{tag}_gen"
+    else:
+        frames = list(iter_frames([NINB_DUMP], type_names={1: "Ni", 2: "Nb"}))
+        motifs, name = motifs_of_frames(frames, ref.environments, max_per_frame=None), f"{tag}_frames_gen"
+    name += "" if latent is None else f"_latent{latent}"
+    model = cached_model(os.path.join(work, f"{name}.h5"), lambda: train(
         motifs, ref.environments, sigma=ref.sigma, group=ref.group, latent=latent, epochs=epochs, seed=0,
         provenance={"reference": path, **({"element": "Si"} if tag == "asi" else {"center": "Ni"})}))
     return model, ref, motifs
 
 
-def part_map(work, tag, build, epochs, latent=8):
-    model, ref, motifs = map_model(work, tag, build, epochs, latent)
+def part_map(work, tag, build, epochs, source="map"):
+    model, ref, motifs = map_model(work, tag, build, epochs, source=source)
     log(f"{tag} map model: {summary_of(model)}")
     out = summary_of(model) | distance_figures(model, motifs) | {"n_coords": ref.n_coords, "n_train": ref.n_train}
     t0 = time.time()
     out["at"] = at_points(model, ref)
     out["at_seconds"] = time.time() - t0
     return out, model, ref
+
+
+def part_ninb_sizes(work, epochs):
+    """NiNb models of the same environments: of the map's 300 training environments only (the
+    default latent), and of every Ni atom of the sample at latent 8, 16, 32 and 48."""
+    out = {}
+    model, _, motifs = map_model(work, "ninb", ninb_build, epochs, source="map")
+    out["map_environments"] = summary_of(model)
+    for latent in (8, 16, 32, 48):
+        model, _, _ = map_model(work, "ninb", ninb_build, epochs, latent=latent, source="frames")
+        log(f"NiNb, every Ni atom, latent {latent}: {summary_of(model)}")
+        out[f"latent{latent}"] = summary_of(model)
+    return out
 
 
 def main(argv=None):
@@ -182,7 +208,7 @@ def main(argv=None):
     for tag, build in (("asi", asi_build), ("ninb", ninb_build)):
         if f"{tag}_map" in res:
             continue
-        out, model, ref = part_map(args.work, tag, build, args.epochs)
+        out, model, ref = part_map(args.work, tag, build, args.epochs, source="frames" if tag == "ninb" else "map")
         try:
             from giip_plugin.generate.search import along
             from giip_plugin.interpret.render import render_motifs
@@ -194,6 +220,9 @@ def main(argv=None):
         except ImportError as e:  # no OVITO
             log(f"no rendering: {e}")
         res[f"{tag}_map"] = out
+        save()
+    if "ninb_sizes" not in res:
+        res["ninb_sizes"] = part_ninb_sizes(args.work, args.epochs)
         save()
     figure(res, os.path.join(args.figures, "generative.png"))
     write_doc(res, args.doc)
@@ -209,7 +238,7 @@ def figure(res, path):
     fig, axes = plt.subplots(1, 4, figsize=(16, 3.6))
     panels = [("a-Si, 8 neighbours, distance order + augmentation (the seed)", res["asi_seed"]["augmented"]),
               ("a-Si, 8 neighbours, prototype order", res["asi_seed"]["prototype"]),
-              ("NiNb map environments (prototype order)", res["ninb_map"])]
+              ("NiNb, every Ni atom (prototype order)", res["ninb_map"])]
     for ax, (title, r) in zip(axes, panels):
         bins = np.linspace(0, max(r["generated"] + r["held_out"]) * 1.05, 30)
         ax.hist(r["held_out"], bins, alpha=0.6, label="held-out real", density=True)
@@ -258,8 +287,10 @@ def write_doc(res, path):
          f"{res['asi_map']['n_train']} training environments, {res['asi_map']['n_coords']} kept coordinates; a model "
          f"of its training environments ({res['asi_map']['n']} slots).",
          f"- **NiNb map**: the paper's sample quench1M and parameters, {res['ninb_map']['n_train']} training "
-         f"environments, {res['ninb_map']['n_coords']} kept coordinates; a model of its training environments "
-         f"(every neighbour within 4 A: {res['ninb_map']['n']} slots, so that a motif is a whole environment).",
+         f"environments, {res['ninb_map']['n_coords']} kept coordinates; a model of the environments of "
+         f"every Ni atom of the sample ({res['ninb_map']['n_motifs']:,} motifs) with the map's settings (every "
+         f"neighbour within 4 A: {res['ninb_map']['n']} slots, so that a motif is a whole environment; the default "
+         f"latent size for that many slots, {res['ninb_map']['latent']}).",
          "", "## Reconstruction and generation", "",
          "Held-out motifs (10 %) encoded and decoded; GIIP distance in atoms of difference (one missing atom ~ 1). "
          "The last two columns: the GIIP distance to the nearest training motif of generated motifs and of "
@@ -272,10 +303,19 @@ def write_doc(res, path):
                     ("a-Si, seed setting, distance order + permutation augmentation (the seed)", s["augmented"]),
                     ("a-Si, seed setting, prototype order (the default)", s["prototype"]),
                     ("a-Si, seed setting, prototype order, latent 16", s["prototype16"]),
-                    ("a-Si map (first shell)", res["asi_map"]), ("NiNb map", res["ninb_map"])):
+                    ("a-Si map (first shell)", res["asi_map"]), ("NiNb map, every Ni atom", res["ninb_map"])):
         L.append(f"| {name} | {r['n']} | {r['latent']} | {r['held_out_gram_rmse']:.3f} | "
                  f"{r['held_out_giip_median']:.3f} / {r['held_out_giip_p90']:.3f} | {100 * r['acceptance']:.0f} % | "
                  f"{_q(r['generated'])} | {_q(r['held_out'])} |")
+    z = res["ninb_sizes"]
+    L += ["", "NiNb: how many motifs and how large a latent space (held-out 10 % of each model's own motifs; "
+          "the wrong species or presence per slot):", "",
+          "| motifs | latent | held-out Gram RMS error (A^2) | held-out GIIP distance median / 90 % | wrong slots | "
+          "training time (s) |", "|---|---|---|---|---|---|"]
+    for r in [z["map_environments"]] + [z[f"latent{k}"] for k in (8, 16, 32, 48)] + [res["ninb_map"]]:
+        L.append(f"| {r['n_motifs']:,} | {r['latent']} | {r['held_out_gram_rmse']:.3f} | "
+                 f"{r['held_out_giip_median']:.3f} / {r['held_out_giip_p90']:.3f} | "
+                 f"{100 * r['held_out_species_error']:.1f} % | {r.get('train_seconds', float('nan')):.0f} |")
     L += ["", "![distances](figures/generative.png)", "",
           "## Generation at a point of the map", "",
           "Targets at 5 evenly spaced values of dc1 and of dc2 (5th to 95th percentile of the training set; the other "

@@ -5,8 +5,9 @@ generative model, and compared with the original by the GIIP distance.
     python benchmarks/infill_validation.py [--work DIR] [--count 40] [--epochs 300]
 
 The map and the model are those of ``generative_validation.py``'s NiNb part (the paper's sample
-quench1M and parameters, 300 training environments, a model of them with every neighbour within
-4 A), cached in ``--work`` (the same folder serves both scripts). For each of ``--count``
+quench1M and parameters, a map of 300 training environments, a model of every Ni atom of the
+sample with the map's settings, every neighbour within 4 A), cached in ``--work`` (the same folder
+serves both scripts). For each of ``--count``
 held-out motifs (never seen in training), one neighbour inside the full-weight shell (r < 3 A,
 where one missing atom costs about 1 in GIIP units) is removed at random and
 :func:`giip_plugin.generate.infill` adds one atom back. Printed: the GIIP distance to the
@@ -48,7 +49,7 @@ def main(argv=None):
     from giip_plugin.generate import infill
     from giip_plugin.generate.motifs import Motifs
 
-    model, ref, motifs = map_model(args.work, "ninb", ninb_build, args.epochs)
+    model, ref, motifs = map_model(args.work, "ninb", ninb_build, args.epochs, source="frames")
     r_full = float(ref.environments.r_inner)
     rng = np.random.default_rng(args.seed)
     names = motifs.species_names

@@ -258,6 +258,31 @@ def test_command_line(si_map, tmp_path, capsys):
     assert "give trajectories (TRAJ...) or --reference MAP.h5" in capsys.readouterr().err
 
 
+def test_command_line_trains_on_trajectories_with_the_settings_of_a_map(si_map, tmp_path, capsys):
+    import ase.io
+
+    from giip_plugin.cli import main
+    from giip_plugin.generate.vae import default_latent
+    from giip_plugin.reference import ReferenceMap
+
+    traj = tmp_path / "si.xyz"
+    ase.io.write(traj, [noisy_diamond(3), noisy_diamond(4)])
+    gen = tmp_path / "gen.h5"
+    assert main(["generate", "train", str(traj), "--reference", str(si_map), "-o", str(gen), "--epochs", "20",
+                 "--no-progress"]) == 0
+    assert "motifs of" in capsys.readouterr().err
+    model, ref = MotifModel.load(gen), ReferenceMap.load(si_map)
+    n_atoms = len(noisy_diamond(3)) + len(noisy_diamond(4))
+    assert len(model.training) == n_atoms > ref.n_train  # every atom of the trajectories, not the map's training set
+    assert model.n <= 8 and model.latent == default_latent(model.n) == 8  # the seed's latent up to 8 slots
+    assert default_latent(19) == 30 and default_latent(9) == 10
+    assert model.provenance["reference"] == str(si_map.resolve())
+    assert main(["generate", "train", str(traj), "--reference", str(si_map), "--r-outer", "3", "-o",
+                 str(tmp_path / "y.h5")]) == 1
+    assert "the environment settings are the map's" in capsys.readouterr().err
+    assert not (tmp_path / "y.h5").exists()
+
+
 @pytest.mark.slow
 def test_report_renders_motifs_generated_along_coordinates(si_map, tmp_path, capsys):
     pytest.importorskip("ovito")

@@ -32,8 +32,8 @@ def add_parser(sub):
     t = ss.add_parser("train", help="train a generative model", description=__doc__, formatter_class=_raw())
     t.add_argument("traj", nargs="*", metavar="TRAJ", help="structures or trajectories (or give --reference)")
     t.add_argument("-o", "--output", required=True, metavar="GEN.h5")
-    t.add_argument("--reference", metavar="MAP.h5", help="train on the training environments of this GIIP map "
-                   "(and with its settings)")
+    t.add_argument("--reference", metavar="MAP.h5", help="the settings of this GIIP map; without TRAJ, train on its "
+                   "training environments, with TRAJ on the motifs of their centre atoms (usually many more)")
     g = t.add_argument_group("motifs from trajectories (the options of giip build)")
     g.add_argument("--type-names", metavar="1=Ni,2=Nb")
     g.add_argument("--frames", metavar="START:STOP:STEP")
@@ -49,7 +49,8 @@ def add_parser(sub):
     g.add_argument("--max-per-frame", type=int, default=2000, help="motifs taken from each frame at most (default 2000)")
     g = t.add_argument_group("model")
     g.add_argument("--neighbours", type=int, metavar="N", help="neighbour slots (default: the largest count)")
-    g.add_argument("--latent", type=int, default=8, help="latent dimension (default 8)")
+    g.add_argument("--latent", type=int, default=None,
+                   help="latent dimension (default: 8 up to 8 neighbour slots, the seed's, and 2 more per further slot)")
     g.add_argument("--hidden", metavar="H1,H2", help="hidden widths (default: the seed's 28/36 and 18/36 of the input)")
     g.add_argument("--epochs", type=int, default=400)
     g.add_argument("--batch-size", type=int, default=128)
@@ -189,16 +190,25 @@ def run_train(args) -> int:
             "seed": int(args.seed)}
     t0 = time.time()
     if args.reference:
-        if args.traj or args.r_inner is not None or args.r_outer is not None or args.sigma is not None:
-            raise CLIError("with --reference, the motifs and settings are the map's: give no TRAJ, --r-inner, "
-                           "--r-outer or --sigma")
+        if args.r_inner is not None or args.r_outer is not None or args.sigma is not None or args.species != "none" \
+                or args.centers or args.positive or args.group:
+            raise CLIError("with --reference, the environment settings are the map's: give no --r-inner, --r-outer, "
+                           "--sigma, --species, --positive, --centers or --group")
         ref = _load_map(args.reference)
+        local, sigma, group = ref.environments, ref.sigma, ref.group
         try:
-            motifs = training.motifs_of_reference(ref, args.neighbours)
+            if args.traj:
+                if local is None or ref.metric_name != "giip":
+                    raise ValueError("motifs of trajectories need a GIIP map built from structures")
+                frames = _frames(args, ref.type_names)
+                motifs = training.motifs_of_frames(frames, local, args.neighbours, max_per_frame=args.max_per_frame,
+                                                   seed=args.seed, progress=not args.no_progress)
+            else:
+                motifs = training.motifs_of_reference(ref, args.neighbours)
         except ValueError as e:
             raise CLIError(str(e)) from None
-        local, sigma, group = ref.environments, ref.sigma, ref.group
-        prov.update(reference=os.path.abspath(args.reference), inputs=[os.path.abspath(args.reference)])
+        prov.update(reference=os.path.abspath(args.reference),
+                    inputs=[os.path.abspath(args.reference)] + [os.path.abspath(p) for p in args.traj])
         prov.update(_element_of(ref.type_names.values() if ref.type_names else (), local))
     else:
         if not args.traj:
@@ -241,23 +251,33 @@ def _element_of(names, local) -> dict:
     return {}
 
 
-def _local_and_frames(args):
-    import numpy as np
-
-    from ..environments.neighbors import species_names
+def _frames(args, default_type_names=None):
+    """The frames of ``args.traj`` (``--frames``; species names from ``--type-names``, else
+    ``default_type_names``)."""
     from ..io.frames import expand_paths, iter_frames, parse_frames
-    from ..reference.builder import _make_environments
     from ..species import parse_type_names
 
     paths = expand_paths(args.traj)
     for p in paths:
         if not os.path.exists(p):
             raise CLIError(f"trajectory not found: {p}")
-    type_names = parse_type_names(args.type_names) if args.type_names else None
+    type_names = parse_type_names(args.type_names) if args.type_names else (default_type_names or None)
     frames = list(iter_frames(paths, frames=parse_frames(args.frames) if args.frames else slice(None),
                               type_names=type_names))
     if not frames:
         raise CLIError("the trajectories hold no frames")
+    return frames
+
+
+def _local_and_frames(args):
+    import numpy as np
+
+    from ..environments.neighbors import species_names
+    from ..reference.builder import _make_environments
+    from ..species import parse_type_names
+
+    frames = _frames(args)
+    type_names = parse_type_names(args.type_names) if args.type_names else None
     names = sorted({s for fr in frames for s in np.unique(species_names(fr.atoms)).tolist()})
     dim = frames[0].dim
     centers = tuple(c for c in (args.centers or "").replace(",", " ").split() if c) or None

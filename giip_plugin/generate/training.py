@@ -8,7 +8,7 @@ from ..environments import LocalEnvironments
 from .gram import GramScaling, gram, triu
 from .model import MotifModel, canonical_order, choose_prototype
 from .motifs import Motifs
-from .vae import build_network, default_hidden, network_inputs, permuted_copies
+from .vae import build_network, default_hidden, default_latent, network_inputs, permuted_copies
 
 __all__ = ["train", "motifs_of_reference", "motifs_of_frames"]
 
@@ -49,7 +49,7 @@ def motifs_of_frames(frames, local: LocalEnvironments, n: int | None = None, *, 
 
 
 def train(motifs: Motifs, environments: LocalEnvironments, *, sigma: float, group: str | None = "O3",
-          latent: int = 8, hidden=None, epochs: int = 400, batch_size: int = 128, lr: float = 2e-3,
+          latent: int | None = None, hidden=None, epochs: int = 400, batch_size: int = 128, lr: float = 2e-3,
           beta: float = 0.05, held_out: float = 0.1, seed: int = 0, augment: bool = False, order: str = "prototype",
           progress: bool = False,
           provenance: dict | None = None, giip_check: int = 500) -> MotifModel:
@@ -61,8 +61,9 @@ def train(motifs: Motifs, environments: LocalEnvironments, *, sigma: float, grou
     (width ``sigma``, ``group``; ``giip_check`` motifs at most). ``order``: the slots' canonical
     order (:func:`~.model.canonical_order`: ``"prototype"``, default, or the seed's ``"distance"``);
     ``augment``: the encoder reads randomly reordered copies (the seed's permutation augmentation)
-    instead of the canonical order. ``Ctrl-C`` stops the training and
-    keeps the best epoch so far.
+    instead of the canonical order. ``latent``: the latent size (default
+    :func:`~.vae.default_latent` of the slot count: 8 up to 8 slots, the seed's). ``Ctrl-C`` stops
+    the training and keeps the best epoch so far.
     """
     import torch
 
@@ -71,6 +72,9 @@ def train(motifs: Motifs, environments: LocalEnvironments, *, sigma: float, grou
     if motifs.counts.max() == 0:
         raise ValueError("the motifs have no neighbours: check the cutoff")
     n, dim = motifs.n, motifs.dim
+    latent = default_latent(n) if latent is None else int(latent)
+    if latent < 1:
+        raise ValueError(f"the latent size must be a positive integer, got {latent}")
     if dim != environments.dim:
         raise ValueError(f"the motifs are {dim}D, the environment settings {environments.dim}D")
     if not 0 < held_out < 0.9:
