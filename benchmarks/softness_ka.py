@@ -270,7 +270,12 @@ def main(argv=None):
             L.append(f"| {prot} | {name} | {model.C[0]:g} | {model.cv_accuracy[0]:.3f} | "
                      f"{100 * rep['rearranging_positive']:.1f} % (of {rep['n_rearranging']}) | "
                      f"{100 * rep['quiet_negative']:.1f} % (of {rep['n_quiet']}) | {sec:.0f} |")
-    L += ["", "Training times include computing the features; a feature set scored after another reuses "
+    rep0 = runs["radial and angular (162)"][1]
+    n_up, frac = rep0["n_rearranging"], rep0["rearranging_positive"]
+    L += ["", f"The held-out frames hold {n_up:,} rearranging A particles: the percentages of the rearranging column "
+          f"carry a binomial standard error of about {100 * np.sqrt(frac * (1 - frac) / max(n_up, 1)):.1f} points "
+          "(rearrangements of one particle in neighbouring frames are not independent, so somewhat more). "
+          "Training times include computing the features; a feature set scored after another reuses "
           "the features already computed for the same frames and particles."]
     pr = runs["radial and angular (162)"][1]["P_R"]
     L += ["", f"P_R(S) by deciles of S (all structure functions, {main_protocol} protocol):", "",
