@@ -340,6 +340,8 @@ def test_cli_train_errors(tmp_path, capsys):
     assert "--dt" in capsys.readouterr().err
     assert main(base + ["--labels", "d2min"]) != 0
     assert "--lag" in capsys.readouterr().err
+    assert main(base + ["--labels", "d2min", "--lag", "2", "--d2min-threshold", "0.1", "--quiet-side", "before"]) != 0
+    assert "choose the quiet particles of p_hop labels" in capsys.readouterr().err
     assert main(base + ["--held-out-frames", "0"]) != 0
     assert "--held-out-frames must be at least 1" in capsys.readouterr().err
     assert main(base + ["--window-frames", "4", "--quiet", "5"]) != 0

@@ -92,6 +92,10 @@ def run_train(args) -> int:
         raise CLIError(f"--features {args.features} needs --reference REF.h5 (a GIIP map of the same system)")
     if args.reference and not os.path.exists(args.reference):
         raise CLIError(f"reference map not found: {args.reference}")
+    if args.labels == "d2min" and (args.quiet is not None or args.quiet_frames is not None
+                                   or args.quiet_side != "both"):
+        raise CLIError("--quiet, --quiet-frames and --quiet-side choose the quiet particles of p_hop labels; with "
+                       "--labels d2min a particle is quiet when D2min stays below --d2min-threshold over the lag")
     if args.labels == "d2min" and (args.lag is None or args.d2min_threshold is None):
         raise CLIError("--labels d2min needs --lag N (frames) and --d2min-threshold X")
     if args.labels == "phop" and args.window_frames is None and args.dt is None:
