@@ -58,31 +58,6 @@ def _long_run(work):
     return run
 
 
-def _tau_alpha(positions, dt_frame, k=7.25):
-    """The structural relaxation time: where the self-intermediate scattering function
-    ``F_s(k, t) = <cos(k . dr)>`` of the given particles (``positions`` ``(T, N, 3)``, unwrapped; ``k``
-    at the first peak of S(k) of the A particles, 7.25 / sigma) falls to 1/e, averaged over the
-    three axes and over time origins. Returns ``(tau_alpha, lags, F_s)``; tau_alpha is NaN when
-    ``F_s`` stays above 1/e over half the run."""
-    T = len(positions)
-    lags = np.unique(np.round(np.geomspace(1, max(T // 2, 1), 40)).astype(int))
-    fs = []
-    for lag in lags:
-        origins = np.arange(0, T - lag, max(1, (T - lag) // 50))
-        d = positions[origins + lag] - positions[origins]
-        fs.append(float(np.mean(np.cos(k * d))))
-    fs = np.array(fs)
-    below = np.flatnonzero(fs < np.exp(-1))
-    if not len(below):
-        return float("nan"), lags * dt_frame, fs
-    j = below[0]
-    if j == 0:
-        return float(lags[0] * dt_frame), lags * dt_frame, fs
-    # interpolate log F_s linearly in log t between the lags around 1/e
-    x0, x1, y0, y1 = np.log(lags[j - 1]), np.log(lags[j]), np.log(fs[j - 1]), np.log(fs[j])
-    return float(np.exp(x0 + (-1 - y0) * (x1 - x0) / (y1 - y0)) * dt_frame), lags * dt_frame, fs
-
-
 class _Cached:
     """A feature source whose values per (frame, particles) are computed once and reused: the
     feature sets and protocols of this script score the same held-out frames (and often the same
@@ -127,7 +102,7 @@ def main(argv=None):
         subprocess.run([sys.executable, os.path.join(REPO, "lammps_examples", "run_example.py"), "ka_glass",
                         "--omp", "2", "--var", f"T={args.T}", "--out", args.work], check=True)
 
-    from giip_plugin.softness import FeatureSet, MapCoordinates, StructureFunctions, Trajectory, train
+    from giip_plugin.softness import FeatureSet, MapCoordinates, StructureFunctions, Trajectory, tau_alpha, train
 
     run = _long_run(args.work) if args.T != "0.6" else {}
 
@@ -142,7 +117,7 @@ def main(argv=None):
     protocols = [x.strip() for x in args.protocols.split(",") if x.strip()]
     if not protocols or set(protocols) - {"window", "tau_alpha"}:
         sys.exit(f"--protocols: window and/or tau_alpha, got {args.protocols!r}")
-    tau_a, fs_t, fs = _tau_alpha(tr.positions[:, A], dt * interval)
+    tau_a, fs_t, fs = tau_alpha(tr.positions[:, A], dt * interval)
     print(f"tau_alpha (F_s(7.25, t) = 1/e, A particles): {tau_a:.1f} tau", flush=True)
     quiet_of = {"window": (window, "both")}
     if "tau_alpha" in protocols:
@@ -244,7 +219,7 @@ def main(argv=None):
          f"- Rearrangements: `p_hop` over a window of 10 tau ({window} frames), `p_c = 0.2`. The structural relaxation "
          f"time of this run, where the A particles' self-intermediate scattering function F_s(k = 7.25, t) falls "
          f"to 1/e: **tau_alpha = {tau_a:.0f} tau**.",
-         "- Quiet (non-rearranging) training particles, two protocols (`giip softness train --quiet TIME "
+         "- Quiet (non-rearranging) training particles, two protocols (`giip softness train --quiet TIME|tau_alpha "
          "--quiet-side both|before`): *window*, `p_hop < p_c` within one window (10 tau) before and after the "
          "frame (the command's default); *tau_alpha*, `p_hop < p_c` over the tau_alpha before the frame, the "
          "published protocol's 'hard' particles, which have not rearranged in a time tau_alpha preceding their "

@@ -143,6 +143,22 @@ def test_quiet_particles_both_sides_and_before_follow_their_definitions():
         rearrangement_labels(X, window, p_c, quiet=T)
 
 
+def test_tau_alpha_of_a_random_walk():
+    from giip_plugin.softness import tau_alpha
+
+    rng = np.random.default_rng(2)
+    step, k = 0.05, 7.25
+    X = np.cumsum(rng.normal(scale=step, size=(120, 3000, 3)), axis=0)
+    tau, t, fs = tau_alpha(X, 0.5, k)  # half a time unit between frames
+    # Gaussian displacements: F_s = exp(-k^2 step^2 n / 2) after n frames, 1/e at n = 2 / (k step)^2
+    assert tau == pytest.approx(0.5 * 2 / (k * step) ** 2, rel=0.05)
+    np.testing.assert_allclose(fs, np.exp(-(k * step) ** 2 * (t / 0.5) / 2), atol=0.02)
+    tau, _, fs = tau_alpha(X[:, :, :] * 0.1, 0.5, k)  # ten times smaller steps: not relaxed in half the run
+    assert np.isnan(tau) and fs[-1] > np.exp(-1)
+    with pytest.raises(ValueError, match="k > 0"):
+        tau_alpha(X, 0.5, 0.0)
+
+
 def _write_dump(path, frames, L, cols=("id", "type", "x", "y", "z"), steps=None):
     with open(path, "w") as fh:
         for k, (ids, types, pos) in enumerate(frames):
@@ -327,6 +343,27 @@ def test_cli_train_info_apply(tmp_path, capsys):
     np.testing.assert_allclose(S, model.softness(src.atoms), atol=1e-6, equal_nan=True)
 
 
+def test_cli_quiet_over_the_measured_tau_alpha(tmp_path, capsys):
+    from giip_plugin.cli import main
+
+    rng = np.random.default_rng(3)
+    n, L, T = 100, 5.4, 40
+    g = np.stack(np.meshgrid(*[np.arange(5)] * 3, indexing="ij"), -1).reshape(-1, 3)[:n] * (L / 5)
+    X = g + np.cumsum(rng.normal(scale=0.1, size=(T, n, 3)), axis=0)  # a random walk: F_s decays
+    dump, out = tmp_path / "rw.dump", tmp_path / "rw.h5"
+    _write_dump(dump, [(np.arange(1, n + 1), 1 + (np.arange(n) % 2), X[t]) for t in range(T)], L,
+                cols=("id", "type", "xu", "yu", "zu"))
+    assert main(["softness", "train", str(dump), "-o", str(out), "--type-names", "1=A,2=B", "--no-progress",
+                 "--window-frames", "4", "--p-c", "0.05", "--quiet", "tau_alpha", "--dt", "0.005",
+                 "--quiet-side", "before", "--n-per-class", "20", "--centers", "A"]) == 0
+    err = capsys.readouterr().err
+    assert "tau_alpha (F_s(k = 7.25, t) = 1/e)" in err and "before the frame" in err
+    labels = SoftnessModel.load(out).labels
+    # 100 steps of 0.005 between frames; F_s = exp(-k^2 0.01 n / 2) reaches 1/e after n = 200 / 7.25^2 frames
+    assert labels["tau_alpha"] == pytest.approx(0.5 * 200 / 7.25 ** 2, rel=0.15)
+    assert labels["quiet_frames"] == round(labels["tau_alpha"] / 0.5) and labels["quiet_side"] == "before"
+
+
 def test_cli_train_errors(tmp_path, capsys):
     from giip_plugin.cli import main
 
@@ -348,6 +385,10 @@ def test_cli_train_errors(tmp_path, capsys):
     assert "--quiet is a time: give --dt too" in capsys.readouterr().err
     assert main(base + ["--window-frames", "4", "--quiet-frames", "8"]) != 0
     assert "not shorter than" in capsys.readouterr().err
+    assert main(base + ["--window-frames", "4", "--quiet", "tau_alpha", "--dt", "0.005"]) != 0
+    assert "tau_alpha cannot be measured" in capsys.readouterr().err  # vibrating particles do not relax
+    assert main(base + ["--window-frames", "4", "--quiet", "soon", "--dt", "0.005"]) != 0
+    assert "--quiet takes a time or tau_alpha" in capsys.readouterr().err
     assert not out.exists()
 
 

@@ -35,9 +35,13 @@ def add_parser(sub):
     g.add_argument("--window", type=float, default=10.0, help="p_hop window in time units (default 10)")
     g.add_argument("--dt", type=float, default=None, help="MD time step (time units per step), to convert --window")
     g.add_argument("--window-frames", type=int, default=None, help="p_hop window in frames (instead of --window/--dt)")
-    g.add_argument("--quiet", type=float, default=None, metavar="TIME",
+    g.add_argument("--quiet", default=None, metavar="TIME|tau_alpha",
                    help="quiet (non-rearranging) training particles: p_hop < p_c for this time around the frame "
-                        "(default one window; time units, with --dt)")
+                        "(default one window; time units, with --dt), or tau_alpha: the structural relaxation "
+                        "time measured on the trajectories (F_s(k, t) = 1/e, see --fs-k)")
+    g.add_argument("--fs-k", type=float, default=None, metavar="K",
+                   help="wave number of F_s for --quiet tau_alpha (default 7.25 / --length, the first peak of "
+                        "S(k) of Kob-Andersen A particles; for another system its own first peak)")
     g.add_argument("--quiet-frames", type=int, default=None, help="the same in frames (instead of --quiet/--dt)")
     g.add_argument("--quiet-side", choices=("both", "before"), default="both",
                    help="both: quiet over [t - quiet, t + quiet] (default); before: over [t - quiet, t], the "
@@ -76,7 +80,7 @@ def run_train(args) -> int:
     from ..io.atomic import check_output
     from ..io.frames import expand_paths
     from ..species import parse_type_names
-    from ..softness import StructureFunctions, Trajectory, d2min, train
+    from ..softness import DEFAULT_FS_K, StructureFunctions, Trajectory, d2min, train
 
     if args.held_out_frames < 1:
         raise CLIError(f"--held-out-frames must be at least 1, got {args.held_out_frames}")
@@ -136,12 +140,20 @@ def run_train(args) -> int:
                 raise CLIError("the trajectory has one frame: p_hop needs a run of frames")
             w = int(round(args.window / (args.dt * interval)))
             w += w % 2
+        tau_a = None
         if args.quiet_frames is not None:
             q = int(args.quiet_frames)
         elif args.quiet is not None:
             if args.dt is None or interval <= 0:
                 raise CLIError("--quiet is a time: give --dt too, or --quiet-frames")
-            q = int(round(args.quiet / (args.dt * interval)))
+            if args.quiet == "tau_alpha":
+                tau_a = _tau_alpha(trajs, centers, args.fs_k or DEFAULT_FS_K / args.length, args.dt)
+                q = int(round(tau_a / (args.dt * interval)))
+            else:
+                try:
+                    q = int(round(float(args.quiet) / (args.dt * interval)))
+                except ValueError:
+                    raise CLIError(f"--quiet takes a time or tau_alpha, got {args.quiet!r}") from None
         else:
             q = w
         if q < 0:
@@ -149,6 +161,8 @@ def run_train(args) -> int:
         info = {"method": "p_hop", "p_c": float(args.p_c), "window_frames": int(w),
                 "window_time": float(w * interval * args.dt) if args.dt else None, "frame_interval_steps": interval,
                 "quiet_frames": q, "quiet_side": args.quiet_side}
+        if tau_a is not None:
+            info["tau_alpha"] = float(tau_a)
         _log(f"p_hop window {w} frames, p_c = {args.p_c:g}; quiet: p_hop < p_c over {q} frames "
              f"{'on both sides of' if args.quiet_side == 'both' else 'before'} the frame")
         try:
@@ -176,6 +190,26 @@ def run_train(args) -> int:
     model.save(args.output)
     _log(f"wrote {args.output} in {time.time() - t0:.1f} s; see 'giip info {args.output}'")
     return 0
+
+
+def _tau_alpha(trajs, centers, k, dt):
+    """The mean over the trajectories of the relaxation time of the centre particles (CLIError when
+    a trajectory is too short to measure it)."""
+    import numpy as np
+
+    from ..softness import tau_alpha
+
+    taus = []
+    for n, tr in enumerate(trajs):
+        which = np.isin(tr.species, list(centers)) if centers else np.ones(len(tr.species), dtype=bool)
+        tau, _, fs = tau_alpha(tr.positions[:, which], dt * tr.frame_interval(), k)
+        if not np.isfinite(tau):
+            raise CLIError(f"trajectory {n}: F_s(k = {k:g}) is still {fs[-1]:.2f} (above 1/e) after half the run, so "
+                           "tau_alpha cannot be measured: a longer run, or --quiet TIME")
+        taus.append(tau)
+    tau = float(np.mean(taus))
+    _log(f"tau_alpha (F_s(k = {k:g}, t) = 1/e): " + ", ".join(f"{t:.3g}" for t in taus) + f"; quiet over {tau:.3g}")
+    return tau
 
 
 def _prov(args, inputs, type_names):

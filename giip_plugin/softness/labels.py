@@ -18,10 +18,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["p_hop", "Trajectory", "d2min", "DEFAULT_P_C", "DEFAULT_WINDOW"]
+__all__ = ["p_hop", "Trajectory", "d2min", "tau_alpha", "DEFAULT_P_C", "DEFAULT_WINDOW", "DEFAULT_FS_K"]
 
 DEFAULT_P_C = 0.2  # sigma^2 (the thesis, Kob-Andersen)
 DEFAULT_WINDOW = 10.0  # tau
+DEFAULT_FS_K = 7.25  # 1 / sigma: the first peak of S(k) of the Kob-Andersen A particles
 
 
 def p_hop(positions, window: int) -> np.ndarray:
@@ -64,6 +65,45 @@ def p_hop(positions, window: int) -> np.ndarray:
     qA = sA - 2 * np.einsum("tnd,tnd->tn", mA, mB) + np.einsum("tnd,tnd->tn", mB, mB)
     qB = sB - 2 * np.einsum("tnd,tnd->tn", mB, mA) + np.einsum("tnd,tnd->tn", mA, mA)
     return np.sqrt(np.clip(qA, 0, None) * np.clip(qB, 0, None))
+
+
+def tau_alpha(positions, frame_time: float, k: float = DEFAULT_FS_K, n_lags: int = 40):
+    """The structural relaxation time: where the self-intermediate scattering function
+    ``F_s(k, t) = <cos(k . dr(t))>`` falls to 1/e (averaged over particles, the axes and up to 50
+    time origins; log F_s interpolated linearly in log t between the lags around 1/e).
+
+    Parameters
+    ----------
+    positions : (T, N, dim) unwrapped positions of the particles to average over.
+    frame_time : time between frames.
+    k : wave number (1 / length), usually the first peak of S(k) (7.25 / sigma for Kob-Andersen).
+
+    Returns
+    -------
+    ``(tau_alpha, times, F_s)``; ``tau_alpha`` is NaN when ``F_s`` stays above 1/e up to half the
+    trajectory (too short a run to measure it).
+    """
+    X = np.asarray(positions, dtype=float)
+    if X.ndim != 3 or len(X) < 3:
+        raise ValueError(f"tau_alpha needs positions of shape (frames >= 3, particles, dim), got {X.shape}")
+    if not (k > 0 and frame_time > 0):
+        raise ValueError(f"tau_alpha needs k > 0 and frame_time > 0, got k = {k}, frame_time = {frame_time}")
+    T = len(X)
+    lags = np.unique(np.round(np.geomspace(1, max(T // 2, 1), int(n_lags))).astype(int))
+    fs = np.empty(len(lags))
+    for j, lag in enumerate(lags):
+        origins = np.arange(0, T - lag, max(1, (T - lag) // 50))
+        fs[j] = np.mean(np.cos(k * (X[origins + lag] - X[origins])))
+    times = lags * float(frame_time)
+    below = np.flatnonzero(fs < np.exp(-1))
+    if not len(below):
+        return float("nan"), times, fs
+    j = below[0]
+    if j == 0:
+        return float(times[0]), times, fs
+    x0, x1 = np.log(lags[j - 1]), np.log(lags[j])
+    y0, y1 = np.log(fs[j - 1]), np.log(max(fs[j], 1e-300))
+    return float(np.exp(x0 + (-1 - y0) * (x1 - x0) / (y1 - y0)) * frame_time), times, fs
 
 
 @dataclass
