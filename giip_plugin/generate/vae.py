@@ -21,9 +21,9 @@ __all__ = ["default_latent", "default_hidden", "build_network", "encode_inputs",
 
 def default_latent(n_slots: int) -> int:
     """The latent size when none is given: the seed's 8 for up to 8 neighbour slots, 2 more for
-    each further slot (NiNb's 19-slot environments: 30). Measured on the 6,750 Ni environments of a
-    NiNb sample (``docs/generative.md``): the held-out GIIP reconstruction error falls from 2.1 at
-    latent 16 to 1.1 at 24 and 0.9 at 32, and gains little beyond (0.85 at 48)."""
+    each further slot (NiNb's 20-slot environments: 32). Measured on the 6,750 Ni environments of a
+    NiNb sample (``docs/generative.md``): the median held-out GIIP reconstruction error is 2.7 at
+    latent 8, 2.0 at 16 and 0.80 at 32, and gains little beyond (0.77 at 48)."""
     return 8 + 2 * max(0, int(n_slots) - 8)
 
 
