@@ -90,6 +90,9 @@ def main(argv=None):
                    help="quiet training particles, comma-separated: window (p_hop < p_c within one window before "
                         "and after) and/or tau_alpha (p_hop < p_c over the tau_alpha before the frame, the "
                         "published protocol's 'hard' particles); default both")
+    p.add_argument("--feature-sets", choices=("all", "sf"), default="all",
+                   help="all: structure functions, GIIP coordinates and both (default); sf: the structure functions "
+                        "only (no GIIP map)")
     p.add_argument("--doc", default=os.path.join(REPO, "docs", "softness.md"))
     p.add_argument("--figures", default=os.path.join(REPO, "docs", "figures"))
     args = p.parse_args(argv)
@@ -126,7 +129,7 @@ def main(argv=None):
         quiet_of["tau_alpha"] = (int(round(tau_a / (dt * interval))), "before")
     # a GIIP map of the A particles' first shells (vector species, cutoff at the first minimum of g_AA)
     ref_path = os.path.join(args.work, "ka_giip.h5")
-    if not os.path.exists(ref_path):
+    if args.feature_sets == "all" and not os.path.exists(ref_path):
         from giip_plugin.reference import ReferenceMap
 
         t0 = time.perf_counter()
@@ -135,12 +138,13 @@ def main(argv=None):
         ref.save(ref_path)
         print(f"GIIP map: {ref.n_train} environments, {ref.n_classes} classes, {ref.n_coords} coordinates, "
               f"{time.perf_counter() - t0:.0f} s", flush=True)
-    coords = _Cached(MapCoordinates.of(ref_path))
+    coords = _Cached(MapCoordinates.of(ref_path)) if args.feature_sets == "all" else None
     sf_all, sf_radial = _Cached(StructureFunctions(("A", "B"))), _Cached(StructureFunctions(("A", "B"), angular=()))
-    sources = {"radial and angular (162)": sf_all, "radial only (96)": sf_radial,
-               f"GIIP coordinates ({coords.n_coords})": coords,
-               f"structure functions + GIIP coordinates ({sf_all.n_features + coords.n_coords})":
-                   FeatureSet((sf_all, coords))}
+    sources = {"radial and angular (162)": sf_all, "radial only (96)": sf_radial}
+    if coords is not None:
+        sources[f"GIIP coordinates ({coords.n_coords})"] = coords
+        sources[f"structure functions + GIIP coordinates ({sf_all.n_features + coords.n_coords})"] = \
+            FeatureSet((sf_all, coords))
     main_protocol = protocols[-1]  # the figure and the P_R table: the last protocol given (tau_alpha by default)
     runs_of = {}
     for prot in protocols:
@@ -268,7 +272,9 @@ def main(argv=None):
                                                + run["caveat"]), "",
           "Which predicts rearrangements better: compare the rows of the table (the same labels, samples and "
           "held-out frames for every feature set). `giip softness train --features giip|both --reference REF.h5` "
-          "trains the GIIP variants from the command line.", ""]
+          "trains the GIIP variants from the command line." + (
+              "" if coords is not None else " This page was written with `--feature-sets sf`: the GIIP feature "
+              "sets were not run."), ""]
     with open(args.doc, "w") as fh:
         fh.write("\n".join(L))
     json.dump({"tau_alpha": tau_a, "F_s": {"t": fs_t.tolist(), "F_s": fs.tolist()},
