@@ -198,8 +198,7 @@ def run_train(args) -> int:
         local, sigma, group = ref.environments, ref.sigma, ref.group
         try:
             if args.traj:
-                if local is None or ref.metric_name != "giip":
-                    raise ValueError("motifs of trajectories need a GIIP map built from structures")
+                training.check_map(ref)
                 frames = _frames(args, ref.type_names)
                 motifs = training.motifs_of_frames(frames, local, args.neighbours, max_per_frame=args.max_per_frame,
                                                    seed=args.seed, progress=not args.no_progress)

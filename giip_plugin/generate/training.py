@@ -10,17 +10,23 @@ from .model import MotifModel, canonical_order, choose_prototype
 from .motifs import Motifs
 from .vae import build_network, default_hidden, default_latent, network_inputs, permuted_copies
 
-__all__ = ["train", "motifs_of_reference", "motifs_of_frames"]
+__all__ = ["train", "check_map", "motifs_of_reference", "motifs_of_frames"]
 
 
-def motifs_of_reference(ref, n: int | None = None) -> Motifs:
-    """The training environments of a reference map as motifs (default ``n``: the largest
-    neighbour count, so that a motif is its environment)."""
+def check_map(ref) -> None:
+    """ValueError unless a generative model can use the map's settings (a GIIP map built from
+    structures, one sigma)."""
     if ref.metric_name != "giip" or ref.environments is None:
         raise ValueError("a generative model needs a GIIP map built from structures (its environment settings); "
                          "this map has " + ("the SOAP metric" if ref.metric_name != "giip" else "no settings"))
     if ref.training.sigmas is not None:
         raise ValueError("maps with per-species sigmas are not supported by the generative model")
+
+
+def motifs_of_reference(ref, n: int | None = None) -> Motifs:
+    """The training environments of a reference map as motifs (default ``n``: the largest
+    neighbour count, so that a motif is its environment)."""
+    check_map(ref)
     return Motifs.from_environments(ref.training, ref.environments.encoding, n)
 
 
