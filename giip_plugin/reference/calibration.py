@@ -40,7 +40,7 @@ import numpy as np
 from .metric import COARSE_LADDER, FastSettings, GIIPMetric, refine_mask
 
 __all__ = ["DefaultPath", "calibrate", "COORD_MAX", "COORD_MEDIAN", "MAX_GAP", "MAX_NEAR_MISSES",
-           "MARGIN_FACTOR", "RULE", "sample_size"]
+           "MARGIN_FACTOR", "RULE", "outdated", "sample_size"]
 
 K_NEAR = 10  # near pairs of a sampled row (reported): its K_NEAR exact-nearest references
 MAX_NEAR_MISSES = 0.01  # largest fraction of sampled rows whose coarse minimum is not the exact nearest
@@ -52,8 +52,19 @@ SAMPLE = 400  # training rows mapped leave-one-out (all of a smaller map)
 # the version of the rule above, stored with each default path: 1, the margin from the gaps alone;
 # 2, also the largest near-pair error. A map calibrated by an older rule is measured again at first
 # use (reference/fileformat.py), as a map written before calibration existed. 3: the ladder's first
-# rung leaves unpolished the starts far below a pair's best grid value (metric.COARSE_SETTINGS).
-RULE = 3
+# rung leaves unpolished the starts far below a pair's best grid value (metric.COARSE_SETTINGS). 4: a
+# last rung for sharp Gaussians (metric.SHARP_SETTINGS), after every rung of rule 3.
+RULE = 4
+# Rule 4 only appends a rung, so a map that accepted a rung under rule 3 gets the same choice now;
+# only a rule-3 map left with the exhaustive search, or a map of an older rule, is measured again.
+SAME_ACCEPTED_RUNG_SINCE = 3
+
+
+def outdated(dp: "DefaultPath") -> bool:
+    """Whether a stored default path must be measured again by this rule (see RULE above)."""
+    if dp.rule >= RULE:
+        return False
+    return dp.rule < SAME_ACCEPTED_RUNG_SINCE or dp.coarse is None
 
 
 def sample_size(n: int) -> int:

@@ -502,13 +502,16 @@ def _default_path_of(p):
     d = p.get("default_path")
     if not d or _metric_of(p) != "giip":
         return None
-    from .calibration import RULE, DefaultPath
+    from .calibration import RULE, DefaultPath, outdated
 
     dp = DefaultPath.from_dict(d)
-    if dp.rule < RULE:
+    if outdated(dp):
         warnings.warn(
             f"this reference map's default path was calibrated by an older rule (version {dp.rule}, now {RULE}: "
-            "its refinement margin could miss the exact nearest reference of a few atoms); it is measured again "
+            + ("its refinement margin could miss the exact nearest reference of a few atoms" if dp.coarse is not None
+               else "it was left with the exhaustive exact search, where a newer coarse search may meet the "
+                    "accuracy contract")
+            + "); it is measured again "
             "at first use (seconds to a minute). To keep the new calibration, save the map again: "
             "ReferenceMap.load(PATH).save(PATH)", UserWarning, stacklevel=4)
         return None

@@ -17,8 +17,8 @@ import numpy as np
 
 from ..environments import EnvironmentSet
 
-__all__ = ["GIIPMetric", "FastSettings", "fast_settings", "COARSE_SETTINGS", "COARSE_LADDER", "SearchReport",
-           "refine_mask"]
+__all__ = ["GIIPMetric", "FastSettings", "fast_settings", "COARSE_SETTINGS", "SHARP_SETTINGS", "COARSE_LADDER",
+           "SearchReport", "refine_mask"]
 
 # The default path of transform (and of every integration): every distance from a coarse search
 # (band limit capped at l_max, the best `candidates` local maxima among the `pool` largest grid
@@ -56,12 +56,24 @@ class FastSettings(NamedTuple):
 # the 400 calibration rows of that map, above the 1 % allowed); the rung after it polishes every start.
 COARSE_SETTINGS = FastSettings(l_max=7, candidates=2, max_iter=2, pool=8, refine=1, margin=0.05, window=0.05)
 
+# The last rung, for sharp Gaussians with many neighbours: a grid capped at band limit 12 (it only
+# locates basins; the Newton steps are on the true function), 16 starts per parity among its 64
+# largest values, 3 Newton steps. Measured on a Kob-Andersen map (200 A-centred first shells within
+# 1.5, vector species, sigma 0.2: the exact band limit is 23; benchmarks/RESULTS.md, "Issue 16: sharp
+# maps"): the rungs at the exact band limit cost as much as the exact search there and still left
+# far pairs up to 0.3 above exact (coordinates off by 3.7 % of their range), where the smoother
+# grid with more starts finds the exact value of every near pair (10 per row), coordinates within 0.9 %, at 3-4
+# times the exact search's speed. On a map whose exact band limit is at most 12 (NiNb) the cap
+# changes nothing and the rung is the most thorough of the ladder.
+SHARP_SETTINGS = FastSettings(l_max=12, candidates=16, max_iter=3, pool=64, refine=1, margin=0.05)
+
 # the coarse searches a map's calibration tries, cheapest first (calibration.py)
 COARSE_LADDER = (
     COARSE_SETTINGS,
     COARSE_SETTINGS._replace(window=0.0),
     FastSettings(l_max=None, candidates=4, max_iter=3, pool=16, refine=1, margin=0.05),
     FastSettings(l_max=None, candidates=6, max_iter=4, pool=32, refine=1, margin=0.05),
+    SHARP_SETTINGS,
 )
 
 
