@@ -8,6 +8,7 @@ import pytest
 from ase import Atoms
 
 from giip_plugin.softness import SoftnessModel, StructureFunctions, Trajectory, d2min, p_hop, train
+from giip_plugin.softness.features import PUBLISHED_ANGULAR
 from giip_plugin.softness.training import rearrangement_labels
 
 pytest.importorskip("sklearn")
@@ -55,8 +56,11 @@ def brute_force(atoms, sf):
                 rjk = rik - rij
                 cos = rij @ rik / (np.linalg.norm(rij) * np.linalg.norm(rik))
                 e2 = rij @ rij + rik @ rik + rjk @ rjk
+                pair = tuple(sorted((names[j], names[k]), key=sf.species.index))
+                base = len(sf.species) * nmu + (sf.species_pairs.index(pair) * len(sf.angular)
+                                                if sf.angular_species else 0)
                 for c, (xi, lam, zeta) in enumerate(sf.angular):
-                    out[i, len(sf.species) * nmu + c] += np.exp(-e2 / xi**2) * (1 + lam * cos) ** zeta
+                    out[i, base + c] += np.exp(-e2 / xi**2) * (1 + lam * cos) ** zeta
     return out
 
 
@@ -77,6 +81,32 @@ def test_structure_functions_equal_a_double_loop():
     np.testing.assert_allclose(sf.compute(rot), F, rtol=1e-9, atol=1e-10)
     perm = np.random.default_rng(2).permutation(len(atoms))
     np.testing.assert_allclose(sf.compute(atoms[perm]), F[perm], rtol=1e-10, atol=1e-12)
+
+
+def test_angular_functions_per_species_pair_equal_a_double_loop():
+    atoms = gas(n=70, species=("A", "A", "A", "B"))
+    sf = StructureFunctions(("A", "B"), **SMALL, angular_species=True)
+    assert sf.species_pairs == (("A", "A"), ("A", "B"), ("B", "B")) and sf.n_features == 2 * len(SMALL["mu"]) + 9
+    assert sf.names[2 * len(SMALL["mu"])] == "Psi_AA(1,+1,1)" and sf.names[-1] == "Psi_BB(2,+1,4)"
+    F = sf.compute(atoms)
+    ref = brute_force(atoms, sf)
+    assert ref[:, -3:].max() > 0  # B-B pairs present
+    np.testing.assert_allclose(F, ref, rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(sf.compute(atoms, np.array([5, 1, 40]), chunk=2), ref[[5, 1, 40]], rtol=1e-10,
+                               atol=1e-12)
+    # the three sets add up to the species-blind functions
+    blind = StructureFunctions(("A", "B"), **SMALL).compute(atoms)
+    ang = F[:, 2 * len(SMALL["mu"]):].reshape(len(atoms), 3, 3).sum(1)
+    np.testing.assert_allclose(ang, blind[:, 2 * len(SMALL["mu"]):], rtol=1e-10, atol=1e-12)
+    assert StructureFunctions.from_dict(sf.to_dict()) == sf
+    old = sf.to_dict()
+    del old["angular_species"]  # a model file written before the option: species-blind
+    assert not StructureFunctions.from_dict(old).angular_species
+
+
+def test_published_angular_table_has_the_thesis_size():
+    sf = StructureFunctions(("A", "B"), angular=PUBLISHED_ANGULAR, angular_species=True)
+    assert len(PUBLISHED_ANGULAR) == 22 and sf.n_features == 2 * 48 + 66
 
 
 def test_default_structure_functions_have_the_thesis_sizes():
@@ -364,6 +394,22 @@ def test_cli_quiet_over_the_measured_tau_alpha(tmp_path, capsys):
     assert labels["quiet_frames"] == round(labels["tau_alpha"] / 0.5) and labels["quiet_side"] == "before"
 
 
+def test_cli_train_with_the_published_angular_table(tmp_path, capsys):
+    from giip_plugin.cli import main
+
+    dump = tmp_path / "md.dump"
+    _md_like_dump(dump)
+    out = tmp_path / "soft.h5"
+    rc = main(["softness", "train", str(dump), "-o", str(out), "--type-names", "1=A,2=B", "--window-frames", "6",
+               "--p-c", "0.05", "--n-per-class", "40", "--no-progress", "--centers", "A", "--angular", "published"])
+    assert rc == 0, capsys.readouterr().err
+    sf = SoftnessModel.load(out).features
+    assert sf.angular == PUBLISHED_ANGULAR and sf.angular_species and sf.n_features == 2 * 48 + 66
+    assert "Psi_AB(2.554,-1,1)" in sf.names
+    assert main(["info", str(out)]) == 0
+    assert "22 functions Psi(xi, lambda, zeta) per pair of neighbour species (AA, AB, BB)" in capsys.readouterr().out
+
+
 def test_cli_train_errors(tmp_path, capsys):
     from giip_plugin.cli import main
 
@@ -389,6 +435,8 @@ def test_cli_train_errors(tmp_path, capsys):
     assert "tau_alpha cannot be measured" in capsys.readouterr().err  # vibrating particles do not relax
     assert main(base + ["--window-frames", "4", "--quiet", "soon", "--dt", "0.005"]) != 0
     assert "--quiet takes a time or tau_alpha" in capsys.readouterr().err
+    assert main(base + ["--window-frames", "4", "--no-angular", "--angular", "published"]) != 0
+    assert "--no-angular and --angular published: choose one" in capsys.readouterr().err
     assert not out.exists()
 
 

@@ -52,6 +52,10 @@ def add_parser(sub):
     g = t.add_argument_group("features and training")
     g.add_argument("--length", type=float, default=1.0, help="length unit of the structure functions (sigma_AA; default 1)")
     g.add_argument("--no-angular", action="store_true", help="radial structure functions only")
+    g.add_argument("--angular", choices=("grid", "published"), default=None,
+                   help="angular functions: grid (default; 66 over all pairs of neighbours) or published (the 22 "
+                        "(xi, lambda, zeta) of a public implementation of Schoenholz et al. 2016, one set per pair of "
+                        "neighbour species: 66 for two species)")
     g.add_argument("--features", choices=("sf", "giip", "both"), default="sf",
                    help="structure functions (default), the diffusion coordinates of a GIIP map (--reference), or both")
     g.add_argument("--reference", metavar="REF.h5", help="the GIIP map of --features giip/both")
@@ -114,8 +118,15 @@ def run_train(args) -> int:
                   [s for s in species if s not in type_names.values()]
     centers = tuple(c for c in (args.centers or "").replace(",", " ").split() if c) or None
     dim = trajs[0].frames[0].dim
-    feats = StructureFunctions(tuple(species), length=args.length, dim=dim, angular=() if args.no_angular else
-                               StructureFunctions.__dataclass_fields__["angular"].default)
+    from ..softness import DEFAULT_ANGULAR, PUBLISHED_ANGULAR
+
+    if args.no_angular and args.angular:
+        raise CLIError(f"--no-angular and --angular {args.angular}: choose one (radial functions only, or that "
+                       "angular set)")
+    angular = {"angular": (), "angular_species": False} if args.no_angular else \
+        {"angular": PUBLISHED_ANGULAR, "angular_species": True} if args.angular == "published" else \
+        {"angular": DEFAULT_ANGULAR, "angular_species": False}
+    feats = StructureFunctions(tuple(species), length=args.length, dim=dim, **angular)
     if args.features != "sf":
         from ..softness import FeatureSet, MapCoordinates
 
@@ -129,8 +140,7 @@ def run_train(args) -> int:
         if args.features == "giip":
             feats = coords
         else:
-            feats = FeatureSet((StructureFunctions(coords.species, length=args.length, dim=dim,
-                                                   angular=feats.angular), coords))
+            feats = FeatureSet((StructureFunctions(coords.species, length=args.length, dim=dim, **angular), coords))
     if args.labels == "phop":
         interval = trajs[0].frame_interval()
         if args.window_frames is not None:

@@ -9,11 +9,12 @@
 
 Applying a model: :class:`giip_plugin.analysis.SoftnessAnalyzer`, ``giip apply SOFT.h5 ...``.
 """
-from .features import DEFAULT_ANGULAR, DEFAULT_MU, FeatureSet, MapCoordinates, StructureFunctions
+from .features import DEFAULT_ANGULAR, DEFAULT_MU, PUBLISHED_ANGULAR, FeatureSet, MapCoordinates, StructureFunctions
 from .labels import DEFAULT_FS_K, DEFAULT_P_C, DEFAULT_WINDOW, Trajectory, d2min, p_hop, tau_alpha
 from .model import SoftnessModel, is_softness_file
 from .training import rearrangement_labels, train
 
-__all__ = ["StructureFunctions", "MapCoordinates", "FeatureSet", "DEFAULT_MU", "DEFAULT_ANGULAR", "p_hop", "d2min",
+__all__ = ["StructureFunctions", "MapCoordinates", "FeatureSet", "DEFAULT_MU", "DEFAULT_ANGULAR",
+           "PUBLISHED_ANGULAR", "p_hop", "d2min",
            "tau_alpha", "Trajectory", "DEFAULT_P_C", "DEFAULT_WINDOW", "DEFAULT_FS_K", "SoftnessModel",
            "is_softness_file", "train", "rearrangement_labels"]

@@ -7,9 +7,14 @@ For particle ``i`` with neighbours ``j`` at distances ``r_ij``:
   and width ``L = 0.1``, in units of ``length`` (sigma_AA for Lennard-Jones; the thesis's grid);
 * angular, over all pairs of neighbours ``j < k`` within ``angular_cutoff``:
   ``Psi(i; xi, lambda, zeta) = sum_{j<k} exp(-(r_ij^2 + r_ik^2 + r_jk^2) / xi^2)
-  (1 + lambda cos theta_jik)^zeta``. The thesis uses 66 of them; its table of ``(xi, lambda,
-  zeta)`` is not reproduced here, so the default is a grid of the same size: ``xi`` from 1.0 to
-  3.0 in steps of 0.2 (11 values) times ``zeta`` in (1, 2, 4) times ``lambda`` = -1, +1.
+  (1 + lambda cos theta_jik)^zeta``, over every pair of neighbours, or (``angular_species``) one
+  set per unordered pair of neighbour species (AA, AB, BB for two species). The thesis uses 66 of
+  them. The default is a grid of 66 species-blind functions: ``xi`` from 1.0 to 3.0 in steps of
+  0.2 (11 values) times ``zeta`` in (1, 2, 4) times ``lambda`` = -1, +1. :data:`PUBLISHED_ANGULAR`
+  is the table of 22 triplets ``(xi, lambda, zeta)`` used per species pair (22 x 3 = 66) by a public
+  implementation of Schoenholz et al. (Nat. Phys. 2016): SoftnessML_api (T. Obadiya, D. M. Sussman's
+  group, Emory; its ``angular_structure``); the thesis's own table was not found. Take it with
+  ``angular=PUBLISHED_ANGULAR, angular_species=True`` (``giip softness train --angular published``).
 
 Neighbours come from the project's neighbour list (vesin, periodic images included). Everything
 is vectorised over pairs and triplets, in chunks of centres.
@@ -22,11 +27,20 @@ from dataclasses import dataclass, field
 import numpy as np
 
 __all__ = ["StructureFunctions", "MapCoordinates", "FeatureSet", "features_from_dict", "DEFAULT_MU",
-           "DEFAULT_ANGULAR"]
+           "DEFAULT_ANGULAR", "PUBLISHED_ANGULAR"]
 
 DEFAULT_MU = tuple(np.round(np.arange(0.3, 5.0 + 1e-9, 0.1), 10).tolist())
 DEFAULT_ANGULAR = tuple((round(float(xi), 10), lam, zeta) for xi in np.arange(1.0, 3.0 + 1e-9, 0.2)
                         for zeta in (1, 2, 4) for lam in (-1, 1))
+# (xi, lambda, zeta), see the module docstring
+PUBLISHED_ANGULAR = (
+    (14.633, -1, 1), (14.633, 1, 1), (14.638, -1, 2), (14.638, 1, 2),
+    (2.554, -1, 1), (2.554, 1, 1), (2.554, -1, 2), (2.554, 1, 2),
+    (1.648, 1, 1), (1.648, 1, 2),
+    (1.204, 1, 1), (1.204, 1, 2), (1.204, 1, 4), (1.204, 1, 16),
+    (0.933, 1, 1), (0.933, 1, 2), (0.933, 1, 4), (0.933, 1, 16),
+    (0.695, 1, 1), (0.695, 1, 2), (0.695, 1, 4), (0.695, 1, 16),
+)
 
 
 @dataclass(frozen=True)
@@ -39,6 +53,8 @@ class StructureFunctions:
         Neighbour species, one radial set each (in this order).
     mu, width : radial centres and width ``L`` (units of ``length``).
     angular : tuple of (xi, lambda, zeta); empty for radial functions only.
+    angular_species : one angular set per unordered pair of neighbour species (AA, AB, BB, in the
+        order of ``species``) instead of one over all pairs of neighbours.
     angular_cutoff : neighbours of the angular functions (units of ``length``; default 2.0).
     length : the length unit (sigma_AA; 1 in Lennard-Jones units).
     dim : 2 or 3.
@@ -51,6 +67,7 @@ class StructureFunctions:
     angular_cutoff: float = 2.0
     length: float = 1.0
     dim: int = 3
+    angular_species: bool = False
     names: tuple = field(init=False, repr=False, compare=False)
 
     def __post_init__(self):
@@ -79,13 +96,23 @@ class StructureFunctions:
         set_("angular_cutoff", float(self.angular_cutoff))
         set_("length", float(self.length))
         set_("dim", int(self.dim))
+        set_("angular_species", bool(self.angular_species))
         names = [f"G_{s}({m:g})" for s in species for m in mu]
-        names += [f"Psi({x:g},{l:+d},{z})" for x, l, z in ang]
+        if self.angular_species:
+            names += [f"Psi_{a}{b}({x:g},{l:+d},{z})" for a, b in self.species_pairs for x, l, z in ang]
+        else:
+            names += [f"Psi({x:g},{l:+d},{z})" for x, l, z in ang]
         set_("names", tuple(names))
 
     @property
     def n_features(self) -> int:
         return len(self.names)
+
+    @property
+    def species_pairs(self) -> tuple:
+        """The unordered pairs of neighbour species of the angular sets (with ``angular_species``)."""
+        n = len(self.species)
+        return tuple((self.species[a], self.species[b]) for a in range(n) for b in range(a, n))
 
     @property
     def cutoff(self) -> float:
@@ -100,13 +127,14 @@ class StructureFunctions:
     def to_dict(self) -> dict:
         return {"kind": "structure_functions", "species": list(self.species), "mu": list(self.mu), "width": self.width,
                 "angular": [list(a) for a in self.angular], "angular_cutoff": self.angular_cutoff,
-                "length": self.length, "dim": self.dim}
+                "length": self.length, "dim": self.dim, "angular_species": self.angular_species}
 
     @classmethod
     def from_dict(cls, d: dict) -> "StructureFunctions":
         return cls(species=tuple(d["species"]), mu=tuple(d["mu"]), width=float(d["width"]),
                    angular=tuple(tuple(a) for a in d["angular"]), angular_cutoff=float(d["angular_cutoff"]),
-                   length=float(d["length"]), dim=int(d["dim"]))
+                   length=float(d["length"]), dim=int(d["dim"]),
+                   angular_species=bool(d.get("angular_species", False)))  # files before it: species-blind
 
     # ------------------------------------------------------------------ computing
     def compute(self, atoms, indices=None, species=None, *, chunk: int = 512) -> np.ndarray:
@@ -135,7 +163,7 @@ class StructureFunctions:
         self._radial(out, i, spec_index[j], r)
         if self.angular:
             near = r < self.angular_cutoff
-            self._angular(out, i[near], D[near] / self.length, len(idx), chunk)
+            self._angular(out, i[near], D[near] / self.length, len(idx), chunk, spec_index[j[near]])
         return out
 
     def _radial(self, out, i, s, r):
@@ -151,20 +179,28 @@ class StructureFunctions:
             acc += np.bincount(flat.reshape(-1), weights=g.reshape(-1), minlength=len(acc))
         out[:, :width] += acc.reshape(out.shape[0], width)
 
-    def _angular(self, out, i, D, n, chunk):
-        """Sum over pairs j < k of neighbours of each centre (``D`` sorted by centre)."""
+    def _angular(self, out, i, D, n, chunk, s):
+        """Sum over pairs j < k of neighbours of each centre (``D`` sorted by centre; ``s``: the
+        neighbours' species indices)."""
         first = len(self.species) * len(self.mu)
         xis = np.array(sorted({x for x, _, _ in self.angular}))
         cols = {a: first + k for k, a in enumerate(self.angular)}
+        n_ang, n_sp = len(self.angular), len(self.species)
+        # the set of each ordered pair of species (a, b): that of the unordered pair
+        n_pairs = len(self.species_pairs)
+        pair_of = np.zeros((n_sp, n_sp), dtype=np.int64)
+        for k, (a, b) in enumerate(self.species_pairs):
+            ia, ib = self.species.index(a), self.species.index(b)
+            pair_of[ia, ib] = pair_of[ib, ia] = k
         order = np.argsort(i, kind="stable")
-        i, D = i[order], D[order]
+        i, D, s = i[order], D[order], s[order]
         starts = np.searchsorted(i, np.arange(n + 1))
         for c0 in range(0, n, chunk):
             c1 = min(n, c0 + chunk)
             a, b = starts[c0], starts[c1]
             if b - a < 2:
                 continue
-            ci, Dc = i[a:b], D[a:b]
+            ci, Dc, sc = i[a:b], D[a:b], s[a:b]
             # every (j, k) pair of the same centre, j < k
             cnt = np.bincount(ci - c0, minlength=c1 - c0)
             off = np.concatenate([[0], np.cumsum(cnt)])
@@ -183,12 +219,19 @@ class StructureFunctions:
             r2jk = r2j + r2k - 2.0 * dot
             cos = dot / np.sqrt(r2j * r2k)
             s2 = r2j + r2k + r2jk
+            if self.angular_species:  # each (centre, species pair) its own bin
+                bins = owner * n_pairs + pair_of[sc[jj], sc[kk]]
             for xi in xis:
                 e = np.exp(-s2 / xi**2)
                 for (x, lam, zeta), col in cols.items():
                     if x != xi:
                         continue
-                    out[:, col] += np.bincount(owner, weights=e * (1.0 + lam * cos) ** zeta, minlength=n)
+                    w = e * (1.0 + lam * cos) ** zeta
+                    if not self.angular_species:
+                        out[:, col] += np.bincount(owner, weights=w, minlength=n)
+                        continue
+                    acc = np.bincount(bins, weights=w, minlength=n * n_pairs).reshape(n, n_pairs)
+                    out[:, col + n_ang * np.arange(n_pairs)] += acc
 
 
 # --------------------------------------------------------------------------- map coordinates

@@ -7,7 +7,7 @@ particles about to rearrange). File layout (format ``giip-softness``, schema ver
 
     /            attrs: format, schema_version, package_version, created, checksum, attrs_checksum
     /features    attrs: the StructureFunctions (species, mu, width, angular, angular_cutoff,
-                        length, dim), names
+                        length, dim, angular_species), names
     /svm         datasets: species_index (S,), mean (S, F), scale (S, F), weights (S, F),
                  intercept (S,), C (S,), cv_accuracy (S,), n_train (S, 2)
                  attrs: centers (species names with a hyperplane)
@@ -146,7 +146,9 @@ class SoftnessModel:
             if isinstance(part, StructureFunctions):
                 L.append(f"  radial          G_Y(mu), mu = {min(part.mu):g} .. {max(part.mu):g} ({len(part.mu)} per "
                          f"species), width {part.width:g}, length unit {part.length:g}")
-                L.append(f"  angular         {len(part.angular)} functions Psi(xi, lambda, zeta), cutoff "
+                per = (f" per pair of neighbour species ({', '.join(a + b for a, b in part.species_pairs)})"
+                       if part.angular_species else "")
+                L.append(f"  angular         {len(part.angular)} functions Psi(xi, lambda, zeta){per}, cutoff "
                          f"{part.angular_cutoff:g}")
             else:
                 L.append(f"  GIIP map        {part.n_coords} diffusion coordinates of {part.reference}")
