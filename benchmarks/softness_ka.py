@@ -105,7 +105,8 @@ def main(argv=None):
         subprocess.run([sys.executable, os.path.join(REPO, "lammps_examples", "run_example.py"), "ka_glass",
                         "--omp", "2", "--var", f"T={args.T}", "--out", args.work], check=True)
 
-    from giip_plugin.softness import FeatureSet, MapCoordinates, StructureFunctions, Trajectory, tau_alpha, train
+    from giip_plugin.softness import (PUBLISHED_ANGULAR, FeatureSet, MapCoordinates, StructureFunctions, Trajectory,
+                                      tau_alpha, train)
 
     run = _long_run(args.work) if args.T != "0.6" else {}
 
@@ -140,7 +141,9 @@ def main(argv=None):
               f"{time.perf_counter() - t0:.0f} s", flush=True)
     coords = _Cached(MapCoordinates.of(ref_path)) if args.feature_sets == "all" else None
     sf_all, sf_radial = _Cached(StructureFunctions(("A", "B"))), _Cached(StructureFunctions(("A", "B"), angular=()))
-    sources = {"radial and angular (162)": sf_all, "radial only (96)": sf_radial}
+    sf_pub = _Cached(StructureFunctions(("A", "B"), angular=PUBLISHED_ANGULAR, angular_species=True))
+    sources = {"radial and angular (162)": sf_all, "radial and published angular per species pair (162)": sf_pub,
+               "radial only (96)": sf_radial}
     if coords is not None:
         sources[f"GIIP coordinates ({coords.n_coords})"] = coords
         sources[f"structure functions + GIIP coordinates ({sf_all.n_features + coords.n_coords})"] = \
@@ -230,9 +233,12 @@ def main(argv=None):
          "structural characterisation (Schoenholz et al., Nat. Phys. 12, 469 (2016)). The held-out fraction of "
          "rearranging particles with S > 0 does not depend on this choice; the held-out quiet particles are "
          "those of the protocol.",
-         "- Features: 48 radial functions per species (mu = 0.3 .. 5.0, L = 0.1) and 66 angular functions (a grid of "
-         "the thesis's size, xi = 1.0 .. 3.0, zeta = 1, 2, 4, lambda = +-1, neighbours within 2.0; the thesis's own "
-         "table of (xi, lambda, zeta) is not reproduced here).",
+         "- Features: 48 radial functions per species (mu = 0.3 .. 5.0, L = 0.1) and 66 angular functions "
+         "(neighbours within 2.0), in two variants: a grid of the thesis's size over all pairs of neighbours "
+         "(xi = 1.0 .. 3.0, zeta = 1, 2, 4, lambda = +-1; the default of `giip softness train`), and the 22 "
+         "(xi, lambda, zeta) of a public implementation of Schoenholz et al. 2016 (SoftnessML_api, Emory) with one "
+         "set per pair of neighbour species, AA, AB, BB (`--angular published`). The thesis's own table was not "
+         "found.",
          "- Training: A particles, " + "; ".join(
              f"{int(r['radial and angular (162)'][0].n_train[0][0])} rearranging + "
              f"{int(r['radial and angular (162)'][0].n_train[0][1])} quiet (particle, frame) samples with the "
