@@ -171,6 +171,13 @@ class EnvironmentSet:
         np.add.at(out, np.repeat(np.arange(len(self)), self.counts), np.abs(self.weights).sum(axis=1))
         return out  # an empty environment (also the last one) has 0
 
+    def channel_occupancy(self) -> np.ndarray:
+        """``(len(self), n_channels)`` booleans: whether each environment has a non-zero weight in
+        each channel (for vector species: which neighbour species it has)."""
+        occ = np.zeros((len(self), self.n_channels), dtype=bool)
+        np.logical_or.at(occ, np.repeat(np.arange(len(self)), self.counts), self.weights != 0)
+        return occ
+
     def padded(self, index=None, min_size: int = 1):
         """Pad environments ``index`` to a common neighbour count with zero weights.
 

@@ -63,13 +63,6 @@ def _self_overlaps(S: EnvironmentSet, sigma: float, chunk: int = 2048) -> np.nda
     return out
 
 
-def _channel_occupancy(S: EnvironmentSet) -> np.ndarray:
-    """``(len(S), channels)`` booleans: whether each environment has a non-zero weight in each channel."""
-    occ = np.zeros((len(S), S.n_channels), dtype=bool)
-    np.logical_or.at(occ, np.repeat(np.arange(len(S)), S.counts), S.weights != 0)
-    return occ
-
-
 class SearchProblem:
     """The search of invariant distances between environments of two sets, on the CPU in double
     precision (the compiled search runs it; :class:`~giip_plugin.kernels.DistanceEngine` adds a
@@ -137,8 +130,8 @@ class SearchProblem:
         nowhere: ``<A, R B> = 0`` at every rotation."""
         if self.A.n_channels < 2:
             return None
-        occ_a = memo(self.A, ("channels",), lambda: _channel_occupancy(self.A))
-        occ_b = occ_a if self.B is self.A else memo(self.B, ("channels",), lambda: _channel_occupancy(self.B))
+        occ_a = memo(self.A, ("channels",), self.A.channel_occupancy)
+        occ_b = occ_a if self.B is self.A else memo(self.B, ("channels",), self.B.channel_occupancy)
         return ~np.any(occ_a[ia] & occ_b[ib], axis=1)
 
     def skipping_disjoint(self, ia, ib, compute, return_rotation=False, progress=None):

@@ -142,10 +142,9 @@ def channel_groups(training: EnvironmentSet) -> np.ndarray:
     from scipy.sparse.csgraph import connected_components
 
     n, C = len(training), training.n_channels
-    env_of_row = np.repeat(np.arange(n), training.counts)
-    r, c = np.nonzero(np.abs(training.weights) > 0)
+    e, c = np.nonzero(training.channel_occupancy())
     # bipartite graph: environments 0..n-1, channels n..n+C-1
-    g = coo_matrix((np.ones(len(r)), (env_of_row[r], n + c)), shape=(n + C, n + C))
+    g = coo_matrix((np.ones(len(e)), (e, n + c)), shape=(n + C, n + C))
     _, lab = connected_components(g, directed=False)
     env_lab = lab[:n].copy()
     empty = training.counts == 0
@@ -169,9 +168,9 @@ def _warn_disjoint_channels(training, dmap, environments) -> None:
         return
     names = list(getattr(getattr(environments, "encoding", None), "species", None) or [])
     desc = []
-    group_of_row = np.repeat(groups, training.counts)
+    occ = training.channel_occupancy()
     for g in range(G):
-        chans = np.flatnonzero(np.any(np.abs(training.weights[group_of_row == g]) > 0, axis=0))
+        chans = np.flatnonzero(occ[groups == g].any(axis=0))
         who = ", ".join(str(names[k]) if k < len(names) else f"channel {k}" for k in chans)
         desc.append(f"{int((groups == g).sum())} environments with neighbours {who}")
     warnings.warn(
