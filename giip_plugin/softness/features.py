@@ -186,12 +186,14 @@ class StructureFunctions:
         xis = np.array(sorted({x for x, _, _ in self.angular}))
         cols = {a: first + k for k, a in enumerate(self.angular)}
         n_ang, n_sp = len(self.angular), len(self.species)
-        # the set of each ordered pair of species (a, b): that of the unordered pair
-        n_pairs = len(self.species_pairs)
+        # the set of each ordered pair of neighbour species: that of the unordered pair, in the order
+        # of species_pairs; species-blind functions are one set for every pair
         pair_of = np.zeros((n_sp, n_sp), dtype=np.int64)
-        for k, (a, b) in enumerate(self.species_pairs):
-            ia, ib = self.species.index(a), self.species.index(b)
-            pair_of[ia, ib] = pair_of[ib, ia] = k
+        if self.angular_species:
+            upper = np.triu_indices(n_sp)
+            pair_of[upper] = np.arange(len(upper[0]))
+            pair_of.T[upper] = pair_of[upper]
+        n_pairs = int(pair_of.max()) + 1
         order = np.argsort(i, kind="stable")
         i, D, s = i[order], D[order], s[order]
         starts = np.searchsorted(i, np.arange(n + 1))
@@ -219,19 +221,14 @@ class StructureFunctions:
             r2jk = r2j + r2k - 2.0 * dot
             cos = dot / np.sqrt(r2j * r2k)
             s2 = r2j + r2k + r2jk
-            if self.angular_species:  # each (centre, species pair) its own bin
-                bins = owner * n_pairs + pair_of[sc[jj], sc[kk]]
+            bins = owner * n_pairs + pair_of[sc[jj], sc[kk]]  # each (centre, set) its own bin
             for xi in xis:
                 e = np.exp(-s2 / xi**2)
                 for (x, lam, zeta), col in cols.items():
                     if x != xi:
                         continue
-                    w = e * (1.0 + lam * cos) ** zeta
-                    if not self.angular_species:
-                        out[:, col] += np.bincount(owner, weights=w, minlength=n)
-                        continue
-                    acc = np.bincount(bins, weights=w, minlength=n * n_pairs).reshape(n, n_pairs)
-                    out[:, col + n_ang * np.arange(n_pairs)] += acc
+                    acc = np.bincount(bins, weights=e * (1.0 + lam * cos) ** zeta, minlength=n * n_pairs)
+                    out[:, col + n_ang * np.arange(n_pairs)] += acc.reshape(n, n_pairs)
 
 
 # --------------------------------------------------------------------------- map coordinates
