@@ -79,7 +79,7 @@ def main(argv=None):
     centres = ref.environments.centers if ref.environments is not None else ("Ni",)
     ni = (np.flatnonzero(np.isin(atoms.arrays["species"], centres)) if centres is not None
           else np.arange(len(atoms)))
-    what = "/".join(centres) if centres is not None else "atoms"
+    centre_names = "/".join(centres) if centres is not None else "atoms"
     rng = np.random.default_rng(args.seed)
     sub = np.sort(rng.choice(ni, size=min(args.atoms, len(ni)), replace=False))
     an = GIIPAnalyzer(ref, exact=True)
@@ -89,7 +89,7 @@ def main(argv=None):
     t_exact = time.perf_counter() - t0
     pairs = len(sub) * ref.n_train
     per_pair = t_exact / pairs
-    rows = [("GIIP exhaustive exact (exact=True)", f"{len(sub)} {what} x {ref.n_train} refs", pairs, t_exact,
+    rows = [("GIIP exhaustive exact (exact=True)", f"{len(sub)} {centre_names} x {ref.n_train} refs", pairs, t_exact,
              per_pair * len(ni) * ref.n_train)]
     # baseline: the default path on PyTorch (the compiled kernel turned off)
     os.environ["GIIP_NO_FUSED"] = "1"
@@ -99,7 +99,7 @@ def main(argv=None):
         t_torch = (time.perf_counter() - t0) * len(sub) / max(1, len(sub) // 4)
     finally:
         del os.environ["GIIP_NO_FUSED"]
-    rows.append(("GIIP default path on PyTorch (baseline)", f"{max(1, len(sub) // 4)} {what} x {ref.n_train} refs", pairs,
+    rows.append(("GIIP default path on PyTorch (baseline)", f"{max(1, len(sub) // 4)} {centre_names} x {ref.n_train} refs", pairs,
                  t_torch, t_torch / pairs * len(ni) * ref.n_train))
     default = GIIPAnalyzer(ref)
     default.analyze(atoms, indices=sub[:1])
@@ -107,7 +107,7 @@ def main(argv=None):
     res_f = default.analyze(atoms, indices=sub)
     t_fast = time.perf_counter() - t0
     per_pair_f = t_fast / pairs
-    rows.append(("GIIP default path (coarse + exact nearest)", f"{len(sub)} {what} x {ref.n_train} refs", pairs, t_fast,
+    rows.append(("GIIP default path (coarse + exact nearest)", f"{len(sub)} {centre_names} x {ref.n_train} refs", pairs, t_fast,
                  per_pair_f * len(ni) * ref.n_train))
     span = ref.coordinates.max(0) - ref.coordinates.min(0)
     err = np.abs(res_f.coordinates[sub] - res.coordinates[sub]) / span
@@ -122,7 +122,7 @@ def main(argv=None):
         whole_an = GIIPAnalyzer(ref)
         whole = whole_an.analyze(atoms)
         t_whole = time.perf_counter() - t0
-        rows.append(("GIIP default path, whole frame (measured)", f"{int(whole.analysed.sum())} {what} x {ref.n_train} refs",
+        rows.append(("GIIP default path, whole frame (measured)", f"{int(whole.analysed.sum())} {centre_names} x {ref.n_train} refs",
                      int(whole.analysed.sum()) * ref.n_train, t_whole, t_whole))
         agree += f"\nwhole frame: {whole_an.search_report.line()}"
     if not args.skip_soap:
@@ -132,7 +132,8 @@ def main(argv=None):
             from ase.data import chemical_symbols
 
             names = sorted(set(atoms.arrays["species"]))
-            element = {n: (n if n in chemical_symbols[1:] else chemical_symbols[1 + k]) for k, n in enumerate(names)}
+            spare = iter(e for e in chemical_symbols[1:] if e not in names)  # for names that are not elements
+            element = {n: (n if n in chemical_symbols[1:] else next(spare)) for n in names}
             r_cut = ref.environments.r_outer if ref.environments is not None else 4.0
             soap = SOAP(species=sorted(set(element.values())), r_cut=r_cut, n_max=8, l_max=6, sigma=ref.sigma,
                         periodic=True)
@@ -147,10 +148,10 @@ def main(argv=None):
                 times.append(time.perf_counter() - t0)
             t_soap = float(np.median(times))
             rows.append((f"dscribe SOAP n_max 8 l_max 6 ({X.shape[1]} features), median of 3 calls "
-                         f"({', '.join(f'{t:.2f}' for t in times)} s)", f"{len(ni)} {what} (whole frame)", None, t_soap, t_soap))
+                         f"({', '.join(f'{t:.2f}' for t in times)} s)", f"{len(ni)} {centre_names} (whole frame)", None, t_soap, t_soap))
         except ImportError:
             print("dscribe is not installed: pip install dscribe==2.1.2 (the baseline of this benchmark)", file=sys.stderr)
-    print(f"frame: {args.frame} #{args.frame_index} ({len(atoms)} atoms, {len(ni)} {what} centres); threads {torch.get_num_threads()}")
+    print(f"frame: {args.frame} #{args.frame_index} ({len(atoms)} atoms, {len(ni)} {centre_names} centres); threads {torch.get_num_threads()}")
     if t_build is not None:
         print(f"reference built in {t_build:.1f} s ({ref.n_train} training environments)")
     if t_cal is not None:

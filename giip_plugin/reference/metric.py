@@ -59,12 +59,13 @@ COARSE_SETTINGS = FastSettings(l_max=7, candidates=2, max_iter=2, pool=8, refine
 # The last rung, for sharp Gaussians with many neighbours: a grid capped at band limit 12 (it only
 # locates basins; the Newton steps are on the true function), 16 starts per parity among its 64
 # largest values, 3 Newton steps. Measured on a Kob-Andersen map (200 A-centred first shells within
-# 1.5, vector species, sigma 0.2: the exact band limit is 23; benchmarks/RESULTS.md, "Issue 16: sharp
-# maps"): the rungs at the exact band limit cost as much as the exact search there and still left
-# far pairs up to 0.3 above exact (coordinates off by 3.7 % of their range), where the smoother
-# grid with more starts finds the exact value of every near pair (10 per row), coordinates within 0.9 %, at 3-4
-# times the exact search's speed. On a map whose exact band limit is at most 12 (NiNb) the cap
-# changes nothing and the rung is the most thorough of the ladder.
+# 1.5, vector species, sigma 0.2: the exact band limit is 23; benchmarks/RESULTS.md, "Issue 16: the
+# Kob-Andersen map off the exhaustive search"): the rungs at the exact band limit cost as much as
+# the exact search there and still left far pairs up to 0.3 above exact (coordinates off by 3.7 %
+# of their range), where the smoother grid with more starts finds the exact value of every near
+# pair (10 per row), coordinates within 0.9 %, at 3-4 times the exact search's speed. On a map
+# whose exact band limit is at most 12 (NiNb) the cap changes nothing and the rung is the most
+# thorough of the ladder.
 SHARP_SETTINGS = FastSettings(l_max=12, candidates=16, max_iter=3, pool=64, refine=1, margin=0.05)
 
 # the coarse searches a map's calibration tries, cheapest first (calibration.py)
