@@ -84,8 +84,11 @@ def run_train(args) -> int:
     from ..io.atomic import check_output
     from ..io.frames import expand_paths
     from ..species import parse_type_names
-    from ..softness import DEFAULT_FS_K, StructureFunctions, Trajectory, d2min, train
+    from ..softness import DEFAULT_ANGULAR, DEFAULT_FS_K, PUBLISHED_ANGULAR, StructureFunctions, Trajectory, d2min, train
 
+    if args.no_angular and args.angular:
+        raise CLIError(f"--no-angular and --angular {args.angular}: choose one (radial functions only, or that "
+                       "angular set)")
     if args.held_out_frames < 1:
         raise CLIError(f"--held-out-frames must be at least 1, got {args.held_out_frames}")
     inputs = expand_paths(args.traj)
@@ -118,11 +121,6 @@ def run_train(args) -> int:
                   [s for s in species if s not in type_names.values()]
     centers = tuple(c for c in (args.centers or "").replace(",", " ").split() if c) or None
     dim = trajs[0].frames[0].dim
-    from ..softness import DEFAULT_ANGULAR, PUBLISHED_ANGULAR
-
-    if args.no_angular and args.angular:
-        raise CLIError(f"--no-angular and --angular {args.angular}: choose one (radial functions only, or that "
-                       "angular set)")
     angular = {"angular": (), "angular_species": False} if args.no_angular else \
         {"angular": PUBLISHED_ANGULAR, "angular_species": True} if args.angular == "published" else \
         {"angular": DEFAULT_ANGULAR, "angular_species": False}
